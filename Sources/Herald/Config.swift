@@ -1,0 +1,252 @@
+import Foundation
+import SMTPServer
+import TOMLKit
+
+/// Herald's configuration: one TOML file, decoded strictly (an unknown key is an error
+/// that names it), then validated into `HeraldConfig`, where every default lives.
+/// `conf/herald.toml` documents every key with its default. Relative paths are taken
+/// from the working directory. Secrets may come from the environment: a string value
+/// `"env:NAME"` is replaced by the variable `NAME`.
+public struct HeraldConfig: Sendable {
+    public struct Listener: Sendable {
+        public var host: String
+        public var port: Int
+        public var role: ListenerRole
+        public var trustedNetworks: [IPNetwork]
+        public var tls: ListenerTLSMode
+        public var allowPlaintextAuth: Bool
+    }
+
+    public struct User: Sendable {
+        public var name: String
+        public var passwordHash: String
+    }
+
+    public var hostname: String
+    public var spoolPath: String
+    public var spoolCommitters: Int
+    public var logPath: String?
+    public var logLevel: String
+    public var tlsCertificate: String?
+    public var tlsPrivateKey: String?
+    public var listeners: [Listener]
+    public var users: [User]
+    public var maxMessageSize: Int
+    public var maxRecipients: Int
+    public var maxErrors: Int
+    public var maxCommandLineLength: Int
+    public var maxTextLineLength: Int
+    public var maxConnections: Int
+    public var maxConnectionsPerClient: Int
+    public var commandTimeout: Double
+    public var dataTimeout: Double
+    public var greetingDelay: Double
+    public var authFailureDelay: Double
+    public var shutdownGrace: Double
+
+    public static func load(path: String) throws(ConfigError) -> HeraldConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("cannot read \(path): \(error.localizedDescription)")
+        }
+        return try parse(text, source: path)
+    }
+
+    public static func parse(_ text: String, source: String = "config") throws(ConfigError) -> HeraldConfig {
+        let raw: RawConfig
+        do {
+            raw = try TOMLDecoder(strictDecoding: true).decode(RawConfig.self, from: text)
+        } catch let error as UnexpectedKeysError {
+            let names = error.keys.values.map { $0.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".") }
+            throw ConfigError("\(source): unknown key(s): \(names.sorted().joined(separator: ", "))")
+        } catch let error as TOMLParseError {
+            throw ConfigError("\(source): TOML syntax error at line \(error.source.begin.line): \(error.description)")
+        } catch let error as DecodingError {
+            throw ConfigError("\(source): \(describe(error))")
+        } catch {
+            throw ConfigError("\(source): \(error)")
+        }
+        return try resolve(raw, source: source)
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)): expected \(type)"
+        case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)): missing \(type)"
+        case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])): required key missing"
+        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    static func resolve(_ raw: RawConfig, source: String) throws(ConfigError) -> HeraldConfig {
+        let smtp = raw.smtp ?? RawConfig.SMTP()
+        let hostname = try env(smtp.hostname) ?? ProcessInfo.processInfo.hostName
+        var listeners: [Listener] = []
+        for (i, l) in (raw.listener ?? []).enumerated() {
+            let (host, port) = try hostPort(l.address, key: "listener[\(i)].address")
+            guard let role = ListenerRole(rawValue: l.role ?? "relay") else {
+                throw ConfigError("listener[\(i)].role: must be relay or submission, not \(l.role ?? "")")
+            }
+            guard let tls = ListenerTLSMode(rawValue: l.tls ?? "off") else {
+                throw ConfigError("listener[\(i)].tls: must be off, starttls or implicit, not \(l.tls ?? "")")
+            }
+            var networks: [IPNetwork] = []
+            for n in l.trusted_networks ?? (role == .relay ? ["127.0.0.0/8", "::1/128"] : []) {
+                guard let net = IPNetwork(n) else { throw ConfigError("listener[\(i)].trusted_networks: bad network \(n)") }
+                networks.append(net)
+            }
+            listeners.append(Listener(host: host, port: port, role: role, trustedNetworks: networks, tls: tls,
+                                      allowPlaintextAuth: l.allow_plaintext_auth ?? false))
+        }
+        var users: [User] = []
+        for (i, u) in (raw.user ?? []).enumerated() {
+            guard !u.name.isEmpty else { throw ConfigError("user[\(i)].name: empty") }
+            let hash = try env(u.password_hash) ?? ""
+            guard PasswordHash.isWellFormed(hash) else {
+                throw ConfigError("user[\(i)].password_hash: not a hash from `herald passwd`")
+            }
+            users.append(User(name: u.name, passwordHash: hash))
+        }
+        let spool = raw.spool ?? RawConfig.Spool()
+        let log = raw.log ?? RawConfig.Log()
+        let tls = raw.tls ?? RawConfig.TLS()
+        let config = HeraldConfig(
+            hostname: hostname,
+            spoolPath: spool.path ?? "var/spool",
+            spoolCommitters: try positive(spool.committers ?? 32, "spool.committers"),
+            logPath: log.path,
+            logLevel: log.level ?? "info",
+            tlsCertificate: tls.certificate ?? "var/tls/dev-cert.pem",
+            tlsPrivateKey: tls.private_key ?? "var/tls/dev-key.pem",
+            listeners: listeners,
+            users: users,
+            maxMessageSize: try positive(smtp.max_message_size ?? 25 * 1024 * 1024, "smtp.max_message_size"),
+            maxRecipients: try positive(smtp.max_recipients ?? 1000, "smtp.max_recipients"),
+            maxErrors: try positive(smtp.max_errors ?? 20, "smtp.max_errors"),
+            maxCommandLineLength: try atLeast(smtp.max_command_line ?? 512, 512, "smtp.max_command_line"),
+            maxTextLineLength: try atLeast(smtp.max_text_line ?? 1000, 1000, "smtp.max_text_line"),
+            maxConnections: try positive(smtp.max_connections ?? 1000, "smtp.max_connections"),
+            maxConnectionsPerClient: try positive(smtp.max_connections_per_client ?? 100, "smtp.max_connections_per_client"),
+            commandTimeout: try duration(smtp.command_timeout ?? "300s", "smtp.command_timeout"),
+            dataTimeout: try duration(smtp.data_timeout ?? "300s", "smtp.data_timeout"),
+            greetingDelay: try duration(smtp.greeting_delay ?? "0s", "smtp.greeting_delay"),
+            authFailureDelay: try duration(smtp.auth_failure_delay ?? "1s", "smtp.auth_failure_delay"),
+            shutdownGrace: try duration(smtp.shutdown_grace ?? "30s", "smtp.shutdown_grace"))
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
+            throw ConfigError("log.level: unknown level \(config.logLevel)")
+        }
+        if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
+            // Not fatal: a submission listener without users simply refuses everyone.
+        }
+        return config
+    }
+
+    static func env(_ value: String?) throws(ConfigError) -> String? {
+        guard let value, value.hasPrefix("env:") else { return value }
+        let name = String(value.dropFirst(4))
+        guard let v = ProcessInfo.processInfo.environment[name] else {
+            throw ConfigError("environment variable \(name) is not set")
+        }
+        return v
+    }
+
+    static func positive(_ v: Int, _ key: String) throws(ConfigError) -> Int {
+        guard v > 0 else { throw ConfigError("\(key): must be positive") }
+        return v
+    }
+
+    static func atLeast(_ v: Int, _ min: Int, _ key: String) throws(ConfigError) -> Int {
+        guard v >= min else { throw ConfigError("\(key): must be at least \(min) (RFC 5321 §4.5.3.1)") }
+        return v
+    }
+
+    /// `"300s"`, `"5m"`, `"250ms"`, `"1h"` → seconds.
+    public static func duration(_ text: String, _ key: String) throws(ConfigError) -> Double {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let v = Double(number), v >= 0, v.isFinite { return v * factor }
+        }
+        throw ConfigError("\(key): bad duration \"\(text)\" (use e.g. 300s, 5m, 250ms)")
+    }
+
+    /// `127.0.0.1:2525` or `[::1]:2525`.
+    static func hostPort(_ text: String, key: String) throws(ConfigError) -> (String, Int) {
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ConfigError("\(key): expected [ipv6]:port, got \(text)")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw ConfigError("\(key): expected host:port, got \(text)") }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+            throw ConfigError("\(key): expected host:port, got \(text)")
+        }
+        return (String(host), port)
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The file as written; every key optional so that defaults live in one place.
+struct RawConfig: Decodable {
+    struct SMTP: Decodable {
+        var hostname: String?
+        var max_message_size: Int?
+        var max_recipients: Int?
+        var max_errors: Int?
+        var max_command_line: Int?
+        var max_text_line: Int?
+        var max_connections: Int?
+        var max_connections_per_client: Int?
+        var command_timeout: String?
+        var data_timeout: String?
+        var greeting_delay: String?
+        var auth_failure_delay: String?
+        var shutdown_grace: String?
+    }
+    struct Spool: Decodable {
+        var path: String?
+        var committers: Int?
+    }
+    struct Log: Decodable {
+        var path: String?
+        var level: String?
+    }
+    struct TLS: Decodable {
+        var certificate: String?
+        var private_key: String?
+    }
+    struct Listener: Decodable {
+        var address: String
+        var role: String?
+        var trusted_networks: [String]?
+        var tls: String?
+        var allow_plaintext_auth: Bool?
+    }
+    struct User: Decodable {
+        var name: String
+        var password_hash: String?
+    }
+    var smtp: SMTP?
+    var spool: Spool?
+    var log: Log?
+    var tls: TLS?
+    var listener: [Listener]?
+    var user: [User]?
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import SMTPServer
+import Spool
+
+/// Wires the services of one Herald node: spool recovery, the SMTP listeners, and
+/// graceful shutdown on SIGTERM/SIGINT (stop accepting, finish transactions in DATA,
+/// exit with everything acknowledged on disk).
+public enum HeraldApp {
+    public static func serve(config: HeraldConfig, logger: Logger) async throws {
+        let spool = try Spool(path: config.spoolPath, logger: logger)
+        let report = try spool.recover()
+        logger.info("spool recovered", metadata: [
+            "path": "\(config.spoolPath)", "queued": "\(report.queued)", "held": "\(report.held)",
+            "tmp_removed": "\(report.tmpRemoved)", "orphans_removed": "\(report.orphanMessagesRemoved)",
+            "moved_to_corrupt": "\(report.movedToCorrupt)",
+        ])
+        let tlsContext = makeTLSContext(config, logger: logger)
+        let listeners = config.listeners.map { l in
+            SMTPListenerSettings(
+                host: l.host, port: l.port,
+                session: SMTPSessionConfiguration(
+                    hostname: config.hostname, role: l.role, tls: l.tls,
+                    tlsAvailable: l.tls != .off && tlsContext != nil,
+                    allowPlaintextAuth: l.allowPlaintextAuth, authAvailable: !config.users.isEmpty,
+                    maxMessageSize: config.maxMessageSize, maxRecipients: config.maxRecipients,
+                    maxCommandLineLength: config.maxCommandLineLength, maxTextLineLength: config.maxTextLineLength,
+                    maxErrors: config.maxErrors),
+                trustedNetworks: l.trustedNetworks,
+                tlsContext: l.tls == .off ? nil : tlsContext,
+                timeouts: SMTPTimeouts(command: seconds(config.commandTimeout), data: seconds(config.dataTimeout),
+                                       greetingDelay: seconds(config.greetingDelay)))
+        }
+        let server = SMTPServer(
+            listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
+            sink: SpoolSink(spool: spool, hostname: config.hostname),
+            authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
+                                                                     uniquingKeysWith: { a, _ in a })),
+            limiter: ConnectionLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient),
+            authThrottle: AuthFailureThrottle(step: seconds(config.authFailureDelay)),
+            logger: logger)
+        let service = SMTPServerService(server: server, grace: seconds(config.shutdownGrace), logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+        logger.info("stopped")
+    }
+
+    static func seconds(_ s: Double) -> TimeAmount { .nanoseconds(Int64(s * 1_000_000_000)) }
+
+    /// The listeners' certificate; nil (STARTTLS answered with 454) when it cannot be loaded.
+    static func makeTLSContext(_ config: HeraldConfig, logger: Logger) -> NIOSSLContext? {
+        guard config.listeners.contains(where: { $0.tls != .off }),
+              let certPath = config.tlsCertificate, let keyPath = config.tlsPrivateKey
+        else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certPath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            logger.error("TLS disabled: cannot load certificate \(certPath) / key \(keyPath): \(error)")
+            return nil
+        }
+    }
+}
+
+/// The SMTP listeners as a ServiceLifecycle service.
+struct SMTPServerService: Service {
+    let server: SMTPServer
+    let grace: TimeAmount
+    let logger: Logger
+
+    func run() async throws {
+        try await server.start()
+        try? await gracefulShutdown()
+        await server.shutdown(grace: grace)
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Spool
+import SMTPCore
+
+/// Commits finished SMTP transactions to the spool: adds the trace headers, builds the
+/// envelope and waits for durability.
+public struct SpoolSink: SMTPMessageSink {
+    let spool: Spool
+    let hostname: String
+
+    public init(spool: Spool, hostname: String) {
+        self.spool = spool
+        self.hostname = hostname
+    }
+
+    public func commit(_ tx: SMTPTransaction, session: SMTPSessionInfo) async throws -> String {
+        let arrival = Date()
+        let id = QueueID.generate(now: arrival)
+        let message = MessagePreparation.prepare(tx.message, .init(
+            queueID: id.rawValue, hostname: hostname, clientIP: session.clientIP, helo: tx.helo,
+            authenticated: tx.authenticatedUser != nil, tls: tx.tls, esmtp: tx.esmtp, smtputf8: tx.smtputf8,
+            singleRecipient: tx.recipients.count == 1 ? tx.recipients[0].mailbox.description : nil,
+            arrival: arrival))
+        let envelope = Envelope(
+            id: id, arrival: arrival, sender: tx.sender.description,
+            origin: EnvelopeOrigin(listener: session.listener, clientAddress: session.clientAddress,
+                                   authenticatedUser: tx.authenticatedUser, helo: tx.helo, tls: tx.tls),
+            recipients: tx.recipients.map {
+                EnvelopeRecipient(address: $0.mailbox.description, notify: $0.notify, orcpt: $0.orcpt)
+            },
+            body: tx.body, smtputf8: tx.smtputf8, dsnRet: tx.dsnRet, dsnEnvid: tx.dsnEnvid)
+        _ = try await spool.store(message: message, envelope: envelope)
+        return id.rawValue
+    }
+}

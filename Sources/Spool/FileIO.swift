@@ -1,0 +1,246 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Thin, throwing wrappers around the POSIX calls the spool needs. Every failure
+/// becomes a ``SpoolError`` naming the operation and the path; EINTR is retried.
+enum FileIO {
+    static let fileMode: mode_t = 0o640
+    static let directoryMode: mode_t = 0o750
+
+    /// Creates `path` (which must not exist), writes `bytes`, fsyncs and closes it.
+    /// On failure the partial file is unlinked before the error is thrown.
+    static func writeNewFile(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
+        let fd = try openFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode, "create")
+        do {
+            try writeAll(fd, bytes, path)
+            if sync {
+                try fsyncDescriptor(fd, path)
+            }
+        } catch {
+            close(fd)
+            unlink(path)
+            throw error
+        }
+        if close(fd) != 0 {
+            let code = Glibc.errno
+            // close() may report a deferred write error (NFS, some FUSE file systems).
+            if code != EINTR {
+                unlink(path)
+                throw SpoolError.system("close", path, code)
+            }
+        }
+    }
+
+    static func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0, _ operation: String) throws -> Int32 {
+        while true {
+            let fd = open(path, flags, mode)
+            if fd >= 0 { return fd }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            throw SpoolError.system(operation, path, code)
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ path: String) throws {
+        try bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    let code = Glibc.errno
+                    if code == EINTR { continue }
+                    throw SpoolError.system("write", path, code)
+                }
+                offset += written
+            }
+        }
+    }
+
+    static func fsyncDescriptor(_ fd: Int32, _ path: String) throws {
+        while fsync(fd) != 0 {
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            throw SpoolError.system("fsync", path, code)
+        }
+    }
+
+    /// fsync of a directory: makes the entries created, renamed or removed in it durable.
+    static func syncDirectory(_ path: String) throws {
+        let fd = try openFile(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, "open directory")
+        defer { close(fd) }
+        try fsyncDescriptor(fd, path)
+    }
+
+    /// The whole file. `nil` if it does not exist.
+    static func readFile(_ path: String) throws -> [UInt8]? {
+        let fd: Int32
+        do {
+            fd = try openFile(path, O_RDONLY | O_CLOEXEC, 0, "open")
+        } catch let error as SpoolError where error.errno == ENOENT {
+            return nil
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SpoolError.system("fstat", path, Glibc.errno) }
+        var result = [UInt8]()
+        result.reserveCapacity(Int(info.st_size))
+        var chunk = [UInt8](repeating: 0, count: max(4096, min(Int(info.st_size) + 1, 1 << 20)))
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                throw SpoolError.system("read", path, code)
+            }
+            if count == 0 { break }
+            result.append(contentsOf: chunk[0..<count])
+        }
+        return result
+    }
+
+    /// rename(2): atomic replacement of `to` on the same file system.
+    static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 {
+            throw SpoolError.system("rename to \(to)", from, Glibc.errno)
+        }
+    }
+
+    /// rename(2) that reports a missing source as `false` instead of an error.
+    static func renameIfPresent(_ from: String, _ to: String) throws -> Bool {
+        if Glibc.rename(from, to) == 0 { return true }
+        let code = Glibc.errno
+        if code == ENOENT && !exists(from) { return false }
+        throw SpoolError.system("rename to \(to)", from, code)
+    }
+
+    /// unlink(2); a missing file is `false`, not an error.
+    @discardableResult
+    static func unlinkIfPresent(_ path: String) throws -> Bool {
+        if unlink(path) == 0 { return true }
+        let code = Glibc.errno
+        if code == ENOENT { return false }
+        throw SpoolError.system("unlink", path, code)
+    }
+
+    /// Cleanup path: unlink and ignore any error (the caller is already failing).
+    static func unlinkQuietly(_ path: String) {
+        _ = unlink(path)
+    }
+
+    /// mkdir(2); returns whether this call created it. An existing directory is fine.
+    @discardableResult
+    static func makeDirectory(_ path: String) throws -> Bool {
+        if mkdir(path, directoryMode) == 0 { return true }
+        let code = Glibc.errno
+        if code == EEXIST && isDirectory(path) { return false }
+        throw SpoolError.system("mkdir", path, code)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Size in octets, `nil` if the file does not exist.
+    static func fileSize(_ path: String) throws -> Int? {
+        var info = stat()
+        if stat(path, &info) == 0 { return Int(info.st_size) }
+        let code = Glibc.errno
+        if code == ENOENT { return nil }
+        throw SpoolError.system("stat", path, code)
+    }
+
+    /// Names in a directory, without "." and "..". A missing directory is empty.
+    static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else {
+            let code = Glibc.errno
+            if code == ENOENT { return [] }
+            throw SpoolError.system("opendir", path, code)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while true {
+            Glibc.errno = 0
+            guard let entry = readdir(dir) else {
+                let code = Glibc.errno
+                if code != 0 { throw SpoolError.system("readdir", path, code) }
+                break
+            }
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." {
+                names.append(name)
+            }
+        }
+        return names
+    }
+
+    /// Removes a file, or a directory tree (used only for garbage in `tmp/`).
+    static func removeTree(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            let code = Glibc.errno
+            if code == ENOENT { return }
+            throw SpoolError.system("lstat", path, code)
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            for name in try list(path) {
+                try removeTree(path + "/" + name)
+            }
+            if rmdir(path) != 0 && Glibc.errno != ENOENT {
+                throw SpoolError.system("rmdir", path, Glibc.errno)
+            }
+        } else {
+            try unlinkIfPresent(path)
+        }
+    }
+}
+
+/// Cross-process, per-message mutual exclusion for `update`, `move` and `remove`, so that
+/// `herald queue hold` in one process and a delivery update in the server cannot
+/// interleave on the same message (the update would otherwise recreate a `.env` the
+/// CLI just moved away, leaving the message in two queues).
+///
+/// An open-file-description lock (`F_OFD_SETLKW`, Linux 3.15+) on one byte of
+/// `<spool>/spool.lock` chosen by a hash of the id: fine-grained, released by the kernel
+/// if the process dies, and exclusive between threads as well as processes because every
+/// holder opens its own descriptor. Where OFD locks are unavailable (EINVAL) it falls back
+/// to classic POSIX record locks, which still exclude other processes.
+struct MessageLock {
+    // Linux values (asm-generic/fcntl.h); not exported by the Swift Glibc module.
+    private static let ofdSetLockWait: Int32 = 38
+
+    static func withLock<T>(_ lockPath: String, slot: UInt32, _ body: () throws -> T) throws -> T {
+        let fd = try FileIO.openFile(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, FileIO.fileMode, "open lock file")
+        defer { close(fd) }  // closing the description releases an OFD lock
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = off_t(slot)
+        lock.l_len = 1
+        lock.l_pid = 0
+        var command = ofdSetLockWait
+        while fcntl(fd, command, &lock) != 0 {
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EINVAL && command == ofdSetLockWait {
+                command = F_SETLKW
+                continue
+            }
+            throw SpoolError.system("lock", lockPath, code)
+        }
+        return try body()
+    }
+}

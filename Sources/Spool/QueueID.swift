@@ -1,0 +1,175 @@
+import Foundation
+
+/// The name of one queued message: 20 characters, safe in file names, sortable by arrival.
+///
+/// Shape: 13 uppercase hexadecimal digits of microseconds since the Unix epoch (good
+/// until the year 2112), then 7 characters of Crockford base32 (`0-9 A-Z` without
+/// `I L O U`) carrying 35 random bits, e.g. `063A1F2B4C5D6` + `K7QZ2M0` =
+/// `063A1F2B4C5D6K7QZ2M0`. Both alphabets are in ASCII order, so comparing ids as
+/// strings compares arrival times first (`Comparable`, `enumerate`).
+///
+/// Uniqueness: within one process the time part never repeats: when several ids are
+/// made in the same microsecond (or the clock steps back by less than
+/// ``monotonicWindow``), the time part is the previous one plus 1 µs. Across processes
+/// (the CLI, several nodes) the 35 random bits separate ids made in the same
+/// microsecond. An explicit `now` more than ``monotonicWindow`` behind the last id
+/// (tests, or a large clock step back) is used as given, and only the random part
+/// keeps such ids apart.
+public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Number of characters in an id.
+    public static let length = 20
+    /// Number of leading hexadecimal characters holding the time.
+    public static let timeLength = 13
+    /// How far the clock may go back and still be overridden by the monotonic counter.
+    public static let monotonicWindow: TimeInterval = 10
+
+    static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+    static let base32Digits: [UInt8] = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+
+    /// Validates `string` against the generated shape; `nil` if it does not match.
+    /// Use this for anything from outside the process (file names, the CLI, JSON).
+    public init?(_ string: String) {
+        let utf8 = Array(string.utf8)
+        guard utf8.count == QueueID.length else { return nil }
+        for (index, byte) in utf8.enumerated() {
+            if index < QueueID.timeLength {
+                guard QueueID.isHexDigit(byte) else { return nil }
+            } else {
+                guard QueueID.isBase32Digit(byte) else { return nil }
+            }
+        }
+        self.rawValue = string
+    }
+
+    /// For strings our own code built or checked: a malformed id here is a bug.
+    init(trusted string: String) {
+        guard let id = QueueID(string) else {
+            preconditionFailure("Internal inconsistency: malformed queue id \(string.debugDescription)")
+        }
+        self = id
+    }
+
+    private init(uncheckedRawValue: String) {
+        self.rawValue = uncheckedRawValue
+    }
+
+    /// A new id for a message arriving at `now`. Thread-safe; see the type's
+    /// documentation for the uniqueness rules.
+    public static func generate(now: Date = Date()) -> QueueID {
+        let requested = now.timeIntervalSince1970 * 1_000_000
+        let micros: UInt64
+        if requested <= 0 {
+            micros = 0
+        } else if requested >= Double(maxMicros) {
+            micros = maxMicros
+        } else {
+            micros = UInt64(requested)
+        }
+        let time = clock.next(micros)
+        var random = SystemRandomNumberGenerator()
+        let bits = random.next() as UInt64
+        var bytes = [UInt8](repeating: 0, count: length)
+        var t = time
+        for index in stride(from: timeLength - 1, through: 0, by: -1) {
+            bytes[index] = hexDigits[Int(t & 0xF)]
+            t >>= 4
+        }
+        var r = bits
+        for index in timeLength..<length {
+            bytes[index] = base32Digits[Int(r & 0x1F)]
+            r >>= 5
+        }
+        return QueueID(uncheckedRawValue: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The arrival time encoded in the id (microsecond resolution).
+    public var timestamp: Date {
+        let micros = UInt64(rawValue.prefix(QueueID.timeLength), radix: 16) ?? 0
+        return Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+    }
+
+    /// Two lowercase hex digits naming the directory `queue/<xx>/` (and `hold/<xx>/`)
+    /// that holds this message: a hash of the whole id, so that ids made in the same
+    /// second spread over all 256 directories instead of piling into one.
+    public var shard: String {
+        // FNV-1a (32 bit), folded to 8 bits.
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in rawValue.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+        }
+        let folded = (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF
+        let digits: [Character] = Array("0123456789abcdef")
+        return String([digits[Int(folded >> 4)], digits[Int(folded & 0xF)]])
+    }
+
+    /// A 32-bit hash of the id, used to pick a byte in the spool lock file.
+    var lockSlot: UInt32 {
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in rawValue.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+        }
+        return hash & 0x7FFF_FFFF
+    }
+
+    public var description: String { rawValue }
+
+    public static func < (lhs: QueueID, rhs: QueueID) -> Bool {
+        lhs.rawValue < rhs.rawValue
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let string = try container.decode(String.self)
+        guard let id = QueueID(string) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "not a queue id: \(string.debugDescription)")
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    static func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+    }
+
+    static func isBase32Digit(_ byte: UInt8) -> Bool {
+        if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") { return true }
+        guard byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") else { return false }
+        return byte != UInt8(ascii: "I") && byte != UInt8(ascii: "L")
+            && byte != UInt8(ascii: "O") && byte != UInt8(ascii: "U")
+    }
+
+    private static let maxMicros: UInt64 = (1 << 52) - 1
+    private static let clock = MonotonicMicros()
+}
+
+/// Process-wide "last time part handed out", so that ids made in the same microsecond
+/// (or across a small clock step back) still differ and sort in creation order.
+private final class MonotonicMicros: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: UInt64 = 0
+
+    func next(_ requested: UInt64) -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        let window = UInt64(QueueID.monotonicWindow * 1_000_000)
+        let chosen: UInt64
+        if requested > last {
+            chosen = requested
+        } else if last - requested <= window {
+            chosen = last + 1
+        } else {
+            // Far in the past: an explicit date from a caller. Use it as given.
+            return requested
+        }
+        last = chosen
+        return chosen
+    }
+}

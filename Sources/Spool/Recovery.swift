@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Start-up recovery: puts the spool back into the state the invariants describe after a
+/// crash, a power cut, or an interrupted postmaster command.
+///
+/// Rules (the `.env`'s location is the truth):
+/// 1. tmp/: every file is garbage unless it belongs to another process that is still
+///    running and is younger than ``Spool/temporaryGracePeriod`` (a `herald queue`
+///    command writing an update right now). Garbage is removed.
+/// 2. A `.msg` with no `.env` in queue/ or hold/ was never acknowledged: removed.
+/// 3. A `.msg` whose `.env` is in the other live queue (hold vs queue) is moved to follow
+///    its `.env` (an interrupted hold/release): `messagesRejoined`.
+/// 4. An `.env` that does not decode, names another id or an unknown version, or whose
+///    `.msg` is missing or has a different size than `messageFile.size`, is moved to
+///    corrupt/ with its `.msg` if present: `movedToCorrupt`. Nothing is deleted.
+/// 5. Files in the wrong shard directory are moved to the right one; duplicate copies
+///    (which only manual copying can produce) are moved to corrupt/, preferring to keep
+///    the one in hold/ (a postmaster's hold wins over delivery).
+/// Unknown file names inside queue/ and hold/ are logged and left alone.
+///
+/// Checksums are not verified here (that would read the whole spool); `loadMessage`
+/// verifies them before each delivery. Directory entries changed by recovery are fsynced
+/// once per directory at the end.
+extension Spool {
+    /// How long a tmp/ file of another live process is left alone by `recover()`.
+    public static let temporaryGracePeriod: TimeInterval = 600
+
+    /// Run at start-up, before serving. See the rules above.
+    public func recover() throws -> RecoveryReport {
+        var report = RecoveryReport()
+        var touched = Set<String>()
+        report.tmpRemoved = try removeTemporaryGarbage()
+
+        var found: [QueueID: FoundFiles] = [:]
+        for queue in [SpoolQueue.queue, .hold] {
+            let top = directory(of: queue)
+            for shard in try FileIO.list(top) {
+                let shardPath = top + "/" + shard
+                guard Spool.isShardName(shard), FileIO.isDirectory(shardPath) else {
+                    logger.warning("recovery: unexpected entry left alone", metadata: ["path": "\(shardPath)"])
+                    continue
+                }
+                for name in try FileIO.list(shardPath) {
+                    let file = shardPath + "/" + name
+                    guard let (id, kind) = Spool.parseFileName(name), FileIO.isRegularFile(file) else {
+                        logger.warning("recovery: unexpected entry left alone", metadata: ["path": "\(file)"])
+                        continue
+                    }
+                    let location = FoundFiles.Location(queue: queue, path: file, directory: shardPath)
+                    switch kind {
+                    case .envelope: found[id, default: FoundFiles()].envelopes.append(location)
+                    case .message: found[id, default: FoundFiles()].messages.append(location)
+                    }
+                }
+            }
+        }
+
+        for id in found.keys.sorted() {
+            try recoverMessage(id, found[id]!, report: &report, touched: &touched)
+        }
+        for directory in touched.sorted() {
+            try FileIO.syncDirectory(directory)
+        }
+        logger.info(
+            "spool recovered",
+            metadata: [
+                "queued": "\(report.queued)", "held": "\(report.held)", "tmp_removed": "\(report.tmpRemoved)",
+                "orphans_removed": "\(report.orphanMessagesRemoved)", "moved_to_corrupt": "\(report.movedToCorrupt)",
+                "rejoined": "\(report.messagesRejoined)",
+            ])
+        return report
+    }
+
+    private struct FoundFiles {
+        struct Location {
+            var queue: SpoolQueue
+            var path: String
+            var directory: String
+        }
+        var envelopes: [Location] = []
+        var messages: [Location] = []
+    }
+
+    private func recoverMessage(
+        _ id: QueueID, _ files: FoundFiles, report: inout RecoveryReport, touched: inout Set<String>
+    ) throws {
+        // Rule 2: never acknowledged.
+        if files.envelopes.isEmpty {
+            for message in files.messages {
+                if try FileIO.unlinkIfPresent(message.path) {
+                    touched.insert(message.directory)
+                }
+            }
+            report.orphanMessagesRemoved += 1
+            logger.warning("recovery: removed unacknowledged message", metadata: ["queue_id": "\(id)"])
+            return
+        }
+
+        // Rule 5: one envelope wins (hold before queue, canonical path first).
+        let ranked = files.envelopes.sorted { a, b in
+            let aRank = (a.queue == .hold ? 0 : 2) + (a.path == envelopePath(id, in: a.queue) ? 0 : 1)
+            let bRank = (b.queue == .hold ? 0 : 2) + (b.path == envelopePath(id, in: b.queue) ? 0 : 1)
+            return aRank < bRank
+        }
+        let queue = ranked[0].queue
+        for extra in ranked.dropFirst() {
+            try moveAside(id, envelope: extra, message: nil, reason: "duplicate envelope", touched: &touched)
+            report.movedToCorrupt += 1
+        }
+        let envelopeFile = envelopePath(id, in: queue)
+        let envelopeLocation = FoundFiles.Location(
+            queue: queue, path: envelopeFile, directory: directory(of: id, in: queue))
+        if ranked[0].path != envelopeFile {
+            try ensureDirectory(for: id, in: queue)
+            try FileIO.rename(ranked[0].path, envelopeFile)
+            touched.insert(ranked[0].directory)
+            touched.insert(envelopeLocation.directory)
+        }
+
+        // Pick the message copy to keep: the one next to the envelope, else one elsewhere.
+        let messageFile = messagePath(id, in: queue)
+        var messages = files.messages
+        let keptIndex = messages.firstIndex { $0.path == messageFile }
+            ?? messages.firstIndex { $0.queue == queue }
+            ?? messages.indices.first
+        let kept = keptIndex.map { messages.remove(at: $0) }
+        for extra in messages {
+            try moveAside(id, envelope: nil, message: extra, reason: "duplicate message file", touched: &touched)
+            report.movedToCorrupt += 1
+        }
+
+        // Rule 4: the envelope must decode and be for this id.
+        var reason: String?
+        var envelope: Envelope?
+        if let bytes = try FileIO.readFile(envelopeFile) {
+            do {
+                let decoded = try EnvelopeCoding.decode(bytes)
+                reason = Spool.problem(with: decoded, expected: id)
+                envelope = decoded
+            } catch {
+                reason = "envelope does not decode: \(error)"
+            }
+        } else {
+            reason = "envelope vanished during recovery"
+        }
+        if reason == nil && kept == nil {
+            reason = "message file missing"
+        }
+        if let reason {
+            try moveAside(id, envelope: envelopeLocation, message: kept, reason: reason, touched: &touched)
+            report.movedToCorrupt += 1
+            return
+        }
+
+        // Rule 3: the message follows its envelope.
+        if let kept, kept.path != messageFile {
+            try FileIO.rename(kept.path, messageFile)
+            touched.insert(kept.directory)
+            touched.insert(envelopeLocation.directory)
+            if kept.queue != queue {
+                report.messagesRejoined += 1
+                logger.notice(
+                    "recovery: message file rejoined its envelope",
+                    metadata: ["queue_id": "\(id)", "from": "\(kept.queue)", "to": "\(queue)"])
+            }
+        }
+
+        // Rule 4: size check (checksums are left to loadMessage).
+        let expected = envelope!.messageFile.size
+        let actual = try FileIO.fileSize(messageFile)
+        if actual != expected {
+            let message = FoundFiles.Location(queue: queue, path: messageFile, directory: envelopeLocation.directory)
+            try moveAside(
+                id, envelope: envelopeLocation, message: actual == nil ? nil : message,
+                reason: "message file has \(actual.map(String.init) ?? "no") octets, envelope says \(expected)",
+                touched: &touched)
+            report.movedToCorrupt += 1
+            return
+        }
+
+        switch queue {
+        case .queue: report.queued += 1
+        case .hold: report.held += 1
+        case .corrupt: preconditionFailure("Internal inconsistency: recovery scanned corrupt/")
+        }
+    }
+
+    /// Renames the given files into corrupt/ under fresh names.
+    private func moveAside(
+        _ id: QueueID, envelope: FoundFiles.Location?, message: FoundFiles.Location?, reason: String,
+        touched: inout Set<String>
+    ) throws {
+        try ensureDirectory(for: id, in: .corrupt)
+        let destination = corruptDestination(for: id)
+        if let message {
+            try FileIO.rename(message.path, destination.message)
+            touched.insert(message.directory)
+        }
+        if let envelope {
+            try FileIO.rename(envelope.path, destination.envelope)
+            touched.insert(envelope.directory)
+        }
+        touched.insert(directory(of: .corrupt))
+        logger.error(
+            "recovery: moved to corrupt/",
+            metadata: ["queue_id": "\(id)", "reason": "\(reason)", "path": "\(destination.envelope)"])
+    }
+
+    /// Rule 1. Returns the number of entries removed.
+    private func removeTemporaryGarbage() throws -> Int {
+        let directory = temporaryDirectory
+        let me = getpid()
+        let now = Date().timeIntervalSince1970
+        var removed = 0
+        for name in try FileIO.list(directory) {
+            let file = directory + "/" + name
+            if let writer = Spool.temporaryWriter(name), writer != me, Spool.isRunning(writer) {
+                var info = stat()
+                if lstat(file, &info) == 0 && now - Double(info.st_mtim.tv_sec) < Spool.temporaryGracePeriod {
+                    logger.debug("recovery: tmp file of a running process left alone", metadata: ["path": "\(file)"])
+                    continue
+                }
+            }
+            try FileIO.removeTree(file)
+            removed += 1
+        }
+        if removed > 0 {
+            try FileIO.syncDirectory(directory)
+            logger.notice("recovery: removed garbage from tmp/", metadata: ["count": "\(removed)"])
+        }
+        return removed
+    }
+
+    /// The writer's pid from `<id>.<pid>-<random>.(msg|env)`, or nil for any other name.
+    static func temporaryWriter(_ name: String) -> pid_t? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, QueueID(String(parts[0])) != nil, parts[2] == "msg" || parts[2] == "env" else {
+            return nil
+        }
+        let writer = parts[1].split(separator: "-")
+        guard writer.count == 2, let pid = pid_t(writer[0]), pid > 0 else { return nil }
+        return pid
+    }
+
+    static func isRunning(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Herald
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate the configuration file and print a summary.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        print("config ok: \(options.config)")
+        print("hostname: \(config.hostname)")
+        print("spool: \(config.spoolPath)")
+        for l in config.listeners {
+            let nets = l.trustedNetworks.map(\.description).joined(separator: ",")
+            print("listener: \(l.host):\(l.port) role=\(l.role.rawValue) tls=\(l.tls.rawValue) trusted=[\(nets)]")
+        }
+        print("users: \(config.users.map(\.name).joined(separator: ", "))")
+        if config.listeners.contains(where: { $0.tls != .off }) {
+            for path in [config.tlsCertificate, config.tlsPrivateKey].compactMap({ $0 })
+            where !FileManager.default.isReadableFile(atPath: path) {
+                print("warning: \(path) is not readable: STARTTLS will answer 454")
+            }
+        }
+    }
+}

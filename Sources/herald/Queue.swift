@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import Herald
+import Spool
+
+/// `herald queue …`: the postmaster's view of the spool. These commands work on a live
+/// spool while `herald serve` runs: they only read files, or act through the spool's
+/// atomic renames and envelope replacements (DESIGN.md "Spool contract"), never by
+/// editing a file in place.
+struct Queue: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect and steer the spool.",
+        subcommands: [QueueList.self, QueueShow.self, QueueHold.self, QueueRelease.self, QueueDelete.self,
+                      QueueRetry.self, QueueStats.self])
+}
+
+struct SpoolAccess {
+    let spool: Spool
+
+    init(_ options: ConfigOption) throws {
+        let config = try options.load()
+        guard FileManager.default.fileExists(atPath: config.spoolPath) else {
+            fail("no spool at \(config.spoolPath)")
+        }
+        spool = try Spool(path: config.spoolPath)
+    }
+
+    /// Every message in `queues`, oldest first, skipping ones that vanish mid-scan
+    /// (delivered or deleted while we look).
+    func entries(_ queues: [SpoolQueue]) -> [(SpoolQueue, Envelope)] {
+        var out: [(SpoolQueue, Envelope)] = []
+        for q in queues {
+            for id in (try? spool.enumerate(q)) ?? [] {
+                if let env = try? spool.loadEnvelope(id, in: q) { out.append((q, env)) }
+            }
+        }
+        return out.sorted { $0.1.id < $1.1.id }
+    }
+
+    func resolve(_ text: String) -> (QueueID, SpoolQueue) {
+        guard let id = QueueID(text) else { fail("\(text): not a queue id", code: 2) }
+        guard let q = spool.locate(id) else { fail("\(text): no such message", code: 1) }
+        return (id, q)
+    }
+}
+
+func iso8601(_ date: Date) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime]
+    return f.string(from: date)
+}
+
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// The selection of `hold|release|delete|retry`: ids, or `--all`.
+struct Selection: ParsableArguments {
+    @Argument(help: "Queue ids.")
+    var ids: [String] = []
+
+    @Flag(help: "Every message the command applies to.")
+    var all = false
+
+    func validate() throws {
+        if all == !ids.isEmpty { throw ValidationError("give queue ids or --all (not both)") }
+    }
+}
+
+/// Runs `action` on each selected message found in `from`; prints one line each.
+func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], verb: String,
+           _ action: (QueueID, SpoolQueue) throws -> Void) -> Int32 {
+    var targets: [(QueueID, SpoolQueue)] = []
+    var status: Int32 = 0
+    if selection.all {
+        for q in from { targets += ((try? access.spool.enumerate(q)) ?? []).map { ($0, q) } }
+    } else {
+        for text in selection.ids {
+            guard let id = QueueID(text) else {
+                FileHandle.standardError.write(Data("herald: \(text): not a queue id\n".utf8))
+                status = 2
+                continue
+            }
+            guard let q = access.spool.locate(id), from.contains(q) else {
+                FileHandle.standardError.write(Data("herald: \(text): no such message in \(from.map(\.rawValue).joined(separator: "/"))\n".utf8))
+                status = 1
+                continue
+            }
+            targets.append((id, q))
+        }
+    }
+    var done = 0
+    for (id, q) in targets {
+        do {
+            try action(id, q)
+            print("\(id): \(verb)")
+            done += 1
+        } catch let error as SpoolError where error.isNotFound {
+            // Gone meanwhile (delivered or deleted by someone else): not an error for --all.
+            if !selection.all {
+                FileHandle.standardError.write(Data("herald: \(id): no such message\n".utf8))
+                status = 1
+            }
+        } catch {
+            FileHandle.standardError.write(Data("herald: \(id): \(error)\n".utf8))
+            status = 1
+        }
+    }
+    if selection.all { print("\(done) message(s) \(verb)") }
+    return status
+}
+
+struct QueueHold: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hold", abstract: "Put messages on hold.")
+    @OptionGroup var options: ConfigOption
+    @OptionGroup var selection: Selection
+    func run() throws {
+        let access = try SpoolAccess(options)
+        let code = apply(selection, access, from: [.queue], verb: "held") { id, q in
+            try access.spool.move(id, from: q, to: .hold)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct QueueRelease: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Release held messages.")
+    @OptionGroup var options: ConfigOption
+    @OptionGroup var selection: Selection
+    func run() throws {
+        let access = try SpoolAccess(options)
+        let code = apply(selection, access, from: [.hold], verb: "released") { id, q in
+            try access.spool.move(id, from: q, to: .queue)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct QueueDelete: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete messages (from the queue or hold) without bouncing them.")
+    @OptionGroup var options: ConfigOption
+    @OptionGroup var selection: Selection
+    func run() throws {
+        let access = try SpoolAccess(options)
+        let code = apply(selection, access, from: [.queue, .hold], verb: "deleted") { id, q in
+            try access.spool.remove(id, from: q)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct QueueRetry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retry", abstract: "Make deferred recipients due for delivery now.")
+    @OptionGroup var options: ConfigOption
+    @OptionGroup var selection: Selection
+    func run() throws {
+        let access = try SpoolAccess(options)
+        let now = Date()
+        let code = apply(selection, access, from: [.queue], verb: "scheduled for retry") { id, q in
+            var env = try access.spool.loadEnvelope(id, in: q)
+            var changed = false
+            for i in env.recipients.indices where env.recipients[i].state == .deferred || env.recipients[i].state == .pending {
+                if let next = env.recipients[i].nextAttempt, next <= now { continue }
+                if env.recipients[i].nextAttempt == nil { continue }
+                env.recipients[i].nextAttempt = now
+                changed = true
+            }
+            if changed { try access.spool.update(env, in: q) }
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}

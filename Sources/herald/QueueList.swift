@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Spool
+
+struct QueueList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List queued and held messages, oldest first.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "JSON output.") var json = false
+
+    struct Row: Encodable {
+        struct Recipient: Encodable {
+            var address: String
+            var state: String
+            var attempts: Int
+            var nextAttempt: Date?
+            var lastReply: String?
+        }
+        var id: String
+        var queue: String
+        var arrival: Date
+        var size: Int
+        var sender: String
+        var recipients: [Recipient]
+    }
+
+    func run() throws {
+        let access = try SpoolAccess(options)
+        let rows = access.entries([.queue, .hold]).map { q, env in
+            Row(id: env.id.rawValue, queue: q.rawValue, arrival: env.arrival, size: env.size, sender: env.sender,
+                recipients: env.recipients.map {
+                    .init(address: $0.address, state: $0.state.rawValue, attempts: $0.attempts,
+                          nextAttempt: $0.nextAttempt, lastReply: $0.lastReply)
+                })
+        }
+        if json {
+            try printJSON(rows)
+            return
+        }
+        if rows.isEmpty {
+            print("Mail queue is empty")
+            return
+        }
+        print("ID".padding(toLength: 21, withPad: " ", startingAt: 0) + " "
+              + "ARRIVAL".padding(toLength: 20, withPad: " ", startingAt: 0) + " "
+              + "SIZE".leftPadded(9) + "  SENDER")
+        for row in rows {
+            let mark = row.queue == "hold" ? "!" : " "
+            print(row.id.padding(toLength: 20, withPad: " ", startingAt: 0) + mark + " " + iso8601(row.arrival) + " "
+                  + String(row.size).leftPadded(9) + "  <" + row.sender + ">")
+            for r in row.recipients {
+                var line = "      " + r.address + " (" + r.state
+                if r.attempts > 0 { line += ", \(r.attempts) attempt(s)" }
+                line += ")"
+                print(line)
+                if let reply = r.lastReply { print("        " + reply) }
+            }
+        }
+        let held = rows.filter { $0.queue == "hold" }.count
+        print("-- \(rows.count) message(s), \(rows.reduce(0) { $0 + $1.recipients.count }) recipient(s)"
+              + (held > 0 ? ", \(held) on hold (!)" : ""))
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}

@@ -1,0 +1,47 @@
+# Shared set-up for scripts/run, scripts/test and the benchmarks: installs the
+# Debian and Python packages Herald's build, tests and benchmarks need, when missing.
+# Sourced, not executed.
+
+herald_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
+
+herald_need_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        # Postfix asks how it should be configured; "No configuration" keeps it inert:
+        # Herald's tests and benchmarks start private Postfix instances of their own.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+        if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+            apt-get update -q >/dev/null
+            apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+        fi
+    fi
+}
+
+herald_setup() {
+    herald_need_packages pkg-config libssl-dev openssl postfix swaks libnet-ssleay-perl libauthen-sasl-perl procps python3-pip ca-certificates
+    # Postfix's package may start a system instance; Herald never uses it and its
+    # port 25 must not be confused with Herald's listeners.
+    if command -v postfix >/dev/null && [ -f /etc/postfix/main.cf ] && postfix status >/dev/null 2>&1; then
+        postfix stop >/dev/null 2>&1 || true
+    fi
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
+    fi
+}
+
+# A self-signed development certificate for STARTTLS, made at first run, never committed.
+herald_dev_cert() {
+    local dir="$1"
+    mkdir -p "$dir"
+    if [ ! -s "$dir/dev-cert.pem" ] || [ ! -s "$dir/dev-key.pem" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
+            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+            -keyout "$dir/dev-key.pem" -out "$dir/dev-cert.pem" >/dev/null 2>&1
+        chmod 600 "$dir/dev-key.pem"
+    fi
+}
