@@ -38,7 +38,7 @@ public final class SMTPServer: Sendable {
             let channel = try await bootstrap(listener).bind(host: listener.host, port: listener.port).get()
             state.withLockedValue { $0.servers.append(channel) }
             shared.logger.info("listening", metadata: [
-                "address": "\(channel.localAddress?.description ?? listener.name)",
+                "address": "\(channel.localAddress.map { "\($0.ipAddress ?? listener.host):\($0.port ?? listener.port)" } ?? listener.name)",
                 "role": "\(listener.session.role.rawValue)", "tls": "\(listener.session.tls.rawValue)",
             ])
         }
@@ -62,7 +62,7 @@ public final class SMTPServer: Sendable {
         let ip = remote?.ipAddress ?? "unknown"
         let sync = channel.pipeline.syncOperations
         guard shared.limiter.acquire(ip) else {
-            shared.logger.warning("connection limit reached", metadata: ["client": "\(remote?.description ?? ip)"])
+            shared.logger.warning("connection limit reached", metadata: ["client": "\(ip)"])
             try sync.addHandler(SMTPRejectHandler(reply: SMTPReply(421, EnhancedStatusCode(4, 7, 0),
                 "\(listener.session.hostname) Too many connections, try again later")))
             return
@@ -79,8 +79,9 @@ public final class SMTPServer: Sendable {
         let trusted = listener.trustedNetworks.contains { $0.contains(ip) }
         let session = SMTPSession(configuration: listener.session, clientTrusted: trusted,
                                   isTLS: listener.session.tls == .implicit && listener.tlsContext != nil)
+        let clientAddress = remote?.port.map { ip.contains(":") ? "[\(ip)]:\($0)" : "\(ip):\($0)" } ?? ip
         let info = SMTPSessionInfo(sessionID: shared.nextSessionID(), listener: listener.name, clientIP: ip,
-                                   clientAddress: remote?.description ?? ip)
+                                   clientAddress: clientAddress)
         try sync.addHandler(SMTPSessionHandler(session: session, settings: listener, shared: shared, info: info))
     }
 
