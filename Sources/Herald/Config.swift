@@ -1,4 +1,7 @@
+import Delivery
 import Foundation
+import NIOCore
+import SMTPClient
 import SMTPServer
 import TOMLKit
 
@@ -43,6 +46,10 @@ public struct HeraldConfig: Sendable {
     public var greetingDelay: Double
     public var authFailureDelay: Double
     public var shutdownGrace: Double
+    public var dnsServers: [String]
+    public var dnsTimeout: Double
+    public var delivery: DeliveryConfiguration
+    public var deliveryEnabled: Bool
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -113,6 +120,7 @@ public struct HeraldConfig: Sendable {
             }
             users.append(User(name: u.name, passwordHash: hash))
         }
+        let delivery = try resolveDelivery(raw, hostname: hostname)
         let spool = raw.spool ?? RawConfig.Spool()
         let log = raw.log ?? RawConfig.Log()
         let tls = raw.tls ?? RawConfig.TLS()
@@ -137,7 +145,11 @@ public struct HeraldConfig: Sendable {
             dataTimeout: try duration(smtp.data_timeout ?? "300s", "smtp.data_timeout"),
             greetingDelay: try duration(smtp.greeting_delay ?? "0s", "smtp.greeting_delay"),
             authFailureDelay: try duration(smtp.auth_failure_delay ?? "1s", "smtp.auth_failure_delay"),
-            shutdownGrace: try duration(smtp.shutdown_grace ?? "30s", "smtp.shutdown_grace"))
+            shutdownGrace: try duration(smtp.shutdown_grace ?? "30s", "smtp.shutdown_grace"),
+            dnsServers: raw.dns?.servers ?? [],
+            dnsTimeout: try duration(raw.dns?.timeout ?? "5s", "dns.timeout"),
+            delivery: delivery,
+            deliveryEnabled: raw.delivery?.enabled ?? true)
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
@@ -145,6 +157,87 @@ public struct HeraldConfig: Sendable {
             // Not fatal: a submission listener without users simply refuses everyone.
         }
         return config
+    }
+
+    static func resolveDelivery(_ raw: RawConfig, hostname: String) throws(ConfigError) -> DeliveryConfiguration {
+        let d = raw.delivery ?? RawConfig.Delivery()
+        var routes: [Route] = []
+        for (i, r) in (raw.route ?? []).enumerated() {
+            guard let pattern = DomainPattern(r.domain) else { throw ConfigError("route[\(i)].domain: bad pattern \(r.domain)") }
+            var host: String?
+            var port = d.mx_port ?? 25
+            if let h = r.host, !h.isEmpty {
+                let (hh, pp) = try hostPort(h.contains(":") && !h.hasSuffix("]") ? h : h + ":25", key: "route[\(i)].host")
+                host = hh
+                port = pp
+            }
+            guard let tls = OutboundTLSPolicy(rawValue: r.tls ?? "opportunistic") else {
+                throw ConfigError("route[\(i)].tls: must be off, opportunistic or required")
+            }
+            routes.append(Route(pattern: pattern, host: host, port: port, tls: tls, username: try env(r.username),
+                                password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false))
+        }
+        var throttles: [ThrottleRule] = []
+        for (i, t) in (raw.throttle ?? []).enumerated() {
+            let target: ThrottleRule.Target
+            if t.match.hasPrefix("mx:") {
+                guard let p = DomainPattern(String(t.match.dropFirst(3))) else { throw ConfigError("throttle[\(i)].match: bad pattern") }
+                target = .mxSite(p)
+            } else if t.match.hasPrefix("tenant:") {
+                target = .tenant(String(t.match.dropFirst(7)))
+            } else {
+                guard let p = DomainPattern(t.match) else { throw ConfigError("throttle[\(i)].match: bad pattern") }
+                target = .domain(p)
+            }
+            var rate: Rate?
+            if let r = t.rate {
+                guard let parsed = Rate(r) else { throw ConfigError("throttle[\(i)].rate: use e.g. \"50/s\", \"1000/h\"") }
+                rate = parsed
+            }
+            if let c = t.connections, c < 1 { throw ConfigError("throttle[\(i)].connections: must be positive") }
+            throttles.append(ThrottleRule(target: target, rate: rate, connections: t.connections))
+        }
+        var globalRate: Rate?
+        if let r = d.rate, !r.isEmpty {
+            guard let parsed = Rate(r) else { throw ConfigError("delivery.rate: use e.g. \"14/s\"") }
+            globalRate = parsed
+        }
+        var retry = RetrySchedule()
+        retry.minimal = try duration(d.minimal_backoff ?? "300s", "delivery.minimal_backoff")
+        retry.maximal = try duration(d.maximal_backoff ?? "4000s", "delivery.maximal_backoff")
+        retry.maxLifetime = try duration(d.max_lifetime ?? "5d", "delivery.max_lifetime")
+        let logDir = raw.log?.path
+        return DeliveryConfiguration(
+            heloName: try env(d.helo_name) ?? hostname,
+            mxPort: d.mx_port ?? 25,
+            routes: routes,
+            throttles: throttles,
+            globalRate: globalRate,
+            maxConcurrentDeliveries: try positive(d.max_concurrent ?? 200, "delivery.max_concurrent"),
+            connectionsPerDestination: try positive(d.connections_per_destination ?? 20, "delivery.connections_per_destination"),
+            initialWindow: try positive(d.initial_window ?? 5, "delivery.initial_window"),
+            messagesPerConnection: try positive(d.messages_per_connection ?? 100, "delivery.messages_per_connection"),
+            connectionIdleTimeout: .nanoseconds(Int64(try duration(d.idle_timeout ?? "10s", "delivery.idle_timeout") * 1e9)),
+            timeouts: try clientTimeouts(d),
+            retry: retry,
+            throttleBackoff: .nanoseconds(Int64(try duration(d.throttle_backoff ?? "60s", "delivery.throttle_backoff") * 1e9)),
+            rescanInterval: .nanoseconds(Int64(try duration(d.rescan_interval ?? "30s", "delivery.rescan_interval") * 1e9)),
+            logPath: logDir.map { ($0 as NSString).appendingPathComponent("delivery.jsonl") },
+            logMaxBytes: try positive(d.log_max_size ?? 100 * 1024 * 1024, "delivery.log_max_size"),
+            sourceAddress: d.source_address)
+    }
+
+    static func clientTimeouts(_ d: RawConfig.Delivery) throws(ConfigError) -> SMTPClientTimeouts {
+        var t = SMTPClientTimeouts()
+        func amount(_ s: String?, _ def: String, _ key: String) throws(ConfigError) -> TimeAmount {
+            .nanoseconds(Int64(try duration(s ?? def, key) * 1e9))
+        }
+        t.connect = try amount(d.connect_timeout, "30s", "delivery.connect_timeout")
+        let command = try amount(d.command_timeout, "300s", "delivery.command_timeout")
+        t.greeting = command; t.ehlo = command; t.starttls = command; t.mailFrom = command; t.rcptTo = command
+        t.data = try amount(d.data_timeout, "120s", "delivery.data_timeout")
+        t.dot = try amount(d.dot_timeout, "600s", "delivery.dot_timeout")
+        return t
     }
 
     static func env(_ value: String?) throws(ConfigError) -> String? {
@@ -243,7 +336,50 @@ struct RawConfig: Decodable {
         var name: String
         var password_hash: String?
     }
+    struct DNS: Decodable {
+        var servers: [String]?
+        var timeout: String?
+    }
+    struct Delivery: Decodable {
+        var enabled: Bool?
+        var helo_name: String?
+        var mx_port: Int?
+        var rate: String?
+        var max_concurrent: Int?
+        var connections_per_destination: Int?
+        var initial_window: Int?
+        var messages_per_connection: Int?
+        var idle_timeout: String?
+        var connect_timeout: String?
+        var command_timeout: String?
+        var data_timeout: String?
+        var dot_timeout: String?
+        var minimal_backoff: String?
+        var maximal_backoff: String?
+        var max_lifetime: String?
+        var throttle_backoff: String?
+        var rescan_interval: String?
+        var log_max_size: Int?
+        var source_address: String?
+    }
+    struct RouteEntry: Decodable {
+        var domain: String
+        var host: String?
+        var tls: String?
+        var username: String?
+        var password: String?
+        var auth_without_tls: Bool?
+    }
+    struct Throttle: Decodable {
+        var match: String
+        var rate: String?
+        var connections: Int?
+    }
     var smtp: SMTP?
+    var dns: DNS?
+    var delivery: Delivery?
+    var route: [RouteEntry]?
+    var throttle: [Throttle]?
     var spool: Spool?
     var log: Log?
     var tls: TLS?

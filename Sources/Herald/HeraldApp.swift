@@ -3,6 +3,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import DNS
+import Delivery
 import ServiceLifecycle
 import SMTPServer
 import Spool
@@ -20,6 +22,16 @@ public enum HeraldApp {
             "moved_to_corrupt": "\(report.movedToCorrupt)",
         ])
         let tlsContext = makeTLSContext(config, logger: logger)
+        var queueManager: QueueManager?
+        var resolver: CAresResolver?
+        if config.deliveryEnabled {
+            let r = try CAresResolver(servers: config.dnsServers, timeout: .milliseconds(Int64(config.dnsTimeout * 1000)),
+                                      logger: logger)
+            resolver = r
+            queueManager = QueueManager(spool: spool, config: config.delivery, resolver: r,
+                                        group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        }
+        defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
                 host: l.host, port: l.port,
@@ -37,15 +49,23 @@ public enum HeraldApp {
         }
         let server = SMTPServer(
             listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
-            sink: SpoolSink(spool: spool, hostname: config.hostname),
+            sink: SpoolSink(spool: spool, hostname: config.hostname, onCommit: { [queueManager] envelope in
+                await queueManager?.enqueue(envelope)
+            }),
             authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
                                                                      uniquingKeysWith: { a, _ in a })),
             limiter: ConnectionLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient),
             authThrottle: AuthFailureThrottle(step: seconds(config.authFailureDelay)),
             logger: logger)
         let service = SMTPServerService(server: server, grace: seconds(config.shutdownGrace), logger: logger)
+        // Services stop in reverse order: the listeners drain first, then delivery.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let queueManager {
+            services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace))))
+        }
+        services.append(.init(service: service))
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -68,6 +88,20 @@ public enum HeraldApp {
         } catch {
             logger.error("TLS disabled: cannot load certificate \(certPath) / key \(keyPath): \(error)")
             return nil
+        }
+    }
+}
+
+/// The queue manager as a ServiceLifecycle service.
+struct DeliveryService: Service {
+    let manager: QueueManager
+    let grace: TimeAmount
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await manager.run()
+        } onGracefulShutdown: {
+            Task { await manager.shutdown(grace: grace) }
         }
     }
 }

@@ -17,8 +17,13 @@ final class SMTPClientReplyHandler: ChannelInboundHandler {
     var tlsPromise: EventLoopPromise<Void>?
     var timedOut = false
 
+    /// Replies that arrived before anyone asked (the greeting can beat the first `expect`).
+    private var early = CircularBuffer<SMTPReply>()
+
     func expect(_ promise: EventLoopPromise<SMTPReply>, host: String, phase: ClientPhase) {
-        if let failure {
+        if let reply = early.popFirst() {
+            promise.succeed(reply)
+        } else if let failure {
             promise.fail(SMTPClientError(timedOut ? .timeout : failure, phase: phase, host: host))
         } else {
             waiting.append(promise)
@@ -34,9 +39,12 @@ final class SMTPClientReplyHandler: ChannelInboundHandler {
             for reply in replies {
                 if let promise = waiting.popFirst() {
                     promise.succeed(reply)
+                } else if early.count < 16 {
+                    // Not asked for yet: the greeting racing the first `expect`, or a
+                    // server's 421 before it closes (the next command then sees it).
+                    early.append(reply)
                 } else {
-                    // Unsolicited (typically 421 before closing): the session is over.
-                    failAll(.protocolError("unsolicited reply \(reply)"), context: context)
+                    failAll(.protocolError("unsolicited replies"), context: context)
                 }
             }
         } catch {
@@ -118,12 +126,15 @@ public final class SMTPClientConnection: Sendable {
     /// Connects to `address:port` and reads the greeting; a non-2xx greeting is an error.
     public static func connect(host: String, address: String, port: Int, group: any EventLoopGroup,
                                timeouts: SMTPClientTimeouts, sourceAddress: String? = nil) async throws -> SMTPClientConnection {
+        let box = NIOLockedValueBox<NIOLoopBound<SMTPClientReplyHandler>?>(nil)
         var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeouts.connect)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SMTPClientReplyHandler())
+                    let handler = SMTPClientReplyHandler()
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    box.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
         if let sourceAddress {
@@ -135,10 +146,11 @@ public final class SMTPClientConnection: Sendable {
         } catch {
             throw SMTPClientError(.connectFailed("\(error)"), phase: .connect, host: "\(host)[\(address)]:\(port)")
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPClientReplyHandler.self),
-                         eventLoop: channel.eventLoop)
-        }.get()
+        guard let handler = box.withLockedValue({ $0 }) else {
+            channel.close(promise: nil)
+            throw SMTPClientError(.connectFailed("channel initializer did not run"), phase: .connect,
+                                  host: "\(host)[\(address)]:\(port)")
+        }
         let connection = SMTPClientConnection(host: host, address: address, port: port, channel: channel,
                                               handler: handler, timeouts: timeouts)
         let greeting = try await connection.exchange(nil, replies: 1, phase: .greeting)[0]

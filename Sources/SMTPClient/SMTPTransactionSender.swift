@@ -155,6 +155,8 @@ extension SMTPClientConnection {
         }
         let final = try await exchange(dotStuffed(tx.message), replies: 1, phase: .dot)[0]
         countMessage()
+        // Some servers keep transaction state after a refused message: start clean.
+        if final.code / 100 != 2 { try await rset() }
         for i in accepted { outcomes[i] = .from(final) }
         return outcomes
     }

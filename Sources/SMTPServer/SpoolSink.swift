@@ -7,10 +7,13 @@ import SMTPCore
 public struct SpoolSink: SMTPMessageSink {
     let spool: Spool
     let hostname: String
+    let onCommit: @Sendable (Envelope) async -> Void
 
-    public init(spool: Spool, hostname: String) {
+    /// `onCommit` runs after each durable commit (the queue manager indexes the message).
+    public init(spool: Spool, hostname: String, onCommit: @escaping @Sendable (Envelope) async -> Void = { _ in }) {
         self.spool = spool
         self.hostname = hostname
+        self.onCommit = onCommit
     }
 
     public func commit(_ tx: SMTPTransaction, session: SMTPSessionInfo) async throws -> String {
@@ -29,7 +32,8 @@ public struct SpoolSink: SMTPMessageSink {
                 EnvelopeRecipient(address: $0.mailbox.description, notify: $0.notify, orcpt: $0.orcpt)
             },
             body: tx.body, smtputf8: tx.smtputf8, dsnRet: tx.dsnRet, dsnEnvid: tx.dsnEnvid)
-        _ = try await spool.store(message: message, envelope: envelope)
+        let stored = try await spool.store(message: message, envelope: envelope)
+        await onCommit(stored)
         return id.rawValue
     }
 }

@@ -1,0 +1,225 @@
+/// Delivery — Herald's queue manager.
+///
+/// Summary: delivers what the spool holds to the recipients' mail exchangers (or to a
+/// configured smart host), at the pace each destination allows, retries what is
+/// deferred, bounces what fails, and logs every attempt.
+///
+/// Strategies (each in its own file):
+/// - `QueueManager`: the in-memory index is a cache rebuilt from a spool scan at start-up
+///   and fed by new commits; ready recipients are grouped per destination domain into
+///   `DestinationQueue`s served round-robin, so a slow or throttled domain never holds
+///   back the others (no head-of-line blocking).
+/// - `DestinationQueue`: a concurrency window with slow start (grows by one per success
+///   up to the limit) and a backoff mode entered on throttle replies (421, 451 4.7.x,
+///   "rate limit", "too many connections"): the window halves and the queue pauses.
+/// - `RateLimiter`: GCRA buckets for the global rate, each route, each destination domain,
+///   each MX site and each tenant; a message is dispatched only when all its buckets allow.
+/// - `RetrySchedule`: exponential backoff with jitter, 5 minutes doubling to a cap of
+///   about 67 minutes, give up after 5 days (Postfix's defaults), all configurable.
+/// - `BounceBuilder`: RFC 3464 delivery status notifications to the envelope sender,
+///   never for a null sender (no bounce loops).
+/// - `DeliveryLog`: one JSON line per attempt outcome, rotated by size.
+///
+/// Durability: each outcome is written to the envelope (atomic replace) before the
+/// next step, so a crash re-sends at most the transactions in flight.
+
+import Foundation
+import NIOCore
+import SMTPClient
+
+/// How outbound TLS is used for a destination.
+public enum OutboundTLSPolicy: String, Sendable, Codable, Hashable {
+    /// Use STARTTLS when offered; after a failed handshake retry once in plain text.
+    case opportunistic
+    /// Defer rather than send in clear.
+    case required
+    /// Never.
+    case off
+}
+
+/// A `[[route]]`: a domain pattern sent to a fixed smart host instead of its MX.
+public struct Route: Sendable {
+    public var pattern: DomainPattern
+    public var host: String?          // nil = MX delivery for the matching domains
+    public var port: Int
+    public var tls: OutboundTLSPolicy
+    public var username: String?
+    public var password: String?
+    /// Allow AUTH over a connection without TLS (default false).
+    public var authWithoutTLS: Bool
+
+    public init(pattern: DomainPattern, host: String?, port: Int, tls: OutboundTLSPolicy,
+                username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false) {
+        self.pattern = pattern
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.username = username
+        self.password = password
+        self.authWithoutTLS = authWithoutTLS
+    }
+}
+
+/// `example.com` (exactly), `*.example.com` (subdomains and the domain itself), `*` (all).
+public struct DomainPattern: Sendable, Hashable, CustomStringConvertible {
+    public let text: String
+
+    public init?(_ text: String) {
+        let t = text.lowercased()
+        guard !t.isEmpty, t == "*" || !t.dropFirst(t.hasPrefix("*.") ? 2 : 0).contains("*") else { return nil }
+        self.text = t
+    }
+
+    public func matches(_ domain: String) -> Bool {
+        let d = domain.lowercased()
+        if text == "*" { return true }
+        if text.hasPrefix("*.") {
+            let base = text.dropFirst(2)
+            return d == base || d.hasSuffix("." + base)
+        }
+        return d == text
+    }
+
+    /// More specific patterns win: exact > longer wildcard > shorter wildcard > `*`.
+    public var specificity: Int {
+        if text == "*" { return 0 }
+        if text.hasPrefix("*.") { return text.count }
+        return 10_000 + text.count
+    }
+
+    public var description: String { text }
+}
+
+/// A `[[throttle]]`: `match` is a domain pattern or `mx:<pattern>` for an MX site.
+public struct ThrottleRule: Sendable {
+    public enum Target: Sendable, Hashable {
+        case domain(DomainPattern)
+        case mxSite(DomainPattern)
+        case tenant(String)
+    }
+    public var target: Target
+    public var rate: Rate?
+    public var connections: Int?
+
+    public init(target: Target, rate: Rate?, connections: Int?) {
+        self.target = target
+        self.rate = rate
+        self.connections = connections
+    }
+}
+
+/// `"50/s"`, `"1000/h"`, `"14/s"`.
+public struct Rate: Sendable, Hashable, CustomStringConvertible {
+    public var count: Double
+    public var per: Double  // seconds
+
+    public init(count: Double, per: Double) {
+        self.count = count
+        self.per = per
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let n = Double(parts[0].trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
+        switch parts[1].trimmingCharacters(in: .whitespaces) {
+        case "s", "sec", "second": per = 1
+        case "m", "min", "minute": per = 60
+        case "h", "hour": per = 3600
+        case "d", "day": per = 86400
+        default: return nil
+        }
+        count = n
+    }
+
+    /// Seconds between two messages at this rate.
+    public var interval: Double { per / count }
+    public var description: String { "\(count)/\(per)s" }
+}
+
+public struct DeliveryConfiguration: Sendable {
+    public var heloName: String
+    public var mxPort: Int
+    public var routes: [Route]
+    public var throttles: [ThrottleRule]
+    /// Global messages per second (a provider limit such as 14/s); nil = unlimited.
+    public var globalRate: Rate?
+    /// Deliveries in flight over all destinations.
+    public var maxConcurrentDeliveries: Int
+    /// Default concurrent connections per destination domain.
+    public var connectionsPerDestination: Int
+    /// Slow start: the window a destination starts with.
+    public var initialWindow: Int
+    public var messagesPerConnection: Int
+    public var connectionIdleTimeout: TimeAmount
+    public var timeouts: SMTPClientTimeouts
+    public var retry: RetrySchedule
+    /// How long a destination pauses after a throttle reply.
+    public var throttleBackoff: TimeAmount
+    /// How often the spool is rescanned for changes made by `herald queue …`.
+    public var rescanInterval: TimeAmount
+    /// Send a delay notice (DSN action=delayed) once a message has waited this long; nil = never.
+    public var delayWarning: TimeInterval?
+    public var logPath: String?
+    public var logMaxBytes: Int
+    public var sourceAddress: String?
+
+    public init(heloName: String, mxPort: Int = 25, routes: [Route] = [], throttles: [ThrottleRule] = [],
+                globalRate: Rate? = nil, maxConcurrentDeliveries: Int = 200, connectionsPerDestination: Int = 20,
+                initialWindow: Int = 5, messagesPerConnection: Int = 100,
+                connectionIdleTimeout: TimeAmount = .seconds(10), timeouts: SMTPClientTimeouts = SMTPClientTimeouts(),
+                retry: RetrySchedule = RetrySchedule(), throttleBackoff: TimeAmount = .seconds(60),
+                rescanInterval: TimeAmount = .seconds(30), delayWarning: TimeInterval? = nil,
+                logPath: String? = nil, logMaxBytes: Int = 100 * 1024 * 1024, sourceAddress: String? = nil) {
+        self.heloName = heloName
+        self.mxPort = mxPort
+        self.routes = routes
+        self.throttles = throttles
+        self.globalRate = globalRate
+        self.maxConcurrentDeliveries = maxConcurrentDeliveries
+        self.connectionsPerDestination = connectionsPerDestination
+        self.initialWindow = initialWindow
+        self.messagesPerConnection = messagesPerConnection
+        self.connectionIdleTimeout = connectionIdleTimeout
+        self.timeouts = timeouts
+        self.retry = retry
+        self.throttleBackoff = throttleBackoff
+        self.rescanInterval = rescanInterval
+        self.delayWarning = delayWarning
+        self.logPath = logPath
+        self.logMaxBytes = logMaxBytes
+        self.sourceAddress = sourceAddress
+    }
+
+    /// The most specific route for `domain`, if any.
+    public func route(for domain: String) -> Route? {
+        routes.filter { $0.pattern.matches(domain) }.max { $0.pattern.specificity < $1.pattern.specificity }
+    }
+}
+
+/// Exponential backoff with jitter. Attempt n (1-based) waits
+/// `min(minimal × 2^(n-1), maximal)`, then ±`jitter` of that. Defaults follow Postfix:
+///
+/// | attempt | 1 | 2 | 3 | 4 | 5 | 6+ |
+/// |---|---|---|---|---|---|---|
+/// | wait | 5 min | 10 min | 20 min | 40 min | 66.7 min | 66.7 min |
+///
+/// A recipient still deferred `maxLifetime` after arrival fails (bounces).
+public struct RetrySchedule: Sendable {
+    public var minimal: TimeInterval
+    public var maximal: TimeInterval
+    public var maxLifetime: TimeInterval
+    public var jitter: Double
+
+    public init(minimal: TimeInterval = 300, maximal: TimeInterval = 4000, maxLifetime: TimeInterval = 5 * 86400,
+                jitter: Double = 0.1) {
+        self.minimal = minimal
+        self.maximal = maximal
+        self.maxLifetime = maxLifetime
+        self.jitter = jitter
+    }
+
+    public func delay(afterAttempt attempt: Int, random: Double = Double.random(in: -1...1)) -> TimeInterval {
+        let base = min(minimal * pow(2, Double(max(0, attempt - 1))), maximal)
+        return max(0, base * (1 + jitter * random))
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Spool
+
+/// The recipients of one destination domain that are ready to go, and how hard the
+/// destination may be pushed right now.
+///
+/// Concurrency window with slow start: a queue starts with `initialWindow` deliveries in
+/// flight and grows by one per success up to `limit`. A throttle reply halves the window
+/// and pauses the queue (backoff mode); a session-level failure (no host reachable)
+/// pauses it without touching the window, so queued mail waits instead of each message
+/// knocking on a dead door.
+struct DestinationQueue: Sendable {
+    let domain: String
+    /// Message ids with recipients for this domain, in arrival order.
+    private var todo: [QueueID] = []
+    private var head = 0
+    var active = 0
+    var window: Double
+    var limit: Int
+    var pausedUntil: Date?
+    var pauseReason: String?
+    var site: String?
+
+    init(domain: String, initialWindow: Int, limit: Int) {
+        self.domain = domain
+        self.window = Double(min(initialWindow, limit))
+        self.limit = limit
+    }
+
+    var isEmpty: Bool { head == todo.count }
+    var count: Int { todo.count - head }
+
+    mutating func push(_ id: QueueID) { todo.append(id) }
+
+    mutating func pop() -> QueueID? {
+        guard head < todo.count else { return nil }
+        let id = todo[head]
+        head += 1
+        if head > 1024 && head * 2 > todo.count {
+            todo.removeFirst(head)
+            head = 0
+        }
+        return id
+    }
+
+    var canStart: Bool { active < max(1, Int(window)) }
+
+    mutating func succeeded() {
+        window = min(Double(limit), window + 1)
+    }
+
+    mutating func throttled(until: Date, reason: String) {
+        window = max(1, (window / 2).rounded(.down))
+        pausedUntil = until
+        pauseReason = "throttled: \(reason)"
+    }
+
+    mutating func unreachable(until: Date, reason: String) {
+        pausedUntil = until
+        pauseReason = "unreachable: \(reason)"
+    }
+}

@@ -1,0 +1,501 @@
+import DNS
+import Foundation
+import Logging
+import NIOCore
+import SMTPClient
+import SMTPCore
+import Spool
+
+/// Herald's queue manager. The spool is the truth; this actor's index is a cache of it,
+/// rebuilt by a scan at start-up, fed by `enqueue` after each commit, and refreshed by
+/// a periodic rescan that picks up what `herald queue …` changed (released, deleted,
+/// retried messages).
+public actor QueueManager {
+    struct Entry {
+        var envelope: Envelope
+        /// Domains with an attempt in flight for this message.
+        var busy: Set<String> = []
+        /// Domains already sitting in a destination queue for this message.
+        var queued: Set<String> = []
+        /// An envelope write is running; `dirty` asks it to write again.
+        var writing = false
+        var dirty = false
+    }
+
+    let spool: Spool
+    let config: DeliveryConfiguration
+    let deliverer: Deliverer
+    let log: DeliveryLog
+    let bounces: BounceBuilder
+    let logger: Logger
+    private var entries: [QueueID: Entry] = [:]
+    private var queues: [String: DestinationQueue] = [:]
+    /// Round-robin order of domains (fairness: each gets one start per pass).
+    private var ring: [String] = []
+    private var ringIndex = 0
+    private var inFlight = 0
+    private var limiter = RateLimiter()
+    private var siteOf: [String: String] = [:]
+    private var activeBySite: [String: Int] = [:]
+    private var stopping = false
+    private var lastRescan = Date()
+    private var nextRetryCheck = Date.distantPast
+    private var wake: CheckedContinuation<Void, Never>?
+
+    public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
+                logger: Logger) {
+        self.spool = spool
+        self.config = config
+        self.logger = logger
+        self.deliverer = Deliverer(config: config, resolver: resolver, group: group, logger: logger)
+        self.log = DeliveryLog(path: config.logPath, maxBytes: config.logMaxBytes)
+        self.bounces = BounceBuilder(hostname: config.heloName)
+    }
+
+    // MARK: - Input
+
+    /// A message was just committed: index it and start what can start.
+    public func enqueue(_ envelope: Envelope) {
+        guard !stopping, entries[envelope.id] == nil else { return }
+        entries[envelope.id] = Entry(envelope: envelope)
+        schedule(envelope.id, now: Date())
+        dispatch()
+    }
+
+    /// Loads everything in `queue/` (start-up, rescans).
+    func scan() {
+        let now = Date()
+        let ids = (try? spool.enumerate(.queue)) ?? []
+        let present = Set(ids)
+        for id in ids {
+            if var e = entries[id] {
+                // Pick up envelope changes made by `herald queue retry` while idle.
+                if e.busy.isEmpty && !e.writing, let disk = try? spool.loadEnvelope(id, in: .queue), disk != e.envelope {
+                    e.envelope = disk
+                    entries[id] = e
+                    schedule(id, now: now)
+                }
+                continue
+            }
+            do {
+                let env = try spool.loadEnvelope(id, in: .queue)
+                entries[id] = Entry(envelope: env)
+                schedule(id, now: now)
+            } catch {
+                logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
+            }
+        }
+        // Gone from queue/ (held or deleted by the postmaster) and idle: forget.
+        for (id, e) in entries where !present.contains(id) && e.busy.isEmpty && !e.writing {
+            entries[id] = nil
+        }
+    }
+
+    /// Puts the message into the destination queue of each domain with a due recipient.
+    private func schedule(_ id: QueueID, now: Date) {
+        guard var entry = entries[id] else { return }
+        var domains: [String] = []
+        for r in entry.envelope.recipients where r.state == .pending || r.state == .deferred {
+            if let next = r.nextAttempt, next > now { continue }
+            let d = Self.domain(of: r.address)
+            if !entry.busy.contains(d) && !entry.queued.contains(d) && !domains.contains(d) { domains.append(d) }
+        }
+        for d in domains {
+            entry.queued.insert(d)
+            ensureQueue(d)
+            queues[d]!.push(id)
+        }
+        entries[id] = entry
+    }
+
+    private func ensureQueue(_ domain: String) {
+        if queues[domain] == nil {
+            let limit = connectionLimit(for: domain)
+            queues[domain] = DestinationQueue(domain: domain, initialWindow: config.initialWindow, limit: limit)
+            ring.append(domain)
+        }
+    }
+
+    static func domain(of address: String) -> String {
+        guard let at = address.lastIndex(of: "@") else { return "" }
+        return address[address.index(after: at)...].lowercased()
+    }
+
+    // MARK: - Throttles
+
+    private func connectionLimit(for domain: String) -> Int {
+        var limit = config.connectionsPerDestination
+        for t in config.throttles {
+            if case .domain(let p) = t.target, p.matches(domain), let c = t.connections { limit = min(limit, c) }
+        }
+        return max(1, limit)
+    }
+
+    private func rateKeys(domain: String, tenant: String?) -> [(String, Rate)] {
+        var keys: [(String, Rate)] = []
+        if let r = config.globalRate { keys.append(("*", r)) }
+        for t in config.throttles {
+            guard let rate = t.rate else { continue }
+            switch t.target {
+            case .domain(let p) where p.matches(domain):
+                // One bucket per matching domain for exact patterns; a wildcard rule is
+                // shared by all the domains it matches only when written as mx: site.
+                keys.append(("domain:\(domain)", rate))
+            case .mxSite(let p):
+                if let site = siteOf[domain], site.split(separator: ",").contains(where: { p.matches(String($0)) }) {
+                    keys.append(("site:\(p)", rate))
+                }
+            case .tenant(let name) where name == tenant:
+                keys.append(("tenant:\(name)", rate))
+            default:
+                break
+            }
+        }
+        return keys
+    }
+
+    private func siteConnectionLimit(for domain: String) -> (String, Int)? {
+        guard let site = siteOf[domain] else { return nil }
+        for t in config.throttles {
+            if case .mxSite(let p) = t.target, let c = t.connections,
+               site.split(separator: ",").contains(where: { p.matches(String($0)) }) {
+                return ("site:\(p)", c)
+            }
+        }
+        return nil
+    }
+
+    // MARK: - Dispatch
+
+    /// Starts every delivery that may start now; returns when to look again.
+    @discardableResult
+    private func dispatch() -> Date? {
+        let now = Date()
+        var wakeAt: Date?
+        func later(_ d: Date) { wakeAt = min(wakeAt ?? d, d) }
+        guard !stopping else { return nil }
+        var idlePasses = 0
+        while inFlight < config.maxConcurrentDeliveries && !ring.isEmpty && idlePasses < ring.count {
+            if ringIndex >= ring.count { ringIndex = 0 }
+            let domain = ring[ringIndex]
+            ringIndex += 1
+            guard var q = queues[domain] else { idlePasses += 1; continue }
+            if q.isEmpty && q.active == 0 && q.pausedUntil == nil {
+                queues[domain] = nil
+                ring.removeAll { $0 == domain }
+                continue
+            }
+            if let until = q.pausedUntil {
+                if until > now { later(until); idlePasses += 1; continue }
+                q.pausedUntil = nil
+                q.pauseReason = nil
+                queues[domain] = q
+            }
+            guard !q.isEmpty, q.canStart else { idlePasses += 1; continue }
+            if let (siteKey, limit) = siteConnectionLimit(for: domain), activeBySite[siteKey, default: 0] >= limit {
+                idlePasses += 1
+                continue
+            }
+            guard let id = q.pop() else { idlePasses += 1; continue }
+            guard var entry = entries[id] else { queues[domain] = q; continue }
+            let keys = rateKeys(domain: domain, tenant: entry.envelope.tenant)
+            if let retryAt = limiter.reserve(keys, now: now.timeIntervalSince1970) {
+                // Not yet: put it back at the front by re-queueing after the others of
+                // this pass; the queue keeps its order for the next slot.
+                var requeued = DestinationQueue(domain: domain, initialWindow: 0, limit: q.limit)
+                requeued.window = q.window
+                requeued.active = q.active
+                requeued.site = q.site
+                requeued.push(id)
+                while let other = q.pop() { requeued.push(other) }
+                queues[domain] = requeued
+                later(Date(timeIntervalSince1970: retryAt))
+                idlePasses += 1
+                continue
+            }
+            idlePasses = 0
+            entry.queued.remove(domain)
+            entry.busy.insert(domain)
+            q.active += 1
+            queues[domain] = q
+            entries[id] = entry
+            inFlight += 1
+            if let (siteKey, _) = siteConnectionLimit(for: domain) { activeBySite[siteKey, default: 0] += 1 }
+            start(id, domain: domain, envelope: entry.envelope)
+        }
+        return wakeAt
+    }
+
+    private func start(_ id: QueueID, domain: String, envelope: Envelope) {
+        let now = Date()
+        let indices = envelope.recipients.indices.filter { i in
+            let r = envelope.recipients[i]
+            return (r.state == .pending || r.state == .deferred) && Self.domain(of: r.address) == domain
+                && (r.nextAttempt.map { $0 <= now } ?? true)
+        }
+        let spool = self.spool
+        let deliverer = self.deliverer
+        Task {
+            let began = Date()
+            var result: AttemptResult
+            do {
+                let message = try spool.loadMessage(id, in: .queue, envelope: envelope)
+                let tx = OutboundTransaction(
+                    sender: envelope.sender,
+                    recipients: indices.map {
+                        OutboundTransaction.Recipient(address: envelope.recipients[$0].address,
+                                                      notify: envelope.recipients[$0].notify,
+                                                      orcpt: envelope.recipients[$0].orcpt)
+                    },
+                    message: message, declared8BitMIME: envelope.body == "8BITMIME", smtputf8: envelope.smtputf8,
+                    dsnRet: envelope.dsnRet, dsnEnvid: envelope.dsnEnvid)
+                result = indices.isEmpty ? AttemptResult(outcomes: [], tls: false)
+                                         : await deliverer.attempt(domain: domain, tx: tx)
+            } catch {
+                // The message vanished (held/deleted meanwhile) or is unreadable.
+                await self.abandon(id, domain: domain, error: error)
+                return
+            }
+            await self.completed(id, domain: domain, indices: indices, result: result, began: began)
+        }
+    }
+
+    // MARK: - Completion
+
+    private func release(_ domain: String) {
+        inFlight -= 1
+        if var q = queues[domain] {
+            q.active -= 1
+            queues[domain] = q
+        }
+        if let (siteKey, _) = siteConnectionLimit(for: domain) { activeBySite[siteKey, default: 1] -= 1 }
+    }
+
+    private func abandon(_ id: QueueID, domain: String, error: any Error) {
+        release(domain)
+        if var e = entries[id] {
+            e.busy.remove(domain)
+            entries[id] = e
+            if spool.locate(id) != .queue && e.busy.isEmpty && !e.writing {
+                entries[id] = nil
+            } else if spool.locate(id) == .queue {
+                logger.error("cannot read message", metadata: ["id": "\(id)", "error": "\(error)"])
+            }
+        }
+        dispatch()
+        wakeUp()
+    }
+
+    private func completed(_ id: QueueID, domain: String, indices: [Int], result: AttemptResult, began: Date) async {
+        release(domain)
+        let now = Date()
+        if let site = result.mxSite { siteOf[domain] = site }
+        if var q = queues[domain] {
+            if result.throttled {
+                q.throttled(until: now.addingTimeInterval(seconds(config.throttleBackoff)),
+                            reason: result.outcomes.first?.reply.description ?? "")
+                logger.warning("destination throttled", metadata: ["domain": "\(domain)", "window": "\(q.window)"])
+            } else if result.outcomes.contains(where: { if case .delivered = $0 { return true } else { return false } }) {
+                q.succeeded()
+            } else if result.mxHost == nil && !result.outcomes.isEmpty
+                        && result.outcomes.allSatisfy({ if case .deferred = $0 { return true } else { return false } }) {
+                q.unreachable(until: now.addingTimeInterval(min(60, config.retry.minimal)),
+                              reason: result.outcomes[0].reply.description)
+            }
+            queues[domain] = q
+        }
+        guard var entry = entries[id] else { dispatch(); return }
+        entry.busy.remove(domain)
+        var failed: [BounceBuilder.FailedRecipient] = []
+        for (k, i) in indices.enumerated() where k < result.outcomes.count {
+            var r = entry.envelope.recipients[i]
+            let outcome = result.outcomes[k]
+            r.attempts += 1
+            r.lastReply = outcome.reply.description
+            var logResult: String
+            switch outcome {
+            case .delivered:
+                r.state = .delivered
+                r.nextAttempt = nil
+                logResult = "delivered"
+            case .failed(let reply):
+                r.state = .failed
+                r.nextAttempt = nil
+                logResult = "failed"
+                failed.append(.init(address: r.address, orcpt: r.orcpt,
+                                    status: reply.enhanced?.description ?? "5.0.0", remoteMTA: result.mxHost,
+                                    diagnostic: reply.description, lastAttempt: now))
+            case .deferred(let reply):
+                if now.timeIntervalSince(entry.envelope.arrival) >= config.retry.maxLifetime {
+                    r.state = .failed
+                    r.nextAttempt = nil
+                    logResult = "expired"
+                    failed.append(.init(address: r.address, orcpt: r.orcpt, status: "4.4.7", remoteMTA: result.mxHost,
+                                        diagnostic: "message expired after \(Int(config.retry.maxLifetime))s; last reply: \(reply)",
+                                        lastAttempt: now))
+                } else {
+                    r.state = .deferred
+                    r.nextAttempt = now.addingTimeInterval(config.retry.delay(afterAttempt: r.attempts))
+                    logResult = "deferred"
+                }
+            }
+            entry.envelope.recipients[i] = r
+            log.write(.init(time: now, queueId: id.rawValue, recipient: r.address, domain: domain,
+                            mxHost: result.mxHost, ip: result.ip, tls: result.tls, result: logResult,
+                            code: outcome.reply.code, enhanced: outcome.reply.enhanced?.description,
+                            reply: outcome.reply.lines.joined(separator: " "), attempt: r.attempts,
+                            nextAttempt: r.nextAttempt, tenant: entry.envelope.tenant,
+                            campaign: entry.envelope.campaign,
+                            durationMs: Int(now.timeIntervalSince(began) * 1000)))
+        }
+        entries[id] = entry
+        if !failed.isEmpty { await bounce(id, entry.envelope, failed) }
+        await persist(id)
+        dispatch()
+        wakeUp()
+    }
+
+    /// Queues a DSN for failed recipients to the envelope sender (never for `<>`), and
+    /// only for recipients whose NOTIFY asks for failures.
+    private func bounce(_ id: QueueID, _ envelope: Envelope, _ failed: [BounceBuilder.FailedRecipient]) async {
+        guard !envelope.sender.isEmpty else {
+            logger.info("no bounce for a null sender", metadata: ["id": "\(id)"])
+            return
+        }
+        let wanted = failed.filter { f in
+            BounceBuilder.wants(.failed, notify: envelope.recipients.first { $0.address == f.address }?.notify)
+        }
+        guard !wanted.isEmpty else { return }
+        do {
+            let message = try spool.loadMessage(id, in: .queue, envelope: envelope)
+            let now = Date()
+            let bounceID = QueueID.generate(now: now)
+            let bytes = bounces.build(kind: .failed, original: envelope, message: message, recipients: wanted,
+                                      id: bounceID.rawValue, now: now)
+            let env = Envelope(id: bounceID, arrival: now, sender: "",
+                               origin: EnvelopeOrigin(listener: "bounce", clientAddress: "127.0.0.1",
+                                                      authenticatedUser: nil, helo: nil, tls: false),
+                               recipients: [EnvelopeRecipient(address: envelope.sender)],
+                               body: "8BITMIME", smtputf8: envelope.sender.utf8.contains { $0 >= 0x80 },
+                               tenant: envelope.tenant, campaign: envelope.campaign)
+            let stored = try await spool.store(message: bytes, envelope: env)
+            log.write(.init(time: now, queueId: id.rawValue, recipient: wanted.map(\.address).joined(separator: ","),
+                            domain: "", mxHost: nil, ip: nil, tls: false, result: "bounced", code: nil,
+                            enhanced: nil, reply: "DSN \(bounceID) to <\(envelope.sender)>", attempt: 0,
+                            nextAttempt: nil, tenant: envelope.tenant, campaign: envelope.campaign, durationMs: nil))
+            enqueue(stored)
+        } catch {
+            logger.error("cannot queue bounce", metadata: ["id": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Writes the envelope (or removes the message when every recipient is final).
+    /// Writes for one message never overlap; the last state always reaches the disk.
+    private func persist(_ id: QueueID) async {
+        guard var entry = entries[id] else { return }
+        if entry.writing {
+            entry.dirty = true
+            entries[id] = entry
+            return
+        }
+        entry.writing = true
+        entries[id] = entry
+        while true {
+            guard var e = entries[id] else { return }
+            e.dirty = false
+            entries[id] = e
+            let envelope = e.envelope
+            let done = envelope.recipients.allSatisfy { $0.state == .delivered || $0.state == .failed }
+            let spool = self.spool
+            let removed: Bool = await Task.detached {
+                do {
+                    if done && true {
+                        try spool.remove(id, from: .queue)
+                        return true
+                    }
+                    try spool.update(envelope, in: .queue)
+                } catch {
+                    // Held or deleted meanwhile: the postmaster's action wins.
+                }
+                return false
+            }.value
+            guard var after = entries[id] else { return }
+            if removed || (done && after.busy.isEmpty) {
+                entries[id] = nil
+                return
+            }
+            if !after.dirty {
+                after.writing = false
+                entries[id] = after
+                schedule(id, now: Date())
+                return
+            }
+        }
+    }
+
+    // MARK: - Run loop
+
+    /// Scans the spool, then dispatches until shutdown: on every commit and completion,
+    /// and on a timer for retries, paused destinations and rate-limit slots.
+    public func run() async {
+        scan()
+        while !Task.isCancelled && !stopping {
+            let now = Date()
+            if now >= nextRetryCheck {
+                for id in entries.keys { schedule(id, now: now) }
+                nextRetryCheck = now.addingTimeInterval(1)
+            }
+            if now.timeIntervalSince(lastRescan) >= seconds(config.rescanInterval) {
+                scan()
+                lastRescan = now
+                await deliverer.pool.sweep()
+            }
+            let next = dispatch()
+            let wait = min(max((next ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.002), 1)
+            await sleep(wait)
+        }
+    }
+
+    private func sleep(_ seconds: Double) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            wake = c
+            Task {
+                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                await self.wakeUp()
+            }
+        }
+    }
+
+    private func wakeUp() {
+        if let c = wake {
+            wake = nil
+            c.resume()
+        }
+    }
+
+    /// Stops dispatching and waits (up to `grace`) for attempts in flight.
+    public func shutdown(grace: TimeAmount) async {
+        stopping = true
+        wakeUp()
+        let deadline = Date().addingTimeInterval(seconds(grace))
+        while inFlight > 0 && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await deliverer.pool.closeAll()
+    }
+
+    // MARK: - Introspection (tests, stats)
+
+    public struct Snapshot: Sendable {
+        public var messages: Int
+        public var inFlight: Int
+        public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
+    }
+
+    public func snapshot() -> Snapshot {
+        Snapshot(messages: entries.count, inFlight: inFlight,
+                 destinations: queues.mapValues { ($0.count, $0.active, $0.window, $0.pauseReason) })
+    }
+}
+
+func seconds(_ t: TimeAmount) -> Double { Double(t.nanoseconds) / 1e9 }
