@@ -21,6 +21,11 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CCares",
+            pkgConfig: "libcares",
+            providers: [.apt(["libc-ares-dev"])]
+        ),
         .target(
             name: "SMTPCore",
             dependencies: []
@@ -44,9 +49,38 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DNS",
+            dependencies: [
+                "CCares",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "SMTPClient",
+            dependencies: [
+                "SMTPCore", "DNS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Delivery",
+            dependencies: [
+                "Spool", "SMTPClient", "DNS", "SMTPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "Herald",
             dependencies: [
-                "SMTPCore", "Spool", "SMTPServer",
+                "SMTPCore", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -69,6 +103,18 @@ let package = Package(
         ),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),
+        .testTarget(name: "DNSTests", dependencies: ["DNS", "HeraldTestSupport"]),
+        .testTarget(
+            name: "SMTPClientTests",
+            dependencies: [
+                "SMTPClient", "SMTPCore", "DNS", "HeraldTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Spool", "DNS", "SMTPClient", "HeraldTestSupport"]),
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [

@@ -38,8 +38,8 @@ public struct BounceBuilder: Sendable {
         var out = ""
         out += "From: Mail Delivery System <MAILER-DAEMON@\(hostname)>\r\n"
         out += "To: <\(envelope.sender)>\r\n"
-        out += kind == .failed ? "Subject: Undelivered Mail Returned to Sender\r\n"
-                               : "Subject: Delayed Mail (still being retried)\r\n"
+        out += kind == .failed ? "Subject: Message not delivered\r\n"
+                               : "Subject: Message delayed, delivery still being attempted\r\n"
         out += "Date: \(date)\r\n"
         out += "Message-ID: <\(id)@\(hostname)>\r\n"
         out += "Auto-Submitted: auto-replied\r\n"
@@ -51,14 +51,15 @@ public struct BounceBuilder: Sendable {
         out += "--\(boundary)\r\n"
         out += "Content-Description: Notification\r\n"
         out += "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-        out += "This is the mail system at host \(hostname).\r\n\r\n"
+        out += "Herald at \(hostname) reporting on a message you sent.\r\n\r\n"
         if kind == .failed {
-            out += "I'm sorry to have to inform you that your message could not\r\n"
-            out += "be delivered to one or more recipients. It's attached below.\r\n\r\n"
+            out += "Delivery to the recipients listed below failed permanently and will not\r\n"
+            out += "be retried. The receiving side's answer is given for each; a copy of\r\n"
+            out += "your message (or its headers) follows this report.\r\n\r\n"
         } else {
-            out += "Your message could not be delivered yet to one or more recipients.\r\n"
-            out += "It will be retried until it is \(Int(RetrySchedule().maxLifetime / 86400)) days old; "
-            out += "you do not need to send it again.\r\n\r\n"
+            out += "Delivery to the recipients listed below has not succeeded yet. Herald keeps\r\n"
+            out += "trying; there is nothing you need to do unless this report is followed by\r\n"
+            out += "a failure notice.\r\n\r\n"
         }
         for r in recipients {
             out += "<\(r.address)>: \(r.diagnostic.map(Self.oneLine) ?? "status \(r.status)")\r\n"

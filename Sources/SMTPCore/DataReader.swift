@@ -108,7 +108,8 @@ public struct DataReader: Sendable {
         }
         state = .inLine
         lineLength += 1
-        if lineLength + 1 > maxLineLength { note(.lineTooLong) }
+        // The octets of the line so far plus the CRLF that must still end it.
+        if lineLength + 2 > maxLineLength { note(.lineTooLong) }
         append(byte)
     }
 

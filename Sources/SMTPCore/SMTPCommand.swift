@@ -196,7 +196,8 @@ public func decodeXtext(_ text: String) -> String? {
     while let b = bytes.popFirst() {
         guard b >= 33, b <= 126, b != UInt8(ascii: "=") else { return nil }
         if b == UInt8(ascii: "+") {
-            guard bytes.count >= 2,
+            // Exactly two hex digits: `UInt8(_:radix:)` alone would also take a sign ("+1").
+            guard bytes.count >= 2, bytes.prefix(2).allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
                   let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
             else { return nil }
             bytes = bytes.dropFirst(2)

@@ -192,8 +192,11 @@ public struct SMTPSession: Sendable {
     public mutating func tlsEstablished() -> [SMTPSessionAction] {
         guard case .awaitingTLS = state else { return [] }
         isTLS = true
+        // RFC 3207 §4.2: forget everything learnt from the client before TLS, an
+        // identity from a plaintext AUTH included.
         helo = nil
         esmtp = false
+        authenticatedUser = nil
         state = .ready
         return process()
     }
@@ -472,7 +475,13 @@ public struct SMTPSession: Sendable {
     mutating func endOfData(_ tx: Transaction, _ reader: DataReader) -> [SMTPSessionAction] {
         if let violation = reader.violation {
             state = .ready
-            return [error(DataReader.reply(for: violation))]
+            var actions = [error(DataReader.reply(for: violation))]
+            // A shutdown waited for this transaction to finish: it has, so close now.
+            if closing && !isClosed {
+                state = .closed
+                actions.append(.replyAndClose(shutdownReply))
+            }
+            return actions
         }
         state = .awaitingCommit
         return [.commit(SMTPTransaction(
