@@ -32,6 +32,8 @@ struct DestinationQueue: Sendable {
 
     mutating func push(_ id: QueueID) { todo.append(id) }
 
+    func peek() -> QueueID? { head < todo.count ? todo[head] : nil }
+
     mutating func pop() -> QueueID? {
         guard head < todo.count else { return nil }
         let id = todo[head]

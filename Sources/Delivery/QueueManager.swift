@@ -34,6 +34,8 @@ public actor QueueManager {
     private var ring: [String] = []
     private var ringIndex = 0
     private var inFlight = 0
+    /// Attempts whose outcome is not yet on disk (shutdown waits for these).
+    private var unfinished = 0
     private var limiter = RateLimiter()
     private var siteOf: [String: String] = [:]
     private var activeBySite: [String: Int] = [:]
@@ -196,23 +198,20 @@ public actor QueueManager {
                 idlePasses += 1
                 continue
             }
-            guard let id = q.pop() else { idlePasses += 1; continue }
-            guard var entry = entries[id] else { queues[domain] = q; continue }
+            guard let id = q.peek() else { idlePasses += 1; continue }
+            guard var entry = entries[id] else {
+                _ = q.pop()
+                queues[domain] = q
+                continue
+            }
             let keys = rateKeys(domain: domain, tenant: entry.envelope.tenant)
             if let retryAt = limiter.reserve(keys, now: now.timeIntervalSince1970) {
-                // Not yet: put it back at the front by re-queueing after the others of
-                // this pass; the queue keeps its order for the next slot.
-                var requeued = DestinationQueue(domain: domain, initialWindow: 0, limit: q.limit)
-                requeued.window = q.window
-                requeued.active = q.active
-                requeued.site = q.site
-                requeued.push(id)
-                while let other = q.pop() { requeued.push(other) }
-                queues[domain] = requeued
+                // Not yet: the message stays at the head of its queue for the next slot.
                 later(Date(timeIntervalSince1970: retryAt))
                 idlePasses += 1
                 continue
             }
+            _ = q.pop()
             idlePasses = 0
             entry.queued.remove(domain)
             entry.busy.insert(domain)
@@ -220,6 +219,7 @@ public actor QueueManager {
             queues[domain] = q
             entries[id] = entry
             inFlight += 1
+            unfinished += 1
             if let (siteKey, _) = siteConnectionLimit(for: domain) { activeBySite[siteKey, default: 0] += 1 }
             start(id, domain: domain, envelope: entry.envelope)
         }
@@ -235,7 +235,8 @@ public actor QueueManager {
         }
         let spool = self.spool
         let deliverer = self.deliverer
-        Task {
+        // Detached: reading the message and the attempt itself run off the actor.
+        Task.detached {
             let began = Date()
             var result: AttemptResult
             do {
@@ -273,6 +274,7 @@ public actor QueueManager {
 
     private func abandon(_ id: QueueID, domain: String, error: any Error) {
         release(domain)
+        unfinished -= 1
         if var e = entries[id] {
             e.busy.remove(domain)
             entries[id] = e
@@ -288,6 +290,7 @@ public actor QueueManager {
 
     private func completed(_ id: QueueID, domain: String, indices: [Int], result: AttemptResult, began: Date) async {
         release(domain)
+        defer { unfinished -= 1 }
         let now = Date()
         if let site = result.mxSite { siteOf[domain] = site }
         if var q = queues[domain] {
@@ -304,7 +307,10 @@ public actor QueueManager {
             }
             queues[domain] = q
         }
-        guard var entry = entries[id] else { dispatch(); return }
+        guard var entry = entries[id] else {
+            dispatch()
+            return
+        }
         entry.busy.remove(domain)
         var failed: [BounceBuilder.FailedRecipient] = []
         for (k, i) in indices.enumerated() where k < result.outcomes.count {
@@ -478,7 +484,7 @@ public actor QueueManager {
         stopping = true
         wakeUp()
         let deadline = Date().addingTimeInterval(seconds(grace))
-        while inFlight > 0 && Date() < deadline {
+        while (inFlight > 0 || unfinished > 0) && Date() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         await deliverer.pool.closeAll()

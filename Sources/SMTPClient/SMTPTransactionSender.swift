@@ -123,14 +123,22 @@ extension SMTPClientConnection {
             mailReply = try await command(commands[0], phase: .mailFrom)
             if mailReply.code / 100 == 2 {
                 for c in commands.dropFirst() {
-                    rcptReplies.append(try await command(c, phase: .rcptTo))
+                    let reply = try await command(c, phase: .rcptTo)
+                    rcptReplies.append(reply)
+                    if reply.code == 421 { break }
                 }
-                if rcptReplies.contains(where: { $0.code / 100 == 2 }) {
+                if rcptReplies.contains(where: { $0.code / 100 == 2 }) && !rcptReplies.contains(where: { $0.code == 421 }) {
                     dataReply = try await command("DATA", phase: .data)
                 }
             }
         }
 
+        // 421: the server is closing the session (often a throttle). Every recipient
+        // waits for a later attempt with that reply; no RSET on a closing connection.
+        if let closing = ([mailReply] + rcptReplies + (dataReply.map { [$0] } ?? [])).first(where: { $0.code == 421 }) {
+            close()
+            return all(closing)
+        }
         guard mailReply.code / 100 == 2 else {
             if dataReply?.code == 354 { _ = try? await exchange(Array(".\r\n".utf8), replies: 1, phase: .dot) }
             try await rset()
