@@ -43,6 +43,7 @@ public actor QueueManager {
     private var lastRescan = Date()
     private var nextRetryCheck = Date.distantPast
     private var wake: CheckedContinuation<Void, Never>?
+    private var lastStateWrite = Date.distantPast
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
                 logger: Logger) {
@@ -456,6 +457,10 @@ public actor QueueManager {
                 lastRescan = now
                 await deliverer.pool.sweep()
             }
+            if now.timeIntervalSince(lastStateWrite) >= 2 {
+                writeState(now)
+                lastStateWrite = now
+            }
             let next = dispatch()
             let wait = min(max((next ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.002), 1)
             await sleep(wait)
@@ -488,6 +493,44 @@ public actor QueueManager {
             try? await Task.sleep(for: .milliseconds(20))
         }
         await deliverer.pool.closeAll()
+    }
+
+    /// Destination state for `herald queue stats` (which reads the spool for counts and
+    /// this file for what only the daemon knows): `<log dir>/queue-state.json`.
+    public struct DestinationState: Codable, Sendable {
+        public var domain: String
+        public var queued: Int
+        public var active: Int
+        public var window: Double
+        public var limit: Int
+        public var pausedUntil: Date?
+        public var reason: String?
+    }
+
+    public struct State: Codable, Sendable {
+        public var time: Date
+        public var pid: Int32
+        public var messages: Int
+        public var inFlight: Int
+        public var destinations: [DestinationState]
+    }
+
+    private func writeState(_ now: Date) {
+        guard let logPath = config.logPath else { return }
+        let path = (logPath as NSString).deletingLastPathComponent + "/queue-state.json"
+        let state = State(time: now, pid: getpid(), messages: entries.count, inFlight: inFlight,
+                          destinations: queues.values.map {
+                              DestinationState(domain: $0.domain, queued: $0.count, active: $0.active, window: $0.window,
+                                               limit: $0.limit, pausedUntil: $0.pausedUntil, reason: $0.pauseReason)
+                          }.sorted { $0.domain < $1.domain })
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(state) else { return }
+        let tmp = path + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: data) {
+            _ = rename(tmp, path)
+        }
     }
 
     // MARK: - Introspection (tests, stats)

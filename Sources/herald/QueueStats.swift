@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delivery
 import Foundation
 import Spool
 
@@ -15,6 +16,11 @@ struct QueueStats: ParsableCommand {
             var pending: Int
             var deferred: Int
             var oldest: Date?
+            /// From the running daemon: its concurrency window and backoff, if any.
+            var window: Double?
+            var active: Int?
+            var backoffUntil: Date?
+            var backoffReason: String?
         }
         var messages: [String: Int]
         var recipients: [String: Int]
@@ -42,6 +48,26 @@ struct QueueStats: ParsableCommand {
         messages["corrupt"] = (try? FileManager.default.contentsOfDirectory(atPath: access.spool.directory(of: .corrupt))
             .filter { $0.hasSuffix(".env") || $0.hasSuffix(".msg") }
             .map { String($0.dropLast(4)) }).map { Set($0).count } ?? 0
+        // What only the daemon knows (windows, backoff), when it runs.
+        let config = try options.load()
+        if let logDir = config.logPath,
+           let data = FileManager.default.contents(atPath: logDir + "/queue-state.json") {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            if let state = try? decoder.decode(QueueManager.State.self, from: data),
+               Date().timeIntervalSince(state.time) < 30 {
+                for d in state.destinations {
+                    var entry = domains[d.domain] ?? .init(domain: d.domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
+                    entry.window = d.window
+                    entry.active = d.active
+                    if let until = d.pausedUntil, until > Date() {
+                        entry.backoffUntil = until
+                        entry.backoffReason = d.reason
+                    }
+                    domains[d.domain] = entry
+                }
+            }
+        }
         let sorted = domains.values.sorted { ($0.recipients, $1.domain) > ($1.recipients, $0.domain) }
         if json {
             try printJSON(Stats(messages: messages, recipients: states, domains: sorted))
@@ -52,11 +78,13 @@ struct QueueStats: ParsableCommand {
               + "\(states["delivered"]!) delivered, \(states["failed"]!) failed")
         if !sorted.isEmpty {
             print("DOMAIN".padding(toLength: 40, withPad: " ", startingAt: 0) + "RCPTS".leftPadded(8)
-                  + "PENDING".leftPadded(9) + "DEFERRED".leftPadded(10) + "  OLDEST")
+                  + "PENDING".leftPadded(9) + "DEFERRED".leftPadded(10) + "  OLDEST                 STATE")
             for d in sorted {
                 print(d.domain.padding(toLength: 40, withPad: " ", startingAt: 0) + String(d.recipients).leftPadded(8)
                       + String(d.pending).leftPadded(9) + String(d.deferred).leftPadded(10) + "  "
-                      + (d.oldest.map(iso8601) ?? "-"))
+                      + (d.oldest.map(iso8601) ?? "-").padding(toLength: 22, withPad: " ", startingAt: 0) + " "
+                      + (d.backoffUntil.map { "backoff until \(iso8601($0)): \(d.backoffReason ?? "")" }
+                         ?? d.window.map { "window \(Int($0)), \(d.active ?? 0) active" } ?? "-"))
             }
         }
     }
