@@ -120,7 +120,7 @@ public struct Rate: Sendable, Hashable, CustomStringConvertible {
 
     public init?(_ text: String) {
         let parts = text.split(separator: "/")
-        guard parts.count == 2, let n = Double(parts[0].trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
+        guard parts.count == 2, let n = Double(parts[0].trimmingCharacters(in: .whitespaces)), n > 0, n.isFinite else { return nil }
         switch parts[1].trimmingCharacters(in: .whitespaces) {
         case "s", "sec", "second": per = 1
         case "m", "min", "minute": per = 60

@@ -100,7 +100,7 @@ public actor QueueManager {
         var domains: [String] = []
         for r in entry.envelope.recipients where r.state == .pending || r.state == .deferred {
             if let next = r.nextAttempt, next > now { continue }
-            let d = Self.domain(of: r.address)
+            let d = destination(of: r.address)
             if !entry.busy.contains(d) && !entry.queued.contains(d) && !domains.contains(d) { domains.append(d) }
         }
         for d in domains {
@@ -113,10 +113,38 @@ public actor QueueManager {
 
     private func ensureQueue(_ domain: String) {
         if queues[domain] == nil {
-            let limit = connectionLimit(for: domain)
+            let limit = connectionLimit(for: domain.hasPrefix("[") ? "" : domain)
             queues[domain] = DestinationQueue(domain: domain, initialWindow: config.initialWindow, limit: limit)
             ring.append(domain)
         }
+    }
+
+    private var destinationCache: [String: String] = [:]
+
+    /// The destination queue a recipient domain belongs to: the domain itself for MX
+    /// delivery; for a `[[route]]` with a smart host, one queue per route, so that all
+    /// its domains share the route's connection window (and ride one transaction when
+    /// one message has recipients in several of them), as a relay host is one
+    /// destination in Postfix's queue manager.
+    func destination(ofDomain d: String) -> String {
+        if let cached = destinationCache[d] { return cached }
+        var key = d
+        if let route = config.route(for: d), let host = route.host {
+            key = "[\(host)]:\(route.port) (\(route.pattern))"
+        }
+        if destinationCache.count > 100_000 { destinationCache.removeAll() }
+        destinationCache[d] = key
+        return key
+    }
+
+    func destination(of address: String) -> String { destination(ofDomain: Self.domain(of: address)) }
+
+    /// A recipient domain of `entry` that maps to `key` (for route lookup and throttles).
+    func representativeDomain(_ entry: Entry, _ key: String) -> String {
+        for r in entry.envelope.recipients where destination(of: r.address) == key {
+            return Self.domain(of: r.address)
+        }
+        return key
     }
 
     static func domain(of address: String) -> String {
@@ -205,7 +233,7 @@ public actor QueueManager {
                 queues[domain] = q
                 continue
             }
-            let keys = rateKeys(domain: domain, tenant: entry.envelope.tenant)
+            let keys = rateKeys(domain: representativeDomain(entry, domain), tenant: entry.envelope.tenant)
             if let retryAt = limiter.reserve(keys, now: now.timeIntervalSince1970) {
                 // Not yet: the message stays at the head of its queue for the next slot.
                 later(Date(timeIntervalSince1970: retryAt))
@@ -231,11 +259,12 @@ public actor QueueManager {
         let now = Date()
         let indices = envelope.recipients.indices.filter { i in
             let r = envelope.recipients[i]
-            return (r.state == .pending || r.state == .deferred) && Self.domain(of: r.address) == domain
+            return (r.state == .pending || r.state == .deferred) && destination(of: r.address) == domain
                 && (r.nextAttempt.map { $0 <= now } ?? true)
         }
         let spool = self.spool
         let deliverer = self.deliverer
+        let recipientDomain = indices.first.map { Self.domain(of: envelope.recipients[$0].address) } ?? domain
         // Detached: reading the message and the attempt itself run off the actor.
         Task.detached {
             let began = Date()
@@ -252,7 +281,7 @@ public actor QueueManager {
                     message: message, declared8BitMIME: envelope.body == "8BITMIME", smtputf8: envelope.smtputf8,
                     dsnRet: envelope.dsnRet, dsnEnvid: envelope.dsnEnvid)
                 result = indices.isEmpty ? AttemptResult(outcomes: [], tls: false)
-                                         : await deliverer.attempt(domain: domain, tx: tx)
+                                         : await deliverer.attempt(domain: recipientDomain, tx: tx)
             } catch {
                 // The message vanished (held/deleted meanwhile) or is unreadable.
                 await self.abandon(id, domain: domain, error: error)
@@ -347,7 +376,7 @@ public actor QueueManager {
                 }
             }
             entry.envelope.recipients[i] = r
-            log.write(.init(time: now, queueId: id.rawValue, recipient: r.address, domain: domain,
+            log.write(.init(time: now, queueId: id.rawValue, recipient: r.address, domain: Self.domain(of: r.address),
                             mxHost: result.mxHost, ip: result.ip, tls: result.tls, result: logResult,
                             code: outcome.reply.code, enhanced: outcome.reply.enhanced?.description,
                             reply: outcome.reply.lines.joined(separator: " "), attempt: r.attempts,
@@ -467,12 +496,15 @@ public actor QueueManager {
         }
     }
 
+    private var sleeper: Task<Void, Never>?
+
+    /// Sleeps up to `seconds`; `wakeUp()` ends it early (and cancels its timer).
     private func sleep(_ seconds: Double) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             wake = c
-            Task {
-                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-                await self.wakeUp()
+            sleeper = Task {
+                try? await Task.sleep(for: .milliseconds(max(1, Int(seconds * 1000))))
+                if !Task.isCancelled { await self.wakeUp() }
             }
         }
     }
@@ -480,11 +512,20 @@ public actor QueueManager {
     private func wakeUp() {
         if let c = wake {
             wake = nil
+            sleeper?.cancel()
+            sleeper = nil
             c.resume()
         }
     }
 
-    /// Stops dispatching and waits (up to `grace`) for attempts in flight.
+    /// Stops dispatching; `run()` returns soon after.
+    public func requestStop() {
+        stopping = true
+        wakeUp()
+    }
+
+    /// Stops dispatching and waits (up to `grace`) for attempts in flight and their
+    /// outcomes on disk, then closes pooled connections.
     public func shutdown(grace: TimeAmount) async {
         stopping = true
         wakeUp()

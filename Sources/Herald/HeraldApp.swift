@@ -15,12 +15,7 @@ import Spool
 public enum HeraldApp {
     public static func serve(config: HeraldConfig, logger: Logger) async throws {
         let spool = try Spool(path: config.spoolPath, logger: logger)
-        let report = try spool.recover()
-        logger.info("spool recovered", metadata: [
-            "path": "\(config.spoolPath)", "queued": "\(report.queued)", "held": "\(report.held)",
-            "tmp_removed": "\(report.tmpRemoved)", "orphans_removed": "\(report.orphanMessagesRemoved)",
-            "moved_to_corrupt": "\(report.movedToCorrupt)",
-        ])
+        _ = try spool.recover()   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         var queueManager: QueueManager?
         var resolver: CAresResolver?
@@ -101,8 +96,10 @@ struct DeliveryService: Service {
         await withGracefulShutdownHandler {
             await manager.run()
         } onGracefulShutdown: {
-            Task { await manager.shutdown(grace: grace) }
+            Task { await manager.requestStop() }
         }
+        // Attempts in flight finish and their outcomes reach the envelopes before exit.
+        await manager.shutdown(grace: grace)
     }
 }
 
