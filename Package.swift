@@ -99,7 +99,7 @@ let package = Package(
         ),
         .target(
             name: "HeraldTestSupport",
-            dependencies: ["Spool", "SMTPCore"]
+            dependencies: ["Spool", "SMTPCore", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),

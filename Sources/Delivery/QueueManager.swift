@@ -443,18 +443,15 @@ public actor QueueManager {
             let envelope = e.envelope
             let done = envelope.recipients.allSatisfy { $0.state == .delivered || $0.state == .failed }
             let spool = self.spool
-            let removed: Bool = await Task.detached {
-                do {
-                    if done && true {
-                        try spool.remove(id, from: .queue)
-                        return true
-                    }
-                    try spool.update(envelope, in: .queue)
-                } catch {
-                    // Held or deleted meanwhile: the postmaster's action wins.
+            // On a committer thread: envelope writes fsync and must not block the pool.
+            let removed: Bool = (try? await spool.offload { spool in
+                if done {
+                    try spool.remove(id, from: .queue)
+                    return true
                 }
+                try spool.update(envelope, in: .queue)
                 return false
-            }.value
+            }) ?? false   // held or deleted meanwhile: the postmaster's action wins
             guard var after = entries[id] else { return }
             if removed || (done && after.busy.isEmpty) {
                 entries[id] = nil

@@ -14,7 +14,8 @@ import Spool
 /// exit with everything acknowledged on disk).
 public enum HeraldApp {
     public static func serve(config: HeraldConfig, logger: Logger) async throws {
-        let spool = try Spool(path: config.spoolPath, logger: logger)
+        let spool = try Spool(path: config.spoolPath,
+                              configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
         _ = try spool.recover()   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         var queueManager: QueueManager?

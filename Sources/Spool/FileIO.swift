@@ -106,14 +106,6 @@ enum FileIO {
         }
     }
 
-    /// rename(2) that reports a missing source as `false` instead of an error.
-    static func renameIfPresent(_ from: String, _ to: String) throws -> Bool {
-        if Glibc.rename(from, to) == 0 { return true }
-        let code = Glibc.errno
-        if code == ENOENT && !exists(from) { return false }
-        throw SpoolError.system("rename to \(to)", from, code)
-    }
-
     /// unlink(2); a missing file is `false`, not an error.
     @discardableResult
     static func unlinkIfPresent(_ path: String) throws -> Bool {

@@ -43,14 +43,6 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
         self.rawValue = string
     }
 
-    /// For strings our own code built or checked: a malformed id here is a bug.
-    init(trusted string: String) {
-        guard let id = QueueID(string) else {
-            preconditionFailure("Internal inconsistency: malformed queue id \(string.debugDescription)")
-        }
-        self = id
-    }
-
     private init(uncheckedRawValue: String) {
         self.rawValue = uncheckedRawValue
     }

@@ -12,7 +12,8 @@ import Glibc
 /// 1. tmp/: every file is garbage unless it belongs to another process that is still
 ///    running and is younger than ``Spool/temporaryGracePeriod`` (a `herald queue`
 ///    command writing an update right now). Garbage is removed.
-/// 2. A `.msg` with no `.env` in queue/ or hold/ was never acknowledged: removed.
+/// 2. A `.msg` with no `.env` in queue/ or hold/ was never acknowledged: removed (unless
+///    an `<id>.env` sits in corrupt/, then the `.msg` joins it there).
 /// 3. A `.msg` whose `.env` is in the other live queue (hold vs queue) is moved to follow
 ///    its `.env` (an interrupted hold/release): `messagesRejoined`.
 /// 4. An `.env` that does not decode, names another id or an unknown version, or whose
@@ -91,6 +92,15 @@ extension Spool {
     ) throws {
         // Rule 2: never acknowledged.
         if files.envelopes.isEmpty {
+            if FileIO.exists(envelopePath(id, in: .corrupt)) {
+                // Its envelope was put aside (e.g. by hand): keep the pair together there.
+                for message in files.messages {
+                    try moveAside(
+                        id, envelope: nil, message: message, reason: "envelope is in corrupt/", touched: &touched)
+                    report.movedToCorrupt += 1
+                }
+                return
+            }
             for message in files.messages {
                 if try FileIO.unlinkIfPresent(message.path) {
                     touched.insert(message.directory)
@@ -125,7 +135,8 @@ extension Spool {
         // Pick the message copy to keep: the one next to the envelope, else one elsewhere.
         let messageFile = messagePath(id, in: queue)
         var messages = files.messages
-        let keptIndex = messages.firstIndex { $0.path == messageFile }
+        let keptIndex =
+            messages.firstIndex { $0.path == messageFile }
             ?? messages.firstIndex { $0.queue == queue }
             ?? messages.indices.first
         let kept = keptIndex.map { messages.remove(at: $0) }

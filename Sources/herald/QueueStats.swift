@@ -45,9 +45,7 @@ struct QueueStats: ParsableCommand {
                 domains[domain] = d
             }
         }
-        messages["corrupt"] = (try? FileManager.default.contentsOfDirectory(atPath: access.spool.directory(of: .corrupt))
-            .filter { $0.hasSuffix(".env") || $0.hasSuffix(".msg") }
-            .map { String($0.dropLast(4)) }).map { Set($0).count } ?? 0
+        messages["corrupt"] = (try? access.spool.enumerate(.corrupt))?.count ?? 0
         // What only the daemon knows (windows, backoff), when it runs.
         let config = try options.load()
         if let logDir = config.logPath,

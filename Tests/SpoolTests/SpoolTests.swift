@@ -44,7 +44,8 @@ struct SpoolTests {
             let stored = try await spool.store(message: message, envelope: envelope)
             let id = stored.id
             #expect(stored.size == message.count)
-            #expect(stored.messageFile == MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message)))
+            #expect(
+                stored.messageFile == MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message)))
             #expect(stored.recipients == envelope.recipients)
 
             #expect(try spool.loadMessage(id, in: .queue) == message)
@@ -266,7 +267,8 @@ struct SpoolTests {
             let base = Date(timeIntervalSince1970: 1_650_000_000)
             var expected: [QueueID] = []
             for offset in (0..<40).shuffled() {
-                let (id, _, _) = try await storeSample(spool, tag: "m\(offset)", size: 200, arrival: base + Double(offset))
+                let (id, _, _) = try await storeSample(
+                    spool, tag: "m\(offset)", size: 200, arrival: base + Double(offset))
                 expected.append(id)
             }
             expected.sort()
