@@ -49,7 +49,8 @@ public enum MessagePreparation {
         if !headers.hasDate { top += "Date: \(rfc5322Date(ctx.arrival))\r\n" }
         // A message that does not start with a header field gets an empty line, so that
         // its first line stays in the body instead of reading as a broken header.
-        if !headers.startsWithHeader { top += "\r\n" }
+        // A message that already starts with the empty line (no header fields) has it.
+        if !headers.startsWithHeader && !message.starts(with: [0x0D, 0x0A]) { top += "\r\n" }
         var out = Array(top.utf8)
         out.reserveCapacity(out.count + message.count)
         out.append(contentsOf: message)
