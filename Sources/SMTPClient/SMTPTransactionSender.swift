@@ -141,7 +141,7 @@ extension SMTPClientConnection {
         }
         guard mailReply.code / 100 == 2 else {
             if dataReply?.code == 354 { _ = try? await exchange(Array(".\r\n".utf8), replies: 1, phase: .dot) }
-            try await rset()
+            await resetAfterRefusal()
             return all(mailReply)
         }
         var outcomes = rcptReplies.map { RecipientOutcome.from($0) }
@@ -151,21 +151,37 @@ extension SMTPClientConnection {
             if let dataReply, !accepted.isEmpty {
                 for i in accepted { outcomes[i] = .from(dataReply) }
             }
-            try await rset()
+            await resetAfterRefusal()
             return outcomes
         }
         if accepted.isEmpty {
             // Pipelined DATA was accepted although every RCPT failed: send an empty message
             // to end it (RFC 2920 §3.1), and let the failure replies stand.
-            _ = try await exchange(Array(".\r\n".utf8), replies: 1, phase: .dot)
-            try await rset()
+            // Nobody can receive this empty message: a failure here changes no outcome.
+            if (try? await exchange(Array(".\r\n".utf8), replies: 1, phase: .dot)) != nil {
+                await resetAfterRefusal()
+            } else {
+                close()
+            }
             return outcomes
         }
         let final = try await exchange(dotStuffed(tx.message), replies: 1, phase: .dot)[0]
         countMessage()
         // Some servers keep transaction state after a refused message: start clean.
-        if final.code / 100 != 2 { try await rset() }
+        if final.code / 100 != 2 { await resetAfterRefusal() }
         for i in accepted { outcomes[i] = .from(final) }
         return outcomes
+    }
+
+    /// RSET after a refusal whose outcome is already known. Servers often hang up right
+    /// after a 5xx (or say 421 after the dot): a failed RSET must not turn the known
+    /// outcome into "session broke after the dot, may be a duplicate". The connection
+    /// is closed instead, so the pool drops it.
+    private func resetAfterRefusal() async {
+        do {
+            try await rset()
+        } catch {
+            close()
+        }
     }
 }

@@ -80,7 +80,9 @@ public final class SMTPServer: Sendable {
         let session = SMTPSession(configuration: listener.session, clientTrusted: trusted,
                                   isTLS: listener.session.tls == .implicit && listener.tlsContext != nil)
         let clientAddress = remote?.port.map { ip.contains(":") ? "[\(ip)]:\($0)" : "\(ip):\($0)" } ?? ip
-        let info = SMTPSessionInfo(sessionID: shared.nextSessionID(), listener: listener.name, clientIP: ip,
+        // The bound address (a configured port 0 becomes the real one).
+        let local = channel.localAddress.flatMap { a in a.port.map { "\(a.ipAddress ?? listener.host):\($0)" } }
+        let info = SMTPSessionInfo(sessionID: shared.nextSessionID(), listener: local ?? listener.name, clientIP: ip,
                                    clientAddress: clientAddress)
         try sync.addHandler(SMTPSessionHandler(session: session, settings: listener, shared: shared, info: info))
     }

@@ -227,7 +227,8 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
         promise.futureResult.assumeIsolated().whenComplete { [self] result in
             let ok = (try? result.get()) ?? false
             if ok {
-                shared.authThrottle.succeeded(info.clientIP)
+                // A success does not clear the address's failure count: one valid
+                // account must not reset the brake on guessing others.
                 logger.info("authenticated", metadata: ["user": "\(username)"])
                 guard !closed else { return }
                 run(session.authenticationFinished(user: username))

@@ -8,6 +8,13 @@ import Testing
 /// Every scenario suite is nested in this one `.serialized` suite, so that only one
 /// Herald server (and its clients) runs at a time: the CI machine has two cores, and
 /// several of these tests are about timing (time-outs, slow clients, kill moments).
+///
+/// Each test starts its own `herald serve` (HeraldTestSupport's `HeraldProcess`: a
+/// generated config in a fresh temporary directory, delivery off unless the test turns
+/// it on) and removes it afterwards, also on failure. `HERALD_KEEP_TEST_DIRS=1` keeps
+/// the directories (config, spool, herald.log, client journals) for a post-mortem.
+/// Peers: Python 3 (Clients/*.py, stdlib only), swaks, openssl; scripts/lib/setup.sh
+/// installs them.
 @Suite(.serialized)
 struct Integration {}
 
