@@ -204,6 +204,17 @@ struct CAresResolverTests {
         }
     }
 
+    @Test func unansweredDomainTimesOut() async throws {
+        let dns = try Dnsmasq([.noAnswer("slow.test"), .address("fast.test", "127.0.0.1")])
+        defer { dns.stop() }
+        let resolver = try CAresResolver(servers: [dns.server], timeout: .seconds(1), logger: quietLogger)
+        defer { resolver.shutdown() }
+        let error = await #expect(throws: DNSError.self) { try await resolver.mx(for: "slow.test") }
+        #expect(error?.isTemporary == true)
+        #expect(error?.description.contains("timed out") == true, "\(String(describing: error))")
+        #expect(try await resolver.addresses(for: "fast.test") == ["127.0.0.1"])
+    }
+
     @Test func identicalConcurrentQuestionsShareOneQuery() async throws {
         try await self.withResolver { (_, resolver) async throws in
             try await withThrowingTaskGroup(of: [MXHost].self) { group in
