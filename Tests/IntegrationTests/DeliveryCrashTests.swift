@@ -52,6 +52,7 @@ extension Integration {
             try await Task.sleep(for: .milliseconds(300))
             let settled = sink.index().count
             let leftInSpool = herald.spoolIDs().count
+            #expect(leftInSpool > 0 && settled < Self.total, "the kill came after delivery had finished")
 
             try await herald.restart()
             let done = await DeliveryIT.waitForEmptySpool(herald, timeout: 60)

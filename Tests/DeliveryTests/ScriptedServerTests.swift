@@ -9,13 +9,17 @@ import SMTPClient
 import SMTPCore
 import Testing
 
-/// Servers that refuse and then hang up at once (many appliances do after a 5xx, and
-/// every server does after a 421). The refusal is the outcome: a 5xx fails the
-/// recipients, a 4xx defers them with that reply. The RSET that follows a refusal finds
-/// the connection closed; that must not turn the known outcome into "session broke
-/// after the dot, may be a duplicate" (451 4.4.2), which would retry a permanently
-/// refused message until its lifetime ends.
-@Suite(.serialized) struct RefusalThenCloseTests {
+/// `Deliverer.attempt` against a tiny scripted server (Python, one file) for what the
+/// aiosmtpd sink cannot do:
+///
+/// - refuse and then hang up at once (many appliances do after a 5xx, every server
+///   after a 421). The refusal is the outcome: a 5xx fails the recipients, a 4xx defers
+///   them with that reply. The RSET that follows finds the connection closed; that must
+///   not turn the known outcome into "session broke after the dot, may be a duplicate"
+///   (451 4.4.2), which would retry a permanently refused message until it expires.
+/// - offer STARTTLS and then fail the handshake: `opportunistic` retries once in plain
+///   text (Postfix's "may"), `required` defers.
+@Suite(.serialized) struct ScriptedServerTests {
     /// A one-file scripted server: `mode` picks where it refuses and closes.
     static let script = #"""
 import socket, sys
@@ -32,7 +36,12 @@ while True:
             line = f.readline()
             if not line: break
             cmd = line.decode().strip().upper()
-            if cmd.startswith("EHLO"): send("250-fake.test"); send("250 8BITMIME")
+            if cmd.startswith("EHLO"):
+                send("250-fake.test")
+                if mode == "badtls": send("250-STARTTLS")
+                send("250 8BITMIME")
+            elif cmd.startswith("STARTTLS"):
+                send("220 go ahead"); c.sendall(b"this is not a TLS server hello\r\n" * 4)
             elif cmd.startswith("MAIL"):
                 if mode == "mail": send("550 5.7.1 sender blocked"); break
                 send("250 2.1.0 ok")
@@ -75,9 +84,9 @@ while True:
         return try await body(try #require(port))
     }
 
-    static func attempt(port: Int) async throws -> AttemptResult {
+    static func attempt(port: Int, tls: OutboundTLSPolicy = .off) async throws -> AttemptResult {
         var config = DeliveryConfiguration(heloName: "herald.test")
-        config.routes = [Route(pattern: DomainPattern("*")!, host: "127.0.0.1", port: port, tls: .off)]
+        config.routes = [Route(pattern: DomainPattern("*")!, host: "127.0.0.1", port: port, tls: tls)]
         config.timeouts = SMTPClientTimeouts(all: .seconds(5))
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -108,5 +117,13 @@ while True:
     @Test func acceptedThenCloseIsDelivered() async throws {
         let result = try await Self.withServer("ok") { try await Self.attempt(port: $0) }
         #expect(result.outcomes.map(\.reply.code) == [250])
+    }
+
+    @Test func failedHandshakeFallsBackToPlainTextOnlyWhenOpportunistic() async throws {
+        let opportunistic = try await Self.withServer("badtls") { try await Self.attempt(port: $0, tls: .opportunistic) }
+        #expect(opportunistic.outcomes.map(\.reply.code) == [250], "\(opportunistic.outcomes)")
+        #expect(!opportunistic.tls)
+        let required = try await Self.withServer("badtls") { try await Self.attempt(port: $0, tls: .required) }
+        #expect(required.outcomes.allSatisfy { if case .deferred = $0 { true } else { false } }, "\(required.outcomes)")
     }
 }
