@@ -125,11 +125,18 @@ public actor QueueManager {
     /// delivery; for a `[[route]]` with a smart host, one queue per route, so that all
     /// its domains share the route's connection window (and ride one transaction when
     /// one message has recipients in several of them), as a relay host is one
-    /// destination in Postfix's queue manager.
+    /// destination in Postfix's queue manager. Domains with their own throttle are the
+    /// exception: they keep a queue each.
     func destination(ofDomain d: String) -> String {
         if let cached = destinationCache[d] { return cached }
         var key = d
-        if let route = config.route(for: d), let host = route.host {
+        // A domain with a [[throttle]] of its own keeps its own queue even behind a
+        // route, so its limits neither hold back nor get bypassed by the route's others.
+        let throttled = config.throttles.contains { t in
+            if case .domain(let p) = t.target { return p.matches(d) }
+            return false
+        }
+        if !throttled, let route = config.route(for: d), let host = route.host {
             key = "[\(host)]:\(route.port) (\(route.pattern))"
         }
         if destinationCache.count > 100_000 { destinationCache.removeAll() }
