@@ -412,7 +412,7 @@ public actor QueueManager {
         do {
             let message = try spool.loadMessage(id, in: .queue, envelope: envelope)
             let now = Date()
-            let bounceID = QueueID.generate(now: now)
+            let bounceID = Self.bounceID(for: id, recipients: wanted.map(\.address))
             let bytes = bounces.build(kind: .failed, original: envelope, message: message, recipients: wanted,
                                       id: bounceID.rawValue, now: now)
             let env = Envelope(id: bounceID, arrival: now, sender: "",
@@ -421,7 +421,15 @@ public actor QueueManager {
                                recipients: [EnvelopeRecipient(address: envelope.sender)],
                                body: "8BITMIME", smtputf8: envelope.sender.utf8.contains { $0 >= 0x80 },
                                tenant: envelope.tenant, campaign: envelope.campaign)
-            let stored = try await spool.store(message: bytes, envelope: env)
+            let stored: Envelope
+            do {
+                stored = try await spool.store(message: bytes, envelope: env)
+            } catch let error as SpoolError where error.isAlreadyExists {
+                // A replay after a crash between this DSN's commit and the envelope
+                // update: the DSN is already queued; do not send a second one.
+                logger.info("DSN already queued", metadata: ["id": "\(id)", "dsn": "\(bounceID)"])
+                return
+            }
             log.write(.init(time: now, queueId: id.rawValue, recipient: wanted.map(\.address).joined(separator: ","),
                             domain: "", mxHost: nil, ip: nil, tls: false, result: "bounced", code: nil,
                             enhanced: nil, reply: "DSN \(bounceID) to <\(envelope.sender)>", attempt: 0,
@@ -430,6 +438,24 @@ public actor QueueManager {
         } catch {
             logger.error("cannot queue bounce", metadata: ["id": "\(id)", "error": "\(error)"])
         }
+    }
+
+    /// The DSN's queue id is derived from the original's id and the failed recipients,
+    /// so that replaying the same failure after a crash finds the DSN already queued.
+    /// It keeps the original's time prefix (ids stay sortable by arrival).
+    static func bounceID(for id: QueueID, recipients: [String]) -> QueueID {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Array(id.rawValue.utf8) + Array(recipients.sorted().joined(separator: "\n").utf8) + [0x44] {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+        }
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+        var suffix = ""
+        for _ in 0..<7 {
+            suffix.append(alphabet[Int(hash & 31)])
+            hash >>= 5
+        }
+        let prefix = id.rawValue.prefix(QueueID.timeLength)
+        return QueueID(String(prefix) + suffix) ?? QueueID.generate()
     }
 
     /// Writes the envelope (or removes the message when every recipient is final).
