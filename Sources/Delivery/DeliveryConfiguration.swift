@@ -47,9 +47,16 @@ public struct Route: Sendable {
     public var password: String?
     /// Allow AUTH over a connection without TLS (default false).
     public var authWithoutTLS: Bool
+    /// Messages per time unit over this route (a provider's limit), nil = unlimited.
+    public var rate: Rate?
+    /// Concurrent deliveries over this route (default: `connections_per_destination`).
+    public var connections: Int?
 
     public init(pattern: DomainPattern, host: String?, port: Int, tls: OutboundTLSPolicy,
-                username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false) {
+                username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false,
+                rate: Rate? = nil, connections: Int? = nil) {
+        self.rate = rate
+        self.connections = connections
         self.pattern = pattern
         self.host = host
         self.port = port

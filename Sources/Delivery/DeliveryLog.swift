@@ -1,5 +1,24 @@
 import Foundation
+import Metrics
 import NIOConcurrencyHelpers
+
+/// The metric counterparts of the delivery log (swift-metrics; exported by whatever
+/// backend the process bootstraps):
+/// - `herald_delivery_attempts_total{result}`: one per recipient outcome
+///   (`delivered`, `deferred`, `failed`, `expired`, `bounced` = DSNs queued)
+/// - `herald_delivery_duration_seconds{result}`: attempt durations
+public enum DeliveryMetrics {
+    public static let attemptsLabel = "herald_delivery_attempts_total"
+    public static let durationLabel = "herald_delivery_duration_seconds"
+
+    static func record(_ entry: DeliveryLog.Entry) {
+        Counter(label: attemptsLabel, dimensions: [("result", entry.result)]).increment()
+        if let ms = entry.durationMs {
+            Metrics.Timer(label: durationLabel, dimensions: [("result", entry.result)])
+                .recordNanoseconds(Int64(ms) * 1_000_000)
+        }
+    }
+}
 
 /// One JSON object per line for every attempt outcome, in `<dir>/delivery.jsonl`,
 /// rotated to `delivery.jsonl.1` (… `.5`) when it passes `maxBytes`.
@@ -63,6 +82,7 @@ public final class DeliveryLog: Sendable {
     }
 
     public func write(_ entry: Entry) {
+        DeliveryMetrics.record(entry)
         guard let path, var line = try? encoder.encode(entry) else { return }
         line.append(0x0A)
         state.withLockedValue { s in

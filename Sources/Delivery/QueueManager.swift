@@ -113,7 +113,10 @@ public actor QueueManager {
 
     private func ensureQueue(_ domain: String) {
         if queues[domain] == nil {
-            let limit = connectionLimit(for: domain.hasPrefix("[") ? "" : domain)
+            // A route's queue key is not a domain: its limit comes from the route.
+            let limit = domain.hasPrefix("[")
+                ? min(config.connectionsPerDestination, routeConnections(key: domain) ?? Int.max)
+                : connectionLimit(for: domain)
             queues[domain] = DestinationQueue(domain: domain, initialWindow: config.initialWindow, limit: limit)
             ring.append(domain)
         }
@@ -154,6 +157,10 @@ public actor QueueManager {
         return key
     }
 
+    private func routeConnections(key: String) -> Int? {
+        config.routes.first { r in r.host.map { "[\($0)]:\(r.port) (\(r.pattern))" } == key }?.connections
+    }
+
     static func domain(of address: String) -> String {
         guard let at = address.lastIndex(of: "@") else { return "" }
         return address[address.index(after: at)...].lowercased()
@@ -163,6 +170,7 @@ public actor QueueManager {
 
     private func connectionLimit(for domain: String) -> Int {
         var limit = config.connectionsPerDestination
+        if let c = config.route(for: domain)?.connections { limit = min(limit, c) }
         for t in config.throttles {
             if case .domain(let p) = t.target, p.matches(domain), let c = t.connections { limit = min(limit, c) }
         }
@@ -172,6 +180,7 @@ public actor QueueManager {
     private func rateKeys(domain: String, tenant: String?) -> [(String, Rate)] {
         var keys: [(String, Rate)] = []
         if let r = config.globalRate { keys.append(("*", r)) }
+        if let route = config.route(for: domain), let r = route.rate { keys.append(("route:\(route.pattern)", r)) }
         for t in config.throttles {
             guard let rate = t.rate else { continue }
             switch t.target {
@@ -479,7 +488,8 @@ public actor QueueManager {
             // On a committer thread: envelope writes fsync and must not block the pool.
             let removed: Bool = (try? await spool.offload { spool in
                 if done {
-                    try spool.remove(id, from: .queue)
+                    // Delivered or bounced: see Spool.remove(durable:) for why no fsync.
+                    try spool.remove(id, from: .queue, durable: false)
                     return true
                 }
                 try spool.update(envelope, in: .queue)

@@ -174,8 +174,15 @@ public struct HeraldConfig: Sendable {
             guard let tls = OutboundTLSPolicy(rawValue: r.tls ?? "opportunistic") else {
                 throw ConfigError("route[\(i)].tls: must be off, opportunistic or required")
             }
+            var rate: Rate?
+            if let text = r.rate, !text.isEmpty {
+                guard let parsed = Rate(text) else { throw ConfigError("route[\(i)].rate: use e.g. \"14/s\"") }
+                rate = parsed
+            }
+            if let c = r.connections, c < 1 { throw ConfigError("route[\(i)].connections: must be positive") }
             routes.append(Route(pattern: pattern, host: host, port: port, tls: tls, username: try env(r.username),
-                                password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false))
+                                password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false,
+                                rate: rate, connections: r.connections))
         }
         var throttles: [ThrottleRule] = []
         for (i, t) in (raw.throttle ?? []).enumerated() {
@@ -369,6 +376,8 @@ struct RawConfig: Decodable {
         var username: String?
         var password: String?
         var auth_without_tls: Bool?
+        var rate: String?
+        var connections: Int?
     }
     struct Throttle: Decodable {
         var match: String

@@ -392,7 +392,11 @@ public final class Spool: Sendable {
 
     /// Removes a message: `.env` first (the message is gone at that point), then `.msg`,
     /// then fsync of the directory. Throws `isNotFound` if it is not in `queue`.
-    public func remove(_ id: QueueID, from queue: SpoolQueue) throws {
+    /// `durable: false` skips the directory fsync: for a message whose every recipient
+    /// is done, the unlink survives any crash of the process (it is in the kernel), and
+    /// only a power loss before the file system's next journal commit could bring the
+    /// message back, to be delivered again. Postmaster deletions stay durable.
+    public func remove(_ id: QueueID, from queue: SpoolQueue, durable: Bool = true) throws {
         try MessageLock.withLock(lockPath, slot: id.lockSlot) {
             let removedEnvelope = try FileIO.unlinkIfPresent(envelopePath(id, in: queue))
             if !removedEnvelope && queue != .corrupt {
@@ -402,7 +406,7 @@ public final class Spool: Sendable {
             if !removedEnvelope && !removedMessage {
                 throw SpoolError.notFound(id)
             }
-            try FileIO.syncDirectory(directory(of: id, in: queue))
+            if durable { try FileIO.syncDirectory(directory(of: id, in: queue)) }
         }
     }
 

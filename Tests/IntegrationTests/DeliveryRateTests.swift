@@ -66,6 +66,26 @@ extension Integration {
             }
         }
 
+        /// `[[route]] rate` is a provider limit: every domain behind the route shares it.
+        @Test("a route's rate covers all its domains together")
+        func routeRate() async throws {
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            var route = DeliveryIT.route("*.provider.test", port: sink.port)
+            route += "\nrate = \"5/s\"\nconnections = 2"
+            try await HeraldProcess.with(DeliveryIT.options(toml: [route])) { herald in
+                let mails = (0..<15).map { DeliveryIT.mail("p-\($0)", to: ["u\($0)@d\($0 % 3).provider.test"], bodyLines: 2) }
+                try await DeliveryIT.submitAccepted(port: herald.port(), mails)
+                #expect(await sink.waitForMessages(15, timeout: 15) == 15)
+                let times = sink.index().map(\.time).sorted()
+                let peak = DeliveryRate.maxPerSecond(times).count
+                let span = (times.last ?? 0) - (times.first ?? 0)
+                print("route rate 5/s over 3 domains: 15 messages in \(String(format: "%.2f", span)) s, peak \(peak) in a second")
+                #expect(peak <= 5)
+                #expect(span >= 2.5, "15 messages at 5/s take about 2.8 s, took \(span) s")
+            }
+        }
+
         /// Domains behind one smart-host route share one destination queue
         /// (QueueManager.destination(ofDomain:)), except a domain with a throttle of its
         /// own, which keeps its own queue. So a domain throttle inside a route (1) does not
