@@ -228,8 +228,17 @@ extension Spool {
         let me = getpid()
         let now = Date().timeIntervalSince1970
         var removed = 0
+        var entries: [String] = []
         for name in try FileIO.list(directory) {
-            let file = directory + "/" + name
+            if Spool.isShardName(name) && FileIO.isDirectory(directory + "/" + name) {
+                entries += try FileIO.list(directory + "/" + name).map { name + "/" + $0 }
+            } else {
+                entries.append(name)
+            }
+        }
+        for entry in entries {
+            let file = directory + "/" + entry
+            let name = String(entry.split(separator: "/").last ?? Substring(entry))
             if let writer = Spool.temporaryWriter(name), writer != me, Spool.isRunning(writer) {
                 var info = stat()
                 if lstat(file, &info) == 0 && now - Double(info.st_mtim.tv_sec) < Spool.temporaryGracePeriod {

@@ -10,7 +10,7 @@
  DESCRIPTION
    Layout under `path` (DESIGN.md "Spool contract"):
 
-     tmp/                    files being written: <id>.<pid>-<random>.msg|.env
+     tmp/<xx>/               files being written: <id>.<pid>-<random>.msg|.env
      queue/<xx>/<id>.msg     <xx> = QueueID.shard, 2 lowercase hex digits (256 dirs)
      queue/<xx>/<id>.env
      hold/<xx>/<id>.msg|.env messages a postmaster put on hold
@@ -178,6 +178,10 @@ public final class Spool: Sendable {
                 try FileIO.syncDirectory(absolute)
             }
         }
+        // tmp/<xx>/: made up front, not fsynced (nothing in tmp/ needs to survive).
+        for shard in 0..<256 {
+            try FileIO.makeDirectory(absolute + "/tmp/" + Spool.shardName(shard))
+        }
         if !FileIO.exists(lockPath) {
             let fd = try FileIO.openFile(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, FileIO.fileMode, "create lock file")
             close(fd)
@@ -189,6 +193,11 @@ public final class Spool: Sendable {
     }
 
     // MARK: paths
+
+    static func shardName(_ n: Int) -> String {
+        let hex = Array("0123456789abcdef")
+        return String([hex[n >> 4], hex[n & 15]])
+    }
 
     /// `<spool>/tmp`.
     public var temporaryDirectory: String { path + "/tmp" }
@@ -502,11 +511,13 @@ public final class Spool: Sendable {
         }
     }
 
-    /// `<spool>/tmp/<id>.<pid>-<random>`: unique per writer; recovery reads the pid.
+    /// `<spool>/tmp/<xx>/<id>.<pid>-<random>`: unique per writer; recovery reads the pid.
+    /// tmp/ is sharded like queue/: with one flat tmp/ every concurrent writer takes the
+    /// same directory lock for each create and rename.
     func temporaryName(for id: QueueID) -> String {
         var random = SystemRandomNumberGenerator()
         let suffix = String(random.next() as UInt64, radix: 16)
-        return temporaryDirectory + "/" + id.rawValue + "." + String(processID) + "-" + suffix
+        return temporaryDirectory + "/" + id.shard + "/" + id.rawValue + "." + String(processID) + "-" + suffix
     }
 
     /// Creates `queue/<xx>` durably (mkdir + fsync of `queue/`) the first time this
