@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(
@@ -26,6 +28,11 @@ let package = Package(
             name: "CCares",
             pkgConfig: "libcares",
             providers: [.apt(["libc-ares-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
         ),
         .target(
             name: "SMTPCore",
@@ -80,9 +87,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Campaigns",
+            dependencies: [
+                "Spool", "SMTPCore", "CLibPQ", "COpenSSLCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "Herald",
             dependencies: [
-                "SMTPCore", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
+                "SMTPCore", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery", "Campaigns",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -106,6 +125,13 @@ let package = Package(
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "HeraldTestSupport"]),
+        .testTarget(
+            name: "CampaignsTests",
+            dependencies: [
+                "Campaigns", "Spool", "HeraldTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(
             name: "SMTPClientTests",
             dependencies: [

@@ -50,6 +50,11 @@ public struct HeraldConfig: Sendable {
     public var dnsTimeout: Double
     public var delivery: DeliveryConfiguration
     public var deliveryEnabled: Bool
+    /// The HTTP API's listener; nil = no HTTP server.
+    public var httpAddress: (host: String, port: Int)?
+    public var publicURL: String
+    public var apiKeys: [(tenant: String, sha256: String)]
+    public var databaseURL: String?
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -149,7 +154,11 @@ public struct HeraldConfig: Sendable {
             dnsServers: raw.dns?.servers ?? [],
             dnsTimeout: try duration(raw.dns?.timeout ?? "5s", "dns.timeout"),
             delivery: delivery,
-            deliveryEnabled: raw.delivery?.enabled ?? true)
+            deliveryEnabled: raw.delivery?.enabled ?? true,
+            httpAddress: try httpAddress(raw.http),
+            publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
+            apiKeys: try apiKeys(raw.api_key ?? []),
+            databaseURL: try env(raw.database?.url).flatMap { $0.isEmpty ? nil : $0 })
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
@@ -245,6 +254,25 @@ public struct HeraldConfig: Sendable {
         t.data = try amount(d.data_timeout, "120s", "delivery.data_timeout")
         t.dot = try amount(d.dot_timeout, "600s", "delivery.dot_timeout")
         return t
+    }
+
+    static func httpAddress(_ http: RawConfig.HTTP?) throws(ConfigError) -> (host: String, port: Int)? {
+        let address = http?.address ?? "127.0.0.1:8025"
+        if address.isEmpty { return nil }
+        return try hostPort(address, key: "http.address")
+    }
+
+    static func apiKeys(_ raw: [RawConfig.APIKey]) throws(ConfigError) -> [(tenant: String, sha256: String)] {
+        var out: [(tenant: String, sha256: String)] = []
+        for (i, k) in raw.enumerated() {
+            guard !k.tenant.isEmpty else { throw ConfigError("api_key[\(i)].tenant: empty") }
+            let hash = (try env(k.sha256) ?? "").lowercased()
+            guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else {
+                throw ConfigError("api_key[\(i)].sha256: 64 hex digits, e.g. from: printf %s \"$KEY\" | sha256sum")
+            }
+            out.append((k.tenant, hash))
+        }
+        return out
     }
 
     static func env(_ value: String?) throws(ConfigError) -> String? {
@@ -384,6 +412,20 @@ struct RawConfig: Decodable {
         var rate: String?
         var connections: Int?
     }
+    struct HTTP: Decodable {
+        var address: String?
+        var public_url: String?
+    }
+    struct APIKey: Decodable {
+        var tenant: String
+        var sha256: String
+    }
+    struct Database: Decodable {
+        var url: String?
+    }
+    var http: HTTP?
+    var api_key: [APIKey]?
+    var database: Database?
     var smtp: SMTP?
     var dns: DNS?
     var delivery: Delivery?

@@ -3,8 +3,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Campaigns
 import DNS
 import Delivery
+import Hummingbird
 import ServiceLifecycle
 import SMTPServer
 import Spool
@@ -60,6 +62,23 @@ public enum HeraldApp {
             services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace))))
         }
         services.append(.init(service: service))
+        if let http = config.httpAddress {
+            let writer = SpoolWriter(spool: spool, onCommit: { [queueManager] envelope in
+                await queueManager?.enqueue(envelope)
+            })
+            let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
+                                            hostname: config.hostname)
+            let app = Application(router: router,
+                                  configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
+                                  onServerRunning: { channel in
+                                      let a = channel.localAddress
+                                      logger.info("listening", metadata: [
+                                          "address": "\(a?.ipAddress ?? http.host):\(a?.port ?? http.port)", "role": "http",
+                                      ])
+                                  },
+                                  logger: logger)
+            services.append(.init(service: app))
+        }
         let group = ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],

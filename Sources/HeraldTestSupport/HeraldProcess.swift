@@ -77,6 +77,10 @@ public final class HeraldProcess: @unchecked Sendable {
         public var shutdownGrace: String? = "10s"
         public var logLevel = "info"
         public var committers: Int?
+        /// Start the HTTP API on an ephemeral port (off by default: `[http] address = ""`).
+        public var http = false
+        /// `[[api_key]]` tables: tenant and the SHA-256 hex of its key.
+        public var apiKeys: [(tenant: String, sha256: String)] = []
         /// Extra lines appended to the `[smtp]` table verbatim.
         public var extraSMTP: [String] = []
         /// `[delivery] enabled`: off by default, so that accepted mail stays in the spool
@@ -302,6 +306,8 @@ public final class HeraldProcess: @unchecked Sendable {
         t += "\n[spool]\npath = \(q(spoolPath))\n"
         if let v = options.committers { t += "committers = \(v)\n" }
         t += "\n[log]\npath = \(q(directory + "/log"))\nlevel = \(q(options.logLevel))\n"
+        t += "\n[http]\naddress = \(q(options.http ? "127.0.0.1:0" : ""))\n"
+        for k in options.apiKeys { t += "\n[[api_key]]\ntenant = \(q(k.tenant))\nsha256 = \(q(k.sha256))\n" }
         t += "\n[delivery]\nenabled = \(options.deliveryEnabled)\n"
         for line in options.extraDelivery { t += line + "\n" }
         t += "\n[tls]\ncertificate = \(q(certificatePath))\nprivate_key = \(q(privateKeyPath))\n"
@@ -346,12 +352,32 @@ public final class HeraldProcess: @unchecked Sendable {
         }
     }
 
+    /// The HTTP API's port (with `options.http`), from its `listening … role=http` line.
+    public func httpPort(timeout: Double = 10) async throws -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let data = FileManager.default.contents(atPath: logPath) {
+                let text = String(decoding: data, as: UTF8.self)
+                for line in text.split(separator: "\n").reversed() where line.contains(" listening ") && line.contains("role=http") {
+                    if let r = line.range(of: "address=") {
+                        let value = line[r.upperBound...].prefix { $0 != " " }
+                        if let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]) {
+                            return port
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw SubprocessError("no HTTP listening line in the log\n\(diagnostics())")
+    }
+
     /// Ports of the `listening address=HOST:PORT` lines written after `offset`, in order.
     private func listeningPorts(after offset: Int) -> [Int] {
         guard let data = FileManager.default.contents(atPath: logPath), data.count > offset else { return [] }
         let text = String(decoding: data[offset...], as: UTF8.self)
         var ports: [Int] = []
-        for line in text.split(separator: "\n") where line.contains(" listening ") {
+        for line in text.split(separator: "\n") where line.contains(" listening ") && !line.contains("role=http") {
             guard let r = line.range(of: "address=") else { continue }
             let value = line[r.upperBound...].prefix { $0 != " " }
             if let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]) {

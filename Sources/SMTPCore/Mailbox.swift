@@ -14,6 +14,16 @@ public struct Mailbox: Hashable, Sendable, CustomStringConvertible {
         self.domain = domain
     }
     public var description: String { "\(localPart)@\(domain)" }
+
+    /// Parses `local@domain` as RFC 5321 §4.1.2 allows it in a path (no brackets, no
+    /// route); nil when it is not a valid mailbox. For addresses that come from
+    /// applications (HTTP API, imports) rather than from an SMTP command.
+    public init?(parsing text: String) {
+        guard text.utf8.count <= PathParser.maxPath, let m = try? PathParser.parseMailbox(Array(text.utf8)) else {
+            return nil
+        }
+        self = m
+    }
 }
 
 /// Why a path did not parse.

@@ -32,6 +32,25 @@ herald_setup() {
     if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
         python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
     fi
+    herald_setup_postgres
+}
+
+# PostgreSQL for the campaign store: libpq-dev to build (the CLibPQ module), the server
+# binaries (initdb, postgres, createdb) for the tests, which start private servers of
+# their own in temporary directories (HeraldTestSupport.PostgresServer). As root those
+# run as the `postgres` user the package creates. Herald never uses a system cluster:
+# if the package started one (Debian does, on port 5432), it is stopped.
+herald_setup_postgres() {
+    local fresh=0
+    dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed" || fresh=1
+    herald_need_packages postgresql libpq-dev
+    if [ "$fresh" = 1 ] && command -v pg_lsclusters >/dev/null; then
+        pg_lsclusters --no-header 2>/dev/null | while read -r version cluster port status _; do
+            if [ "$status" = "online" ]; then
+                pg_ctlcluster "$version" "$cluster" stop >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 }
 
 # A self-signed development certificate for STARTTLS, made at first run, never committed.

@@ -1,0 +1,170 @@
+/// The campaign store's schema, as versioned migrations (``Migrator`` applies them).
+///
+/// Rules the schema keeps:
+/// - Every tenant-owned table carries `tenant_id`, and rows that point at another
+///   tenant-owned row do so through a composite foreign key `(tenant_id, x_id)`, so that
+///   even a buggy query cannot attach tenant A's subscriber to tenant B's list: tenant
+///   isolation is enforced by the database, not only by the `WHERE tenant_id = $1`
+///   every store query carries.
+/// - Ids are `bigint` identities: compact, and ordered, which keyset pagination and the
+///   expansion chunks (`first_subscriber_id … last_subscriber_id`) rely on.
+/// - Email addresses are stored lower-cased (the whole address: mailbox providers treat
+///   local parts case-insensitively, and so do list tools), unique per tenant. No
+///   `citext`: no extension to install, and a plain b-tree index serves the lookups.
+/// - Timestamps are `timestamptz`; connections run in UTC.
+///
+/// A released migration is never edited: a change is a new migration.
+public enum Schema {
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "campaign store", sql: version1),
+    ]
+
+    /// The newest version this build knows.
+    public static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
+
+    static let version1 = """
+        CREATE TABLE tenants (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+            created_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE UNIQUE INDEX tenants_name_key ON tenants (lower(name));
+
+        -- API keys are stored as the SHA-256 of the key (hex); the key itself is shown
+        -- once, at creation. `prefix` (the first characters) identifies a key to people.
+        CREATE TABLE api_keys (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id   bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            key_hash    text NOT NULL UNIQUE CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+            prefix      text NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            revoked_at  timestamptz
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
+
+        CREATE TABLE lists (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id   bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 500),
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant_id, id)
+        );
+
+        CREATE TABLE subscribers (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id   bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            email       text NOT NULL CHECK (email = lower(email) AND email LIKE '_%@_%'),
+            name        text,
+            first_name  text,
+            last_name   text,
+            attributes  jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+            status      text NOT NULL DEFAULT 'active'
+                        CHECK (status IN ('active', 'unsubscribed', 'bounced', 'complained')),
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant_id, email),
+            UNIQUE (tenant_id, id)
+        );
+
+        CREATE TABLE list_members (
+            tenant_id      bigint NOT NULL,
+            list_id        bigint NOT NULL,
+            subscriber_id  bigint NOT NULL,
+            created_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (list_id, subscriber_id),
+            FOREIGN KEY (tenant_id, list_id) REFERENCES lists (tenant_id, id) ON DELETE CASCADE,
+            FOREIGN KEY (tenant_id, subscriber_id) REFERENCES subscribers (tenant_id, id) ON DELETE CASCADE
+        );
+        CREATE INDEX list_members_subscriber ON list_members (subscriber_id);
+
+        CREATE TABLE campaigns (
+            id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id     bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name          text NOT NULL CHECK (length(name) BETWEEN 1 AND 500),
+            from_address  text NOT NULL,
+            reply_to      text,
+            subject       text NOT NULL,
+            html          text,
+            text          text,
+            list_ids      bigint[] NOT NULL DEFAULT '{}',
+            segment       jsonb,
+            send_rate     text,
+            send_window   jsonb,
+            time_zone     text NOT NULL DEFAULT 'UTC',
+            send_at       timestamptz,
+            deadline      timestamptz,
+            status        text NOT NULL DEFAULT 'draft'
+                          CHECK (status IN ('draft', 'scheduled', 'sending', 'paused', 'cancelled', 'sent', 'expired')),
+            started_at    timestamptz,
+            finished_at   timestamptz,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant_id, id),
+            CHECK (html IS NOT NULL OR text IS NOT NULL),
+            CHECK (deadline IS NULL OR send_at IS NULL OR deadline > send_at)
+        );
+        CREATE INDEX campaigns_tenant ON campaigns (tenant_id, id);
+        CREATE INDEX campaigns_due ON campaigns (send_at) WHERE status = 'scheduled';
+
+        -- Expansion work units, claimed with SELECT … FOR UPDATE SKIP LOCKED so that
+        -- several Herald nodes share a campaign and each chunk is expanded once.
+        CREATE TABLE campaign_chunks (
+            tenant_id            bigint NOT NULL,
+            campaign_id          bigint NOT NULL,
+            chunk_no             integer NOT NULL,
+            first_subscriber_id  bigint NOT NULL,
+            last_subscriber_id   bigint NOT NULL,
+            claimed_by           text,
+            claimed_at           timestamptz,
+            done                 boolean NOT NULL DEFAULT false,
+            done_at              timestamptz,
+            PRIMARY KEY (campaign_id, chunk_no),
+            FOREIGN KEY (tenant_id, campaign_id) REFERENCES campaigns (tenant_id, id) ON DELETE CASCADE,
+            CHECK (first_subscriber_id <= last_subscriber_id)
+        );
+        CREATE INDEX campaign_chunks_pending ON campaign_chunks (campaign_id, chunk_no) WHERE NOT done;
+
+        -- One row per recipient once expanded: the durable checkpoint (written after the
+        -- spool commit) and the per-recipient outcome. No foreign key to subscribers: a
+        -- campaign's history outlives a deleted subscriber.
+        CREATE TABLE campaign_recipients (
+            tenant_id      bigint NOT NULL,
+            campaign_id    bigint NOT NULL,
+            subscriber_id  bigint NOT NULL,
+            state          text NOT NULL DEFAULT 'queued'
+                           CHECK (state IN ('pending', 'queued', 'skipped', 'sent', 'deferred', 'bounced', 'failed', 'cancelled')),
+            queue_id       text,
+            reason         text,
+            updated_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (campaign_id, subscriber_id),
+            FOREIGN KEY (tenant_id, campaign_id) REFERENCES campaigns (tenant_id, id) ON DELETE CASCADE
+        );
+        CREATE INDEX campaign_recipients_state ON campaign_recipients (campaign_id, state);
+
+        CREATE TABLE campaign_counters (
+            tenant_id     bigint NOT NULL,
+            campaign_id   bigint PRIMARY KEY,
+            total         bigint NOT NULL DEFAULT 0,
+            expanded      bigint NOT NULL DEFAULT 0,
+            skipped       bigint NOT NULL DEFAULT 0,
+            sent          bigint NOT NULL DEFAULT 0,
+            deferred      bigint NOT NULL DEFAULT 0,
+            bounced       bigint NOT NULL DEFAULT 0,
+            failed        bigint NOT NULL DEFAULT 0,
+            unsubscribed  bigint NOT NULL DEFAULT 0,
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            FOREIGN KEY (tenant_id, campaign_id) REFERENCES campaigns (tenant_id, id) ON DELETE CASCADE
+        );
+
+        -- Addresses a tenant must not mail again, whatever list they are on.
+        CREATE TABLE suppressions (
+            tenant_id    bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            email        text NOT NULL CHECK (email = lower(email)),
+            reason       text NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'complained', 'manual')),
+            campaign_id  bigint,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, email)
+        );
+        """
+}

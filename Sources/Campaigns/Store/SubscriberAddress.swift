@@ -1,0 +1,72 @@
+import Foundation
+
+/// The rule for subscriber addresses, stricter than what SMTP or a `From:` header
+/// accepts, because these are addresses of people on a mailing list: a dot-atom local
+/// part (no quoted strings), `@`, and a domain name of at least two labels (no address
+/// literals, no single-label hosts). UTF-8 (RFC 6531) is accepted in both parts.
+/// Addresses are normalized to lower case (see ``Schema``) after trimming white space.
+public enum SubscriberAddress {
+    /// The normalized address, or why it is not acceptable.
+    public static func normalize(_ text: String) -> Result<String, StoreError> {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { return .failure(StoreError(.invalid, "empty address")) }
+        let address = trimmed.lowercased()
+        if let why = problem(Array(address.utf8)) {
+            return .failure(StoreError(.invalid, why))
+        }
+        return .success(address)
+    }
+
+    /// Why `bytes` is not an acceptable address, nil when it is.
+    static func problem(_ bytes: [UInt8]) -> String? {
+        guard bytes.count <= 254 else { return "longer than 254 octets" }
+        guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return "no @" }
+        let local = bytes[..<at]
+        let domain = bytes[(at + 1)...]
+        guard !local.isEmpty else { return "empty local part" }
+        guard local.count <= 64 else { return "local part longer than 64 octets" }
+        guard !domain.isEmpty else { return "empty domain" }
+        var atom = 0
+        for b in local {
+            if b == UInt8(ascii: ".") {
+                guard atom > 0 else { return "empty atom in the local part (\"..\" or a leading or trailing dot)" }
+                atom = 0
+            } else if isAtext(b) {
+                atom += 1
+            } else {
+                return b == UInt8(ascii: "@") ? "more than one @" : "character not allowed in the local part"
+            }
+        }
+        guard atom > 0 else { return "empty atom in the local part (\"..\" or a leading or trailing dot)" }
+        let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return "the domain needs at least two labels" }
+        for label in labels {
+            guard !label.isEmpty else { return "empty label in the domain" }
+            guard label.count <= 63 else { return "domain label longer than 63 octets" }
+            guard label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-") else {
+                return "domain label starts or ends with a hyphen"
+            }
+            for b in label {
+                let ok = (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "-") || b >= 0x80
+                    || (b >= 0x41 && b <= 0x5A)
+                guard ok else { return "character not allowed in the domain" }
+            }
+        }
+        if labels.last!.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) { return "the top-level domain is numeric" }
+        return nil
+    }
+
+    /// `atext` of RFC 5322 §3.2.3, plus UTF-8 octets (RFC 6532).
+    static func isAtext(_ b: UInt8) -> Bool {
+        if (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b >= 0x80 { return true }
+        switch b {
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "/"),
+             UInt8(ascii: "="), UInt8(ascii: "?"), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"),
+             UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+}

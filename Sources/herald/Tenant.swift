@@ -1,0 +1,181 @@
+#if HERALD_CAMPAIGNS_CLI
+// Compiled once the `herald` target depends on `Campaigns` (Package.swift) and
+// `TenantCommand.self` is in HeraldCommand's subcommands: then delete this #if and
+// its #endif.
+import ArgumentParser
+import Campaigns
+import Foundation
+import Logging
+
+/// `herald tenant …`: tenants of the campaign API and their API keys, straight in
+/// PostgreSQL (no running `herald serve` needed). The schema is migrated first, so
+/// this works on a fresh database. An API key is printed once, when it is made: the
+/// database keeps only its SHA-256.
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant",
+        abstract: "Manage campaign API tenants and their API keys.",
+        subcommands: [TenantCreate.self, TenantList.self, TenantKeys.self, TenantKeyAdd.self, TenantKeyRevoke.self])
+}
+
+/// Where the database is: `--database-url`, else `$HERALD_DATABASE_URL`.
+struct DatabaseOption: ParsableArguments {
+    @Option(name: .customLong("database-url"),
+            help: "PostgreSQL URL (postgres://user@host:port/db); default: $HERALD_DATABASE_URL.")
+    var databaseURL: String?
+
+    // TODO: fall back to the config file's [database] url once HeraldConfig has it.
+    func url() throws -> String {
+        if let databaseURL, !databaseURL.isEmpty { return databaseURL }
+        if let url = ProcessInfo.processInfo.environment["HERALD_DATABASE_URL"], !url.isEmpty { return url }
+        throw ValidationError("no database: give --database-url or set HERALD_DATABASE_URL")
+    }
+
+    /// A one-connection client on a migrated database, closed after `body`.
+    func withStore<T>(_ body: (TenantStore) async throws -> T) async throws -> T {
+        var logger = Logger(label: "herald.tenant")
+        logger.logLevel = .warning
+        let client = PostgresClient(url: try url(), size: 1, logger: logger)
+        do {
+            try await Migrator.migrate(client, logger: logger)
+            let value = try await body(TenantStore(client))
+            await client.close()
+            return value
+        } catch {
+            await client.close()
+            if let error = error as? StoreError { fail(error.message) }
+            if let error = error as? PostgresError { fail("\(error)") }
+            throw error
+        }
+    }
+}
+
+private struct IssuedKeyOutput: Encodable {
+    var tenantId: Int64
+    var tenant: String
+    var keyId: Int64
+    var apiKey: String
+}
+
+struct TenantCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Create a tenant and print its id and first API key (shown once).")
+
+    @OptionGroup var database: DatabaseOption
+    @Argument(help: "The tenant's name (unique, ignoring case).") var name: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let (tenant, issued) = try await database.withStore { try await $0.createTenant(name: name) }
+        let output = IssuedKeyOutput(tenantId: tenant.id.rawValue, tenant: tenant.name, keyId: issued.record.id,
+                                     apiKey: issued.key)
+        if json {
+            try printJSON(output)
+        } else {
+            print("tenant_id: \(tenant.id)")
+            print("tenant: \(tenant.name)")
+            print("key_id: \(issued.record.id)")
+            print("api_key: \(issued.key)")
+        }
+        FileHandle.standardError.write(Data("herald: the API key is shown only this once; store it now\n".utf8))
+    }
+}
+
+struct TenantList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List tenants.")
+
+    @OptionGroup var database: DatabaseOption
+    @Flag(help: "Print JSON.") var json = false
+
+    private struct Row: Encodable {
+        var id: Int64
+        var name: String
+        var createdAt: Date
+        var activeKeys: Int
+        var revokedKeys: Int
+    }
+
+    func run() async throws {
+        let tenants = try await database.withStore { try await $0.listTenants() }
+        let rows = tenants.map {
+            Row(id: $0.tenant.id.rawValue, name: $0.tenant.name, createdAt: $0.tenant.createdAt,
+                activeKeys: $0.activeKeys, revokedKeys: $0.revokedKeys)
+        }
+        if json {
+            try printJSON(rows)
+            return
+        }
+        print(pad("ID", 8) + pad("KEYS", 6) + pad("REVOKED", 9) + pad("CREATED", 22) + "NAME")
+        for row in rows {
+            print(pad(String(row.id), 8) + pad(String(row.activeKeys), 6) + pad(String(row.revokedKeys), 9)
+                  + pad(iso8601(row.createdAt), 22) + row.name)
+        }
+    }
+}
+
+struct TenantKeys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "List a tenant's API keys (id, prefix, state; never the key).")
+
+    @OptionGroup var database: DatabaseOption
+    @Argument(help: "The tenant's name.") var name: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let keys = try await database.withStore({ try await $0.keys(tenantName: name) }) else {
+            fail("no tenant named \(name)")
+        }
+        if json {
+            try printJSON(keys)
+            return
+        }
+        print(pad("KEY_ID", 8) + pad("PREFIX", 14) + pad("CREATED", 22) + "REVOKED")
+        for key in keys {
+            print(pad(String(key.id), 8) + pad(key.prefix + "…", 14) + pad(iso8601(key.createdAt), 22)
+                  + (key.revokedAt.map(iso8601) ?? "-"))
+        }
+    }
+}
+
+struct TenantKeyAdd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key-add", abstract: "Make a new API key for a tenant and print it (shown once).")
+
+    @OptionGroup var database: DatabaseOption
+    @Argument(help: "The tenant's name.") var name: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let issued = try await database.withStore({ try await $0.addKey(tenantName: name) }) else {
+            fail("no tenant named \(name)")
+        }
+        if json {
+            try printJSON(IssuedKeyOutput(tenantId: issued.record.tenantID.rawValue, tenant: name,
+                                          keyId: issued.record.id, apiKey: issued.key))
+        } else {
+            print("key_id: \(issued.record.id)")
+            print("api_key: \(issued.key)")
+        }
+        FileHandle.standardError.write(Data("herald: the API key is shown only this once; store it now\n".utf8))
+    }
+}
+
+struct TenantKeyRevoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key-revoke", abstract: "Revoke an API key by its id (see `herald tenant keys NAME`).")
+
+    @OptionGroup var database: DatabaseOption
+    @Argument(help: "The key's id.") var keyID: Int64
+
+    func run() async throws {
+        guard let record = try await database.withStore({ try await $0.revokeKey(id: keyID) }) else {
+            fail("no API key with id \(keyID)")
+        }
+        print("key \(record.id) (\(record.prefix)…) revoked at \(iso8601(record.revokedAt ?? Date()))")
+    }
+}
+
+private func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+#endif
