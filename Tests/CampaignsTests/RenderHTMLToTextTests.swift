@@ -80,6 +80,21 @@ struct RenderHTMLToTextTests {
             """)
     }
 
+    @Test("random markup never crashes and never leaves trailing spaces or 3 line breaks")
+    func randomMarkup() {
+        let pieces = ["<", ">", "</", "/>", "<p>", "</p>", "<a href=\"", "\">", "</a>", "<li>", "<ul>", "</ul>", "<ol>", "<br>",
+                      "<pre>", "</pre>", "<script>", "</script>", "<!--", "-->", "&", "&amp;", "&#", "&#x", "x", " ", "\n",
+                      "\"", "'", "=", "é", "😀", "<img alt='a'>", "<td>", "<tr>", "<hr>", "&nbsp;", ";"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let html = (0..<Int.random(in: 0..<40, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            let text = htmlToText(html)
+            #expect(!text.contains("\n\n\n"))
+            #expect(!text.hasPrefix("\n") && !text.hasSuffix("\n"))
+            for line in text.split(separator: "\n") { #expect(line.last != " " && line.last != "\t", "\(html)") }
+        }
+    }
+
     @Test("no line ends in a space and there are never two blank lines in a row")
     func tidy() {
         let text = htmlToText("<p>a </p> <p> </p><p></p><br><br><br><div> b <br> </div>")

@@ -38,8 +38,8 @@ struct RenderMessageTests {
             == "<https://herald.test/u/abc.def>, <mailto:unsubscribe+abc@herald.test?subject=unsubscribe>")
         #expect(p.header("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click")
         #expect(p.header("X-Herald-Campaign") == "c-42")
-        #expect(p.part("text/html")?.content.lf == rendered.parts.html?.lf)
-        #expect(p.part("text/plain")?.content.lf == rendered.parts.text.lf)
+        #expect(p.part("text/html")?.content.crlfAsLF == rendered.parts.html?.crlfAsLF)
+        #expect(p.part("text/plain")?.content.crlfAsLF == rendered.parts.text.crlfAsLF)
         #expect(rendered.parts.text == "Hello Bob\n\nYour plan: pro. Unsubscribe (https://herald.test/u/abc.def)")
         #expect(!rendered.needsSMTPUTF8)
     }
@@ -77,6 +77,27 @@ struct RenderMessageTests {
         #expect(p.from?.name == name && p.from?.rfcName == name)
         #expect(p.from?.addr == "news@herald.test")
         #expect(p.defects == [])
+    }
+
+    @Test("MailAddress parses the usual forms")
+    func parsing() throws {
+        #expect(try MailAddress(parsing: "News <news@herald.test>") == MailAddress("news@herald.test", name: "News"))
+        #expect(try MailAddress(parsing: #""Smith, \"J\"" <j@herald.test>"#) == MailAddress("j@herald.test", name: #"Smith, "J""#))
+        #expect(try MailAddress(parsing: " <j@herald.test> ") == MailAddress("j@herald.test"))
+        #expect(try MailAddress(parsing: "j@herald.test") == MailAddress("j@herald.test"))
+        #expect(throws: AddressError.self) { try MailAddress(parsing: "News <news@herald.test") }
+        #expect(throws: AddressError.self) { try MailAddress(parsing: "News <>") }
+    }
+
+    @Test("a display name with an unbreakable 200-character word is encoded, not left overlong")
+    func unbreakableName() async throws {
+        let name = "x" + String(repeating: "y", count: 200) + ",z"
+        let field = try MailAddress("a@herald.test", name: name).headerField("From")
+        let lines = String(decoding: field, as: UTF8.self).components(separatedBy: "\r\n")
+        #expect(lines.allSatisfy { $0.utf8.count <= 78 })
+        let p = try await RenderPython.parse(field + Array("\r\nSubject: x\r\n\r\nbody\r\n".utf8))
+        #expect(p.from?.rfcName == name)
+        #expect(p.from?.addr == "a@herald.test")
     }
 
     @Test("long display names and subjects fold within 78 columns and decode")
@@ -140,6 +161,43 @@ struct RenderMessageTests {
         }
     }
 
+    @Test("random variables never break the message structure or add a header")
+    func randomVariables() async throws {
+        let renderer = try RenderFixtures.renderer(
+            subject: "{{first_name}} {{attributes.a}}{{last_name}}",
+            html: "<p>{{first_name}}</p><a href=\"{{attributes.a}}\">{{attributes.b}}</a>{{{attributes.b}}}",
+            extraHeaders: [ExtraHeader("X-Herald-Campaign", "c-42")])
+        let pieces = ["\r", "\n", "\r\n", "\t", " ", "\u{0}", "\u{1B}", "\u{7F}", "\u{85}", "\u{2028}", "\u{FEFF}",
+                      "Bcc:", "To: a@b.test", "=?UTF-8?B?", "?=", "\"", "\\", "<", ">", ",", ";", ":", "@", "(", ")",
+                      "é", "日本", "😀", "x", "From ", ".", "=", "--=_herald_", String(repeating: "w", count: 90)]
+        var rng = SystemRandomNumberGenerator()
+        func random() -> String { (0..<Int.random(in: 0..<25, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined() }
+        var sample: [RenderedMessage] = []
+        var names: [String] = []
+        for n in 0..<1500 {
+            let r = RecipientVariables(email: "user\(n)@example.test", firstName: random(), lastName: random(), name: random(),
+                                       attributes: ["a": .string(random()), "b": .string(random())])
+            let rendered = try renderer.render(recipient: r, listUnsubscribe: RenderFixtures.unsubscribe)
+            #expect(MessageLines.problems(rendered.bytes) == [])
+            #expect(MessageLines.fields(rendered.bytes).count == 10)
+            if n % 10 == 0 {
+                sample.append(rendered)
+                names.append(MIME.sanitizeHeaderText(r.displayName ?? ""))
+            }
+        }
+        let parsed = try await RenderPython.parse(sample.map(\.bytes))
+        for (p, (rendered, name)) in zip(parsed, zip(sample, names)) {
+            #expect(p.subject == MIME.sanitizeHeaderText(rendered.parts.subject))
+            #expect(p.to?.rfcName == name)
+            #expect(p.to?.addr.hasPrefix("user") == true)
+            #expect(p.part("text/html")?.content.crlfAsLF == MIME.normalizeLineEndings(rendered.parts.html!).decodedUTF8.crlfAsLF)
+            #expect(p.defects == [])
+            #expect(p.headerNames.count == 10)
+            #expect(p.parts.count == 2)
+            #expect(p.parts.allSatisfy { $0.defects.isEmpty })
+        }
+    }
+
     @Test("an address with CR/LF or other junk is refused, not written")
     func badAddresses() throws {
         let renderer = try RenderFixtures.renderer()
@@ -185,8 +243,8 @@ struct RenderMessageTests {
         let parsed = try await RenderPython.parse(messages)
         for (p, e) in zip(parsed, expected) {
             #expect(p.defects == [])
-            #expect(p.part("text/plain")?.content.lf == MIME.normalizeLineEndings(e.text).string.lf)
-            #expect(p.part("text/html")?.content.lf == MIME.normalizeLineEndings(e.html!).string.lf)
+            #expect(p.part("text/plain")?.content.crlfAsLF == MIME.normalizeLineEndings(e.text).decodedUTF8.crlfAsLF)
+            #expect(p.part("text/html")?.content.crlfAsLF == MIME.normalizeLineEndings(e.html!).decodedUTF8.crlfAsLF)
         }
     }
 
@@ -201,8 +259,8 @@ struct RenderMessageTests {
         let p = try await RenderPython.parse(rendered.bytes)
         #expect(p.part("text/plain")?.cte == "quoted-printable")
         #expect(p.part("text/html")?.cte == "base64")
-        #expect(p.part("text/html")?.content.lf == rendered.parts.html)
-        #expect(p.part("text/plain")?.content.lf == "Hello 太郎, ascii text")
+        #expect(p.part("text/html")?.content.crlfAsLF == rendered.parts.html)
+        #expect(p.part("text/plain")?.content.crlfAsLF == "Hello 太郎, ascii text")
         #expect(p.subject == "件名 太郎")
     }
 
@@ -217,7 +275,7 @@ struct RenderMessageTests {
         #expect(p.defects == [])
         #expect(!p.isMultipart)
         #expect(p.contentType == "text/plain")
-        #expect(p.parts.first?.content.lf == "Hi Bob\n\n-- \nThe team\n")
+        #expect(p.parts.first?.content.crlfAsLF == "Hi Bob\n\n-- \nThe team\n")
     }
 
     @Test("the boundary never occurs in the content, and differs per message")
@@ -265,8 +323,4 @@ struct RenderMessageTests {
             #expect(throws: RenderError.self) { try HeaderCheck.verify(Array(bad.utf8), expected: ["A"]) }
         }
     }
-}
-
-extension Array where Element == UInt8 {
-    var string: String { String(decoding: self, as: UTF8.self) }
 }

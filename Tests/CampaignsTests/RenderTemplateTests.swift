@@ -109,6 +109,25 @@ struct RenderTemplateTests {
         if case .syntax = found.first?.kind {} else { Issue.record("expected a syntax issue, got \(found)") }
     }
 
+    @Test("random template text never crashes the checker and parses iff it has no issue")
+    func randomTemplates() {
+        let pieces = ["{{", "}}", "{{{", "}}}", "{{#", "{{/", "{{^", "{{!", "{{=", "=}}", "{{&", "{{>", "first_name", "email",
+                      "attributes.x", "campaign.name", "nope", "<%", "%>", " ", "\n", "x", ".", "(", ")", "é"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let source = (0..<Int.random(in: 0..<20, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            let found = issues(html: source.isEmpty ? "x" : source)
+            for issue in found { #expect(issue.line >= 0) }
+            if found.isEmpty {
+                // What the checker accepts, swift-mustache compiles and renders.
+                #expect(throws: Never.self) {
+                    _ = try CampaignTemplate(subject: "s", html: source.isEmpty ? "x" : source, text: nil)
+                        .render(recipient: RecipientVariables(email: "a@b.test"))
+                }
+            }
+        }
+    }
+
     @Test("a body is required")
     func missingBody() {
         #expect(issues(html: nil, text: nil).map(\.kind) == [.missingBody])

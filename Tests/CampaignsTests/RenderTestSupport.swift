@@ -184,7 +184,11 @@ enum MessageLines {
 }
 
 extension String {
-    var lf: String { replacingOccurrences(of: "\r\n", with: "\n") }
+    var crlfAsLF: String { replacingOccurrences(of: "\r\n", with: "\n") }
+}
+
+extension Array where Element == UInt8 {
+    var decodedUTF8: String { String(decoding: self, as: UTF8.self) }
 }
 
 enum RenderFixtures {

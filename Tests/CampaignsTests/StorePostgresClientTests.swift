@@ -67,8 +67,8 @@ struct StorePostgresClientTests {
         try await StoreTestDB.with(migrated: false) { db in
             try await db.execute("CREATE TABLE t (id int PRIMARY KEY)")
             let inserted = try await db.transaction { conn in
-                try conn.execute("INSERT INTO t VALUES (1)", [])
-                try conn.execute("INSERT INTO t VALUES (2)", [])
+                try conn.execute("INSERT INTO t VALUES (1)")
+                try conn.execute("INSERT INTO t VALUES (2)")
                 return try conn.query("SELECT count(*) FROM t").rows[0][0]
             }
             #expect(inserted == "2")
@@ -76,14 +76,14 @@ struct StorePostgresClientTests {
             struct Boom: Error {}
             await #expect(throws: Boom.self) {
                 try await db.transaction { conn in
-                    try conn.execute("INSERT INTO t VALUES (3)", [])
+                    try conn.execute("INSERT INTO t VALUES (3)")
                     throw Boom()
                 }
             }
             await #expect {
                 try await db.transaction { conn in
-                    try conn.execute("INSERT INTO t VALUES (4)", [])
-                    try conn.execute("INSERT INTO t VALUES (1)", [])  // duplicate key
+                    try conn.execute("INSERT INTO t VALUES (4)")
+                    try conn.execute("INSERT INTO t VALUES (1)")  // duplicate key
                 }
             } throws: { ($0 as? PostgresError)?.sqlState == "23505" }
             #expect(try await db.query("SELECT id FROM t ORDER BY id") == [["1"], ["2"]])
@@ -272,5 +272,25 @@ extension StorePostgresClientTests {
         let named = PostgresClient(url: url + "?application_name=herald-test", size: 1)
         #expect(try await named.query("SELECT current_setting('application_name')") == [["herald-test"]])
         await named.close()
+    }
+}
+
+@Suite("PostgresServer (test support)", .enabled(if: PostgresServer.isAvailable))
+struct StorePostgresServerTests {
+    @Test func aPrivateServerStartsServesAndIsRemoved() async throws {
+        let server = try await PostgresServer.start()
+        let directory = server.directory
+        #expect(FileManager.default.fileExists(atPath: directory + "/data/PG_VERSION"))
+        #expect(server.url.hasPrefix("postgres://herald@127.0.0.1:\(server.port)/"))
+        let url = try await server.createDatabase(prefix: "own")
+        let db = PostgresClient(url: url, size: 1)
+        #expect(try await db.query("SELECT current_database() LIKE 'own_%', current_setting('fsync')") == [["t", "on"]])
+        // TCP on loopback only.
+        #expect(try await db.query("SELECT current_setting('listen_addresses')") == [["127.0.0.1"]])
+        await db.close()
+        server.stop()
+        #expect(!server.isRunning)
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        server.stop()  // idempotent
     }
 }

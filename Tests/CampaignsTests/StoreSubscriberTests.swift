@@ -141,11 +141,11 @@ struct StoreSubscriberTests {
             let stillA = try #require(try await subscribers.subscriber(tenant: a.id, id: subA.id))
             #expect(stillA == subA)
 
-            // And the database itself refuses a cross-tenant membership.
-            await #expect {
-                try await db.execute("INSERT INTO list_members (tenant_id, list_id, subscriber_id) VALUES ($1, $2, $3)",
-                                     [b.id.description, String(listB.id), String(subA.id)])
-            } throws: { ($0 as? PostgresError)?.isForeignKeyViolation == true }
+            // Deleting B's list and B's subscriber leaves A's memberships alone.
+            #expect(try await lists.deleteList(tenant: b.id, id: listB.id))
+            #expect(try await subscribers.delete(tenant: b.id, id: subB.id))
+            #expect(try await db.query("SELECT tenant_id, list_id, subscriber_id FROM list_members")
+                    == [[a.id.description, String(listA.id), String(subA.id)]])
         }
     }
 

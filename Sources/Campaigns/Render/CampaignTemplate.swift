@@ -28,8 +28,8 @@ public struct CampaignTemplate: Sendable {
     /// template counts as absent; at least one of them is required.
     public init(subject: String, html: String?, text: String?,
                 campaignFields: Set<String> = CampaignTemplate.defaultCampaignFields) throws(TemplateValidationError) {
-        let html = html.flatMap { $0.trimmingWhitespace.isEmpty ? nil : $0 }
-        let text = text.flatMap { $0.trimmingWhitespace.isEmpty ? nil : $0 }
+        let html = html.flatMap { $0.heraldTrimmed.isEmpty ? nil : $0 }
+        let text = text.flatMap { $0.heraldTrimmed.isEmpty ? nil : $0 }
         var issues: [TemplateIssue] = []
         let subjectTemplate = Self.compile(subject, field: .subject, textMode: true, campaignFields: campaignFields, issues: &issues)
         let htmlTemplate = html.flatMap { Self.compile($0, field: .html, textMode: false, campaignFields: campaignFields, issues: &issues) }

@@ -97,6 +97,8 @@ struct HTMLToTextConverter {
         switch c {
         case 0x20, 0x09, 0x0A, 0x0D, 0x0C:
             if pendingBreaks == 0 && !atLineStart { pendingSpace = true }
+        case 0..<0x20, 0x7F:
+            break  // other controls
         default:
             emit(byte: c)
         }
@@ -251,7 +253,7 @@ struct HTMLToTextConverter {
                 flushPending()
                 pendingSpace = space && !atLineStart
             }
-            links.append((attributes["href"]?.trimmingWhitespace, out.count))
+            links.append((attributes["href"]?.heraldTrimmed, out.count))
         case .other:
             break
         }
@@ -280,18 +282,12 @@ struct HTMLToTextConverter {
     }
 
     private mutating func closeLink(href: String?, start: Int) {
-        guard var href, !href.isEmpty else { return }
+        guard let href, !href.isEmpty else { return }
         let lower = href.lowercased()
         if lower.hasPrefix("#") || lower.hasPrefix("javascript:") { return }
-        let start = min(start, out.count)
-        let linkText = String(decoding: out[start...], as: UTF8.self).trimmingWhitespace
-        var shown = href
-        if lower.hasPrefix("mailto:") {
-            let address = String(href.dropFirst(7))
-            if linkText == address || linkText == href { return }
-            shown = href
-        }
+        let linkText = String(decoding: out[min(start, out.count)...], as: UTF8.self).heraldTrimmed
         if linkText == href { return }
+        if lower.hasPrefix("mailto:"), linkText == String(href.dropFirst(7)) { return }
         // "https://x.test/" shown as "x.test" or "https://x.test": the text already is the URL.
         func bare(_ s: String) -> String {
             var s = Substring(s.lowercased())
@@ -300,7 +296,6 @@ struct HTMLToTextConverter {
             return String(s)
         }
         if !linkText.isEmpty, bare(linkText) == bare(href) { return }
-        href = shown
         if linkText.isEmpty {
             emit(Array(href.utf8))
         } else {

@@ -248,17 +248,24 @@ enum MIME {
         return words
     }
 
-    /// True when `text` can go into a header as it is: printable ASCII words (no
-    /// encoded-word look-alike) that each fit on a folded line.
+    /// True when the bytes hold "=?", the start of something a lenient decoder may take
+    /// for an encoded-word (many decode them even inside a word).
+    static func containsEncodedWordStart(_ word: some Collection<UInt8>) -> Bool {
+        var previous: UInt8 = 0
+        for c in word {
+            if previous == UInt8(ascii: "="), c == UInt8(ascii: "?") { return true }
+            previous = c
+        }
+        return false
+    }
+
+    /// True when `text` can go into a header as it is: printable ASCII words, none holding
+    /// "=?" (an encoded-word look-alike), each fitting on a folded line.
     static func isPlainHeaderText(_ text: String, firstLineRoom: Int) -> Bool {
         var first = true
         for word in text.utf8.split(separator: 0x20) {
             for c in word where c < 0x21 || c > 0x7E { return false }
-            if word.count >= 2, word.starts(with: "=?".utf8) { return false }
-            if word.contains(UInt8(ascii: "?")), word.last == UInt8(ascii: "="), word.count >= 2 {
-                let w = Array(word)
-                if w[w.count - 2] == UInt8(ascii: "?") { return false }
-            }
+            if containsEncodedWordStart(word) { return false }
             if word.count > (first ? firstLineRoom : 77) { return false }
             first = false
         }

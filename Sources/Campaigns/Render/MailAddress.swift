@@ -20,13 +20,13 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `Name <addr>`, `"Quoted, Name" <addr>`, `<addr>` or a bare `addr`.
     public init(parsing text: String) throws(AddressError) {
-        let t = text.trimmingWhitespace
+        let t = text.heraldTrimmed
         guard t.hasSuffix(">"), let open = t.lastIndex(of: "<") else {
             try self.init(t)
             return
         }
         let address = String(t[t.index(after: open)..<t.index(before: t.endIndex)])
-        var name = String(t[..<open]).trimmingWhitespace
+        var name = String(t[..<open]).heraldTrimmed
         if name.count >= 2, name.hasPrefix("\""), name.hasSuffix("\"") {
             var unquoted = ""
             var escaped = false
@@ -151,7 +151,7 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
         let words = text.utf8.split(separator: 0x20).map(Array.init)
         let ascii = text.utf8.allSatisfy { (0x20...0x7E).contains($0) }
         func plain(_ word: [UInt8]) -> Bool {
-            word.allSatisfy { $0 < 0x80 && Self.isAtext($0) } && !(word.count >= 2 && word[0] == UInt8(ascii: "=") && word[1] == UInt8(ascii: "?"))
+            word.allSatisfy { $0 < 0x80 && Self.isAtext($0) } && !MIME.containsEncodedWordStart(word)
         }
         var tokens: [[UInt8]] = []
         if ascii && !text.contains("=?") {

@@ -70,10 +70,11 @@ struct TemplateChecker {
                     syntax("bad delimiter change \"\(String(decoding: b[start..<(k + 1 + close.count)], as: UTF8.self))\"", tagLine)
                     return issues
                 }
+                let tagEnd = k + 1 + close.count
                 open = Array(parts[0])
                 close = Array(parts[1])
-                line += newlines(start, k + 1 + close.count)
-                i = k + 1 + close.count
+                line += newlines(start, tagEnd)
+                i = tagEnd
                 continue
             default:
                 if sigil == UInt8(ascii: "!") || Self.sigils.contains(sigil) { j += 1 }
@@ -91,7 +92,7 @@ struct TemplateChecker {
                 issues.append(TemplateIssue(field: field, line: tagLine, kind: .unsupportedTag(tagText)))
                 continue
             }
-            let trimmed = content.trimmingWhitespace
+            let trimmed = content.heraldTrimmed
             guard let (name, transforms) = Self.parseName(trimmed) else {
                 syntax(trimmed.isEmpty ? "empty tag \"\(tagText)\"" : "invalid tag \"\(tagText)\"", tagLine)
                 continue
@@ -236,7 +237,7 @@ struct TemplateChecker {
 }
 
 extension String {
-    var trimmingWhitespace: String {
+    var heraldTrimmed: String {
         var s = Substring(self)
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }

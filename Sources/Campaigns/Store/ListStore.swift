@@ -59,7 +59,16 @@ public struct ListStore: Sendable {
     /// False when there is no such list.
     @discardableResult
     public func deleteList(tenant: TenantID, id: Int64) async throws -> Bool {
-        try await db.execute("DELETE FROM lists WHERE tenant_id = $1 AND id = $2", [tenant.parameter, String(id)]) == 1
+        let parameters = [tenant.parameter, String(id)]
+        return try await db.transaction { connection in
+            // The list first: it waits for imports holding it (FOR KEY SHARE); the
+            // memberships' delete then sees what they committed.
+            guard try connection.execute("DELETE FROM lists WHERE tenant_id = $1 AND id = $2", parameters) == 1 else {
+                return false
+            }
+            try connection.execute("DELETE FROM list_members WHERE tenant_id = $1 AND list_id = $2", parameters)
+            return true
+        }
     }
 
     static func list(_ row: [String?]) -> MailingList {

@@ -68,7 +68,7 @@ public enum Migrator {
             for migration in sorted where !recorded.contains(migration.version) {
                 do {
                     try connection.inTransaction {
-                        try connection.execute(migration.sql)
+                        try connection.executeScript(migration.sql)
                         try connection.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                                                [String(migration.version), migration.name])
                     }

@@ -162,7 +162,7 @@ extension PostgresConnection {
             try execute("COMMIT")
             return value
         } catch {
-            if isOpen { try? execute("ROLLBACK") }
+            if isOpen { _ = try? execute("ROLLBACK") }
             throw error
         }
     }

@@ -82,7 +82,7 @@ public final class PostgresConnection {
             handle = connection
         }
         // Text values the store parses: timestamps in UTC, ISO format; UTF-8 strings.
-        try execute("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET client_encoding TO 'UTF8'")
+        try executeScript("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET client_encoding TO 'UTF8'")
     }
 
     /// `PQconnectdbParams` with Herald's defaults first and the URL (or conninfo
@@ -177,13 +177,14 @@ public final class PostgresConnection {
 
     /// Runs one statement and returns how many rows it touched.
     @discardableResult
-    public func execute(_ sql: String, _ parameters: [String?]) throws(PostgresError) -> Int {
+    public func execute(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> Int {
         try query(sql, parameters).affectedRows
     }
 
     /// Runs one or more `;`-separated statements with the simple query protocol
-    /// (`PQexec`: no parameters). Migrations and session settings use it.
-    public func execute(_ sql: String) throws(PostgresError) {
+    /// (`PQexec`: no parameters). Migrations and session settings use it; anything
+    /// with values uses ``execute(_:_:)`` and parameters.
+    public func executeScript(_ sql: String) throws(PostgresError) {
         let handle = try connected()
         let result = PQexec(handle, sql)
         defer { PQclear(result) }

@@ -1,11 +1,17 @@
 /// The campaign store's schema, as versioned migrations (``Migrator`` applies them).
 ///
 /// Rules the schema keeps:
-/// - Every tenant-owned table carries `tenant_id`, and rows that point at another
-///   tenant-owned row do so through a composite foreign key `(tenant_id, x_id)`, so that
-///   even a buggy query cannot attach tenant A's subscriber to tenant B's list: tenant
-///   isolation is enforced by the database, not only by the `WHERE tenant_id = $1`
-///   every store query carries.
+/// - Every tenant-owned table carries `tenant_id`, and every store query filters on it.
+///   Rows that point at another tenant-owned row do so through a composite foreign key
+///   `(tenant_id, x_id)` where the volume allows, so that even a buggy query cannot
+///   attach one tenant's rows to another's campaign.
+/// - Except the two bulk tables, `subscribers` and `list_members` (a million rows per
+///   import): they carry no foreign key. A foreign key is checked by a per-row trigger,
+///   and measured on a 100,000-row import those checks were 45% of the time (the three
+///   of them ~0.8 s of 1.9 s). The store keeps them consistent itself: list and
+///   subscriber deletions delete memberships in the same transaction, an import or an
+///   upsert holds a `FOR KEY SHARE` lock on the list while it adds members, and every
+///   read joins memberships to subscribers of the same tenant.
 /// - Ids are `bigint` identities: compact, and ordered, which keyset pagination and the
 ///   expansion chunks (`first_subscriber_id … last_subscriber_id`) rely on.
 /// - Email addresses are stored lower-cased (the whole address: mailbox providers treat
@@ -51,9 +57,10 @@ public enum Schema {
             UNIQUE (tenant_id, id)
         );
 
+        -- No foreign keys on subscribers and list_members: see Schema's comment.
         CREATE TABLE subscribers (
-            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            tenant_id   bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            id          bigint GENERATED ALWAYS AS IDENTITY,
+            tenant_id   bigint NOT NULL,
             email       text NOT NULL CHECK (email = lower(email) AND email LIKE '_%@_%'),
             name        text,
             first_name  text,
@@ -63,8 +70,8 @@ public enum Schema {
                         CHECK (status IN ('active', 'unsubscribed', 'bounced', 'complained')),
             created_at  timestamptz NOT NULL DEFAULT now(),
             updated_at  timestamptz NOT NULL DEFAULT now(),
-            UNIQUE (tenant_id, email),
-            UNIQUE (tenant_id, id)
+            PRIMARY KEY (tenant_id, id),
+            UNIQUE (tenant_id, email)
         );
 
         CREATE TABLE list_members (
@@ -72,9 +79,7 @@ public enum Schema {
             list_id        bigint NOT NULL,
             subscriber_id  bigint NOT NULL,
             created_at     timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (list_id, subscriber_id),
-            FOREIGN KEY (tenant_id, list_id) REFERENCES lists (tenant_id, id) ON DELETE CASCADE,
-            FOREIGN KEY (tenant_id, subscriber_id) REFERENCES subscribers (tenant_id, id) ON DELETE CASCADE
+            PRIMARY KEY (list_id, subscriber_id)
         );
         CREATE INDEX list_members_subscriber ON list_members (subscriber_id);
 

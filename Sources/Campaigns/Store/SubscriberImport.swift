@@ -170,6 +170,8 @@ struct CSVImportParser {
     /// From the header; nil until it is read.
     private(set) var columns: [ImportColumn]?
     private var emailIndex = 0
+    /// Per column, the attribute's name as a JSON string (empty for other columns).
+    private var attributeKeys: [[UInt8]] = []
     private(set) var rows = 0
     private(set) var rejected = 0
     private(set) var rejections: [ImportRejection] = []
@@ -203,24 +205,25 @@ struct CSVImportParser {
         var name: String?, firstName: String?, lastName: String?
         var attributes: [UInt8] = [UInt8(ascii: "{")]
         for (index, bytes) in record.fields.enumerated() where !bytes.isEmpty {
-            guard let text = String(validating: bytes, as: UTF8.self) else { return reject("not valid UTF-8") }
+            guard ByteText.isValidUTF8(bytes) else { return reject("not valid UTF-8") }
             if bytes.contains(0) { return reject("contains a NUL byte") }
             switch columns[index] {
             case .email:
-                switch SubscriberAddress.normalize(text) {
+                switch SubscriberAddress.normalize(bytes: bytes) {
                 case .success(let address): email = address
                 case .failure(let error): return reject("invalid address: \(error.message)")
                 }
             case .name, .firstName, .lastName:
-                let value = text.trimmingCharacters(in: .whitespaces)
-                if value.utf8.count > 1000 { return reject("a name is longer than 1000 octets") }
+                let value = ByteText.trimmed(bytes)
+                if value.count > 1000 { return reject("a name is longer than 1000 octets") }
                 if value.isEmpty { continue }
-                if columns[index] == .name { name = value } else if columns[index] == .firstName { firstName = value } else { lastName = value }
-            case .attribute(let key):
+                let text = String(decoding: value, as: UTF8.self)
+                if columns[index] == .name { name = text } else if columns[index] == .firstName { firstName = text } else { lastName = text }
+            case .attribute:
                 if attributes.count > 1 { attributes.append(UInt8(ascii: ",")) }
-                JSONText.appendString(key, to: &attributes)
+                attributes.append(contentsOf: attributeKeys[index])
                 attributes.append(UInt8(ascii: ":"))
-                JSONText.appendString(text, to: &attributes)
+                JSONText.appendString(bytes, to: &attributes)
             case .ignored:
                 break
             }
@@ -256,15 +259,23 @@ struct CSVImportParser {
         }
         columns = mapped
         emailIndex = email
+        attributeKeys = mapped.map { column in
+            guard case .attribute(let key) = column else { return [] }
+            var json: [UInt8] = []
+            JSONText.appendString(Array(key.utf8), to: &json)
+            return json
+        }
     }
 }
 
 /// JSON string literals, by hand (the import writes one attributes object per row).
 enum JSONText {
-    static func appendString(_ text: String, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// `text` (valid UTF-8) as a JSON string literal.
+    static func appendString(_ text: [UInt8], to out: inout [UInt8]) {
         out.append(0x22)
-        for byte in text.utf8 {
+        for byte in text {
             switch byte {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)
@@ -272,9 +283,9 @@ enum JSONText {
             case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
             case 0..<0x20:
-                out.append(contentsOf: Array("\\u00".utf8))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30])
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0x0F)])
             default: out.append(byte)
             }
         }

@@ -168,8 +168,13 @@ public struct SubscriberStore: Sendable {
     /// Deletes the subscriber from the tenant (every list). False when there is none.
     @discardableResult
     public func delete(tenant: TenantID, id: Int64) async throws -> Bool {
-        try await db.execute("DELETE FROM subscribers WHERE tenant_id = $1 AND id = $2",
-                             [tenant.parameter, String(id)]) == 1
+        let parameters = [tenant.parameter, String(id)]
+        return try await db.transaction { connection in
+            guard try connection.execute("DELETE FROM subscribers WHERE tenant_id = $1 AND id = $2", parameters) == 1
+            else { return false }
+            try connection.execute("DELETE FROM list_members WHERE tenant_id = $1 AND subscriber_id = $2", parameters)
+            return true
+        }
     }
 
     /// Takes the subscriber off one list. False when it was not on it (or either does
