@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "herald",
             dependencies: [
-                "Herald", "Spool", "SMTPServer", "Delivery",
+                "Herald", "Spool", "SMTPServer", "Delivery", "Campaigns",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

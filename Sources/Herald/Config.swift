@@ -158,7 +158,7 @@ public struct HeraldConfig: Sendable {
             httpAddress: try httpAddress(raw.http),
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
             apiKeys: try apiKeys(raw.api_key ?? []),
-            databaseURL: try env(raw.database?.url).flatMap { $0.isEmpty ? nil : $0 })
+            databaseURL: try databaseURL(raw.database))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
@@ -254,6 +254,13 @@ public struct HeraldConfig: Sendable {
         t.data = try amount(d.data_timeout, "120s", "delivery.data_timeout")
         t.dot = try amount(d.dot_timeout, "600s", "delivery.dot_timeout")
         return t
+    }
+
+    /// `[database] url`, or HERALD_DATABASE_URL when the key is empty; nil = none.
+    static func databaseURL(_ db: RawConfig.Database?) throws(ConfigError) -> String? {
+        if let url = try env(db?.url), !url.isEmpty { return url }
+        if let url = ProcessInfo.processInfo.environment["HERALD_DATABASE_URL"], !url.isEmpty { return url }
+        return nil
     }
 
     static func httpAddress(_ http: RawConfig.HTTP?) throws(ConfigError) -> (host: String, port: Int)? {

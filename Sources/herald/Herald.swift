@@ -8,7 +8,7 @@ struct HeraldCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herald",
         abstract: "Herald, a high-volume SMTP sending gateway.",
-        subcommands: [Serve.self, Queue.self, Passwd.self, CheckConfig.self])
+        subcommands: [Serve.self, Queue.self, TenantCommand.self, Passwd.self, CheckConfig.self])
 }
 
 /// `--config PATH`, shared by every command that reads the configuration.

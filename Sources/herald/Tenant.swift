@@ -1,7 +1,3 @@
-#if HERALD_CAMPAIGNS_CLI
-// Compiled once the `herald` target depends on `Campaigns` (Package.swift) and
-// `TenantCommand.self` is in HeraldCommand's subcommands: then delete this #if and
-// its #endif.
 import ArgumentParser
 import Campaigns
 import Foundation
@@ -18,17 +14,20 @@ struct TenantCommand: AsyncParsableCommand {
         subcommands: [TenantCreate.self, TenantList.self, TenantKeys.self, TenantKeyAdd.self, TenantKeyRevoke.self])
 }
 
-/// Where the database is: `--database-url`, else `$HERALD_DATABASE_URL`.
+/// Where the database is: `--database-url`, else `$HERALD_DATABASE_URL`, else the
+/// configuration file's `[database] url`.
 struct DatabaseOption: ParsableArguments {
+    @OptionGroup var options: ConfigOption
+
     @Option(name: .customLong("database-url"),
-            help: "PostgreSQL URL (postgres://user@host:port/db); default: $HERALD_DATABASE_URL.")
+            help: "PostgreSQL URL (postgres://user@host:port/db); default: $HERALD_DATABASE_URL, then [database] url.")
     var databaseURL: String?
 
-    // TODO: fall back to the config file's [database] url once HeraldConfig has it.
     func url() throws -> String {
         if let databaseURL, !databaseURL.isEmpty { return databaseURL }
         if let url = ProcessInfo.processInfo.environment["HERALD_DATABASE_URL"], !url.isEmpty { return url }
-        throw ValidationError("no database: give --database-url or set HERALD_DATABASE_URL")
+        if let url = try options.load().databaseURL { return url }
+        throw ValidationError("no database: give --database-url, set HERALD_DATABASE_URL or [database] url in \(options.config)")
     }
 
     /// A one-connection client on a migrated database, closed after `body`.
@@ -178,4 +177,3 @@ struct TenantKeyRevoke: AsyncParsableCommand {
 private func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
-#endif

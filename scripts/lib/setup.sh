@@ -64,3 +64,44 @@ herald_dev_cert() {
         chmod 600 "$dir/dev-key.pem"
     fi
 }
+
+# A local PostgreSQL for scripts/run when [database] url is empty: a cluster in
+# var/pg (made once, owned by the postgres user when run as root), listening on
+# 127.0.0.1:$2 only. Sets HERALD_DATABASE_URL, which Herald uses when url = "".
+herald_local_postgres() {
+    local dir="$1" port="$2" bin user=""
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    [ -x "$bin/initdb" ] || bin="$(dirname "$(command -v initdb)")"
+    [ "$(id -u)" = 0 ] && user="postgres"
+    run_pg() { if [ -n "$user" ]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
+    mkdir -p "$dir"
+    [ -n "$user" ] && chown "$user" "$dir"
+    if [ -n "$user" ] && ! runuser -u "$user" -- test -w "$dir"; then
+        # The checkout is not reachable by the postgres user (e.g. under /root).
+        dir="/var/tmp/herald-pg-$(printf %s "$dir" | md5sum | cut -c1-8)"
+        mkdir -p "$dir" && chown "$user" "$dir"
+    fi
+    HERALD_PG_DIR="$dir"
+    if [ ! -s "$dir/data/PG_VERSION" ]; then
+        run_pg "$bin/initdb" -D "$dir/data" -U herald --auth=trust -E UTF8 >/dev/null
+    fi
+    if ! run_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >/dev/null
+    fi
+    run_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U herald -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'herald'" | grep -q 1 \
+        || run_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U herald herald
+    export HERALD_DATABASE_URL="postgres://herald@127.0.0.1:$port/herald"
+}
+
+herald_stop_local_postgres() {
+    local dir="$1" bin user=""
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    [ -x "$bin/pg_ctl" ] || bin="$(dirname "$(command -v pg_ctl 2>/dev/null || echo /usr/bin/pg_ctl)")"
+    [ "$(id -u)" = 0 ] && user="postgres"
+    if [ -s "$dir/data/PG_VERSION" ]; then
+        if [ -n "$user" ]; then runuser -u "$user" -- "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+        else "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true; fi
+    fi
+}
