@@ -273,6 +273,10 @@ public struct HeraldConfig: Sendable {
         var out: [(tenant: String, sha256: String)] = []
         for (i, k) in raw.enumerated() {
             guard !k.tenant.isEmpty else { throw ConfigError("api_key[\(i)].tenant: empty") }
+            // Database tenants are known by number; a numeric name here would alias one.
+            guard Int64(k.tenant) == nil else {
+                throw ConfigError("api_key[\(i)].tenant: use a name, not a number (numbers are database tenant ids)")
+            }
             let hash = (try env(k.sha256) ?? "").lowercased()
             guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else {
                 throw ConfigError("api_key[\(i)].sha256: 64 hex digits, e.g. from: printf %s \"$KEY\" | sha256sum")

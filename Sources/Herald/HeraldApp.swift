@@ -20,6 +20,14 @@ public enum HeraldApp {
                               configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
         _ = try spool.recover()   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
+        // The campaign store: migrated before anything listens.
+        var database: PostgresClient?
+        if let url = config.databaseURL {
+            let db = PostgresClient(url: url, logger: logger)
+            try await Migrator.migrate(db)
+            database = db
+            logger.info("database ready")
+        }
         var queueManager: QueueManager?
         var resolver: CAresResolver?
         if config.deliveryEnabled {
@@ -66,8 +74,14 @@ public enum HeraldApp {
             let writer = SpoolWriter(spool: spool, onCommit: { [queueManager] envelope in
                 await queueManager?.enqueue(envelope)
             })
+            var stores: HTTPStores?
+            var ping: (@Sendable () async -> Bool)?
+            if let db = database {
+                stores = HTTPStores(db)
+                ping = { (try? await db.query("SELECT 1")) != nil }
+            }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
-                                            hostname: config.hostname)
+                                            hostname: config.hostname, databasePing: ping, stores: stores)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in

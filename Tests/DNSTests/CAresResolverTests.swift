@@ -244,7 +244,7 @@ struct CAresResolverFailureTests {
         #expect(error?.isTemporary == true)
         #expect(error?.description.contains("timed out") == true)
         #expect(elapsed >= 0.9)
-        #expect(elapsed < 2.5)  // 1 s budget, with room for a loaded CI machine
+        #expect(elapsed < 6)  // 1 s budget; a loaded 2-core CI machine adds seconds of scheduling delay
         #expect(blackhole.queriesReceived == 2)  // one per try
     }
 

@@ -72,7 +72,8 @@ while True:
                                      stderrPath: dir + "/stderr")
         defer { child.send(SIGKILL) }
         var port: Int?
-        let deadline = Date().addingTimeInterval(10)
+        // Generous: under a full test run on 2 cores, starting python3 can take seconds.
+        let deadline = Date().addingTimeInterval(30)
         while port == nil && Date() < deadline {
             if let text = try? String(contentsOfFile: out, encoding: .utf8),
                let line = text.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }) {
