@@ -53,6 +53,8 @@ public struct HeraldConfig: Sendable {
     /// The HTTP API's listener; nil = no HTTP server.
     public var httpAddress: (host: String, port: Int)?
     public var publicURL: String
+    /// Key of the unsubscribe tokens; nil = a random one kept in `<spool>/unsubscribe.key`.
+    public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
     public var databaseURL: String?
 
@@ -157,6 +159,7 @@ public struct HeraldConfig: Sendable {
             deliveryEnabled: raw.delivery?.enabled ?? true,
             httpAddress: try httpAddress(raw.http),
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
+            unsubscribeSecret: try env(raw.http?.unsubscribe_secret).flatMap { $0.isEmpty ? nil : $0 },
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
@@ -426,6 +429,7 @@ struct RawConfig: Decodable {
     struct HTTP: Decodable {
         var address: String?
         var public_url: String?
+        var unsubscribe_secret: String?
     }
     struct APIKey: Decodable {
         var tenant: String

@@ -80,8 +80,10 @@ public enum HeraldApp {
                 stores = HTTPStores(db)
                 ping = { (try? await db.query("SELECT 1")) != nil }
             }
+            let unsubscribeKey = try unsubscribeKey(config, spoolPath: spool.path, logger: logger)
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
-                                            hostname: config.hostname, databasePing: ping, stores: stores)
+                                            hostname: config.hostname, databasePing: ping, stores: stores,
+                                            unsubscribeKey: unsubscribeKey)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in
@@ -99,6 +101,22 @@ public enum HeraldApp {
             logger: logger))
         try await group.run()
         logger.info("stopped")
+    }
+
+    /// The unsubscribe-token key: `[http] unsubscribe_secret`, or a random key made once
+    /// and kept in `<spool>/unsubscribe.key` (0600). Several nodes must share one: set it.
+    static func unsubscribeKey(_ config: HeraldConfig, spoolPath: String, logger: Logger) throws -> [UInt8] {
+        if let secret = config.unsubscribeSecret { return Array(secret.utf8) }
+        let path = spoolPath + "/unsubscribe.key"
+        if let data = FileManager.default.contents(atPath: path), data.count >= 32 { return Array(data) }
+        var key = [UInt8](repeating: 0, count: 32)
+        var rng = SystemRandomNumberGenerator()
+        for i in key.indices { key[i] = rng.next() }
+        guard FileManager.default.createFile(atPath: path, contents: Data(key), attributes: [.posixPermissions: 0o600]) else {
+            throw ConfigError("cannot write \(path)")
+        }
+        logger.notice("made a new unsubscribe key", metadata: ["path": "\(path)"])
+        return key
     }
 
     static func seconds(_ s: Double) -> TimeAmount { .nanoseconds(Int64(s * 1_000_000_000)) }

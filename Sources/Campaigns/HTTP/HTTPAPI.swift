@@ -7,9 +7,12 @@ public enum HTTPAPI {
     /// - Parameter stores: the PostgreSQL stores, when a database is configured. Then the
     ///   lists, subscribers and import routes exist, and the database's API keys
     ///   (``DatabaseAPIKeys``) are accepted after `verifier`'s.
+    /// - Parameter unsubscribeKey: the key of the unsubscribe tokens (``UnsubscribeToken``);
+    ///   with `stores`, `GET`/`POST /u/{token}` exist (``UnsubscribeV1``).
     public static func makeRouter(spool: Spool, writer: SpoolWriter, verifier: any APIKeyVerifier, hostname: String,
                                   databasePing: (@Sendable () async -> Bool)? = nil,
-                                  stores: HTTPStores? = nil) -> Router<HeraldRequestContext> {
+                                  stores: HTTPStores? = nil,
+                                  unsubscribeKey: [UInt8]? = nil) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
@@ -20,6 +23,9 @@ public enum HTTPAPI {
             ListsV1(stores: stores).add(to: v1)
             SubscribersV1(stores: stores).add(to: v1)
             ImportV1(stores: stores).add(to: v1)
+            CampaignsV1(stores: stores).add(to: v1)
+            // `/u/{token}`: outside /v1, the signed token is the credential.
+            if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }
         }
         return router
     }

@@ -9,11 +9,17 @@ public struct HTTPStores: Sendable {
     public let tenants: TenantStore
     public let lists: ListStore
     public let subscribers: SubscriberStore
+    public let campaigns: CampaignStore
+    /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
+    /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
+    public let expander: CampaignExpander?
 
-    public init(_ db: PostgresClient) {
+    public init(_ db: PostgresClient, expander: CampaignExpander? = nil) {
         tenants = TenantStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)
+        campaigns = CampaignStore(db, chunkSize: expander?.store.chunkSize ?? 1000)
+        self.expander = expander
     }
 }
 

@@ -1,0 +1,358 @@
+import Foundation
+import Logging
+import Spool
+
+/// What one ``CampaignExpander/run(campaign:)`` did.
+public struct ExpansionReport: Sendable, Equatable {
+    /// Chunks this run expanded and marked done.
+    public var chunks = 0
+    /// Messages this run committed to the spool (new, i.e. not already there).
+    public var committed = 0
+    /// Messages found already in the spool (a replayed chunk after a crash).
+    public var alreadySpooled = 0
+    /// Recipients whose message could not be rendered (recorded as `skipped`).
+    public var skipped = 0
+    /// The campaign's status when the run ended.
+    public var status: CampaignStatus?
+}
+
+/// Expands a `sending` campaign into one message per recipient in the spool.
+///
+/// The work is the campaign's chunks (subscriber-id ranges planned by
+/// ``CampaignStore/send(tenant:id:)``). A run claims one chunk at a time with
+/// `SELECT … FOR UPDATE SKIP LOCKED` (setting `claimed_by`/`claimed_at`, a lease of
+/// ``claimTimeout``), so several expanders — other tasks, other Herald processes on the
+/// same database — share a campaign. For each chunk it:
+/// 1. streams the chunk's recipients in id order (active, on the campaign's lists, not
+///    suppressed, and without a `campaign_recipients` row yet);
+/// 2. renders each message, with a signed unsubscribe link
+///    (`<publicURL>/u/<UnsubscribeToken>`) in the body variable and `List-Unsubscribe`;
+/// 3. commits them all to the spool concurrently, each under a queue id derived from
+///    (campaign, subscriber) — ``deterministicQueueID(campaign:subscriber:startedMicros:)``
+///    — so a second commit of the same message is refused by the spool
+///    (`SpoolError.isAlreadyExists`, counted as already expanded);
+/// 4. only then, in one transaction, records the `campaign_recipients` rows (unique on
+///    campaign and subscriber, `ON CONFLICT DO NOTHING`), marks the chunk done and adds
+///    the newly recorded rows to `campaign_counters.expanded`.
+/// A crash between 3 and 4 replays the chunk: the spool refuses the duplicates and the
+/// rows are written then. The campaign's status is read between chunks, so `pause` and
+/// `cancel` stop the expansion after the chunk in hand.
+public actor CampaignExpander {
+    public let db: PostgresClient
+    public let store: CampaignStore
+    public let writer: SpoolWriter
+    /// Base of unsubscribe links (`http.public_url`), e.g. `https://mail.example.com`.
+    public let publicURL: String
+    /// The unsubscribe-token key (at least ``UnsubscribeToken/minimumKeyLength`` bytes).
+    public let secret: [UInt8]
+    /// The domain of `Message-ID`s.
+    public let hostname: String
+    /// This expander's name in `campaign_chunks.claimed_by`.
+    public let node: String
+    /// A chunk claimed longer ago than this and not done is taken over (its claimer is
+    /// presumed dead).
+    public let claimTimeout: TimeInterval
+    /// Spool commits in flight at once.
+    public let concurrency: Int
+    let logger: Logger
+
+    private var running: [Int64: Task<ExpansionReport, any Error>] = [:]
+
+    public init(db: PostgresClient, writer: SpoolWriter, publicURL: String, secret: [UInt8], hostname: String,
+                node: String = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UUID().uuidString.prefix(8))",
+                claimTimeout: TimeInterval = 300, concurrency: Int = 128, chunkSize: Int = 1000,
+                logger: Logger = Logger(label: "herald.campaigns.expander")) {
+        precondition(secret.count >= UnsubscribeToken.minimumKeyLength, "unsubscribe secret too short")
+        self.db = db
+        self.store = CampaignStore(db, chunkSize: chunkSize)
+        self.writer = writer
+        var base = publicURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.publicURL = base
+        self.secret = secret
+        self.hostname = hostname
+        self.node = node
+        self.claimTimeout = claimTimeout
+        self.concurrency = max(1, concurrency)
+        self.logger = logger
+    }
+
+    /// Starts `run(campaign:)` in the background unless this expander already runs it.
+    public func start(campaign id: Int64) {
+        guard running[id] == nil else { return }
+        let logger = self.logger
+        running[id] = Task {
+            defer { self.finished(id) }
+            do {
+                return try await self.run(campaign: id)
+            } catch {
+                logger.error("campaign expansion failed", metadata: ["campaign": "\(id)", "error": "\(error)"])
+                throw error
+            }
+        }
+    }
+
+    private func finished(_ id: Int64) { running[id] = nil }
+
+    /// Waits for a background expansion started with `start(campaign:)`.
+    public func wait(campaign id: Int64) async throws -> ExpansionReport? {
+        guard let task = running[id] else { return nil }
+        return try await task.value
+    }
+
+    /// Starts every campaign that is `sending` (after a restart: chunks a dead process
+    /// held are taken over once their claim is older than ``claimTimeout``).
+    public func resumeAll() async throws {
+        for row in try await db.query("SELECT id FROM campaigns WHERE status = 'sending' ORDER BY id") {
+            if let id = PGText.int64(row[0]) { start(campaign: id) }
+        }
+    }
+
+    /// Expands the campaign's chunks until none is left to claim, or the campaign is no
+    /// longer `sending` (paused, cancelled). Marks it `sent` when every chunk is done.
+    public func run(campaign id: Int64) async throws -> ExpansionReport {
+        var report = ExpansionReport()
+        guard let row = try await db.query("""
+            SELECT (extract(epoch FROM started_at) * 1000000)::bigint FROM campaigns WHERE id = $1
+            """, [String(id)]).first, let campaign = try await store.campaign(id: id)
+        else { return report }
+        report.status = campaign.status
+        guard campaign.status == .sending else { return report }
+        let startedMicros = UInt64(PGText.int64(row[0]) ?? 0)
+        let renderer = try makeRenderer(campaign)
+        while true {
+            try Task.checkCancellation()
+            let status = try await db.query("SELECT status FROM campaigns WHERE id = $1", [String(id)])
+                .first?[0].flatMap(CampaignStatus.init(rawValue:))
+            report.status = status
+            guard status == .sending else { return report }
+            guard let chunk = try await claim(campaign: id) else { break }
+            do {
+                try await expand(chunk, campaign: campaign, renderer: renderer, startedMicros: startedMicros,
+                                 report: &report)
+            } catch {
+                // Give the chunk back at once; what was spooled is found again on replay.
+                _ = try? await db.execute("""
+                    UPDATE campaign_chunks SET claimed_by = NULL, claimed_at = NULL
+                    WHERE campaign_id = $1 AND chunk_no = $2 AND claimed_by = $3 AND NOT done
+                    """, [String(id), String(chunk.number), node])
+                throw error
+            }
+        }
+        if try await store.finishIfComplete(id: id) { report.status = .sent }
+        return report
+    }
+
+    struct Chunk: Sendable {
+        var number: Int
+        var first: Int64
+        var last: Int64
+    }
+
+    /// Claims the next chunk nobody is working on (or whose claim expired).
+    func claim(campaign id: Int64) async throws -> Chunk? {
+        try await db.query("""
+            UPDATE campaign_chunks k SET claimed_by = $2, claimed_at = now()
+            WHERE (k.campaign_id, k.chunk_no) = (
+                SELECT campaign_id, chunk_no FROM campaign_chunks
+                WHERE campaign_id = $1 AND NOT done
+                  AND (claimed_by IS NULL OR claimed_at < now() - make_interval(secs => $3::double precision))
+                ORDER BY chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING k.chunk_no, k.first_subscriber_id, k.last_subscriber_id
+            """, [String(id), node, String(claimTimeout)]).first.map {
+            Chunk(number: PGText.int($0[0]) ?? 0, first: PGText.int64($0[1]) ?? 0, last: PGText.int64($0[2]) ?? 0)
+        }
+    }
+
+    func makeRenderer(_ campaign: Campaign) throws -> MessageRenderer {
+        let template = try CampaignTemplate(subject: campaign.subject, html: campaign.html, text: campaign.text)
+        return try MessageRenderer(template: template, campaign: campaign.templateFields,
+                                   from: try MailAddress(parsing: campaign.from),
+                                   replyTo: try campaign.replyTo.map { try MailAddress(parsing: $0) },
+                                   messageIDDomain: hostname)
+    }
+
+    /// One recipient's outcome, recorded in `campaign_recipients`.
+    struct Outcome: Sendable {
+        var subscriber: Int64
+        var queueID: String?
+        var skippedReason: String?
+        var alreadySpooled = false
+    }
+
+    struct Recipient: Sendable {
+        var id: Int64
+        var list: Int64
+        var variables: RecipientVariables
+    }
+
+    private func expand(_ chunk: Chunk, campaign: Campaign, renderer: MessageRenderer, startedMicros: UInt64,
+                        report: inout ExpansionReport) async throws {
+        let tenant = campaign.tenant
+        // 1. The chunk's recipients not expanded yet, in keyset (id) order.
+        var recipients: [Recipient] = []
+        let sql = CampaignStore.recipientsSQL(tenant: "$1", lists: "c.list_ids", columns: """
+            s.id, s.email, s.name, s.first_name, s.last_name, s.attributes,
+            (SELECT min(m.list_id) FROM list_members m WHERE m.tenant_id = s.tenant_id AND m.subscriber_id = s.id
+             AND m.list_id = ANY (c.list_ids))
+            """) + """
+             AND c.id = $2 AND s.id BETWEEN $3 AND $4
+              AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = c.id AND r.subscriber_id = s.id)
+            ORDER BY s.id
+            """
+        for try await row in db.stream(sql, [tenant.parameter, String(campaign.id), String(chunk.first),
+                                             String(chunk.last)]) {
+            let attributes = (try? row[5].map {
+                try JSONDecoder().decode([String: TemplateValue].self, from: Data($0.utf8))
+            }) ?? nil
+            recipients.append(Recipient(
+                id: PGText.int64(row[0]) ?? 0, list: PGText.int64(row[6]) ?? 0,
+                variables: RecipientVariables(email: row[1] ?? "", firstName: row[3], lastName: row[4], name: row[2],
+                                              attributes: attributes ?? [:])))
+        }
+
+        // 2 and 3. Render and commit concurrently (bounded).
+        let recipientList = recipients
+        let writer = self.writer
+        let publicURL = self.publicURL
+        let secret = self.secret
+        let campaignText = String(campaign.id)
+        let tenantText = tenant.description
+        let sender = renderer.from.address
+        let now = Date()
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(recipients.count)
+        var failure: (any Error)?
+        let concurrency = self.concurrency
+        await withTaskGroup(of: Result<Outcome, any Error>.self) { group in
+            var next = 0
+            func submit() {
+                guard next < recipientList.count else { return }
+                let recipient = recipientList[next]
+                next += 1
+                group.addTask {
+                    let token = UnsubscribeToken.make(subscriber: String(recipient.id), list: String(recipient.list),
+                                                      campaign: campaignText, tenant: tenantText, key: secret)
+                    let url = publicURL + "/u/" + token
+                    var variables = recipient.variables
+                    variables.unsubscribeURL = url
+                    let message: RenderedMessage
+                    do {
+                        message = try renderer.render(recipient: variables, listUnsubscribe: ListUnsubscribe(url: url),
+                                                      date: now)
+                    } catch {
+                        return .success(Outcome(subscriber: recipient.id, skippedReason: "\(error)"))
+                    }
+                    let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
+                                                                   startedMicros: startedMicros)
+                    let envelope = Envelope(
+                        id: id, arrival: now, sender: sender,
+                        origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
+                                               authenticatedUser: tenantText, helo: nil, tls: false),
+                        recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
+                        smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText)
+                    do {
+                        _ = try await writer.commit(message.bytes, envelope)
+                        return .success(Outcome(subscriber: recipient.id, queueID: id.rawValue))
+                    } catch let error as SpoolError where error.isAlreadyExists {
+                        return .success(Outcome(subscriber: recipient.id, queueID: id.rawValue, alreadySpooled: true))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            for _ in 0..<min(concurrency, recipientList.count) { submit() }
+            while let result = await group.next() {
+                switch result {
+                case .success(let outcome):
+                    outcomes.append(outcome)
+                    if failure == nil { submit() }
+                case .failure(let error):
+                    failure = failure ?? error
+                }
+            }
+        }
+        if let failure { throw failure }
+
+        // 4. Only now the durable checkpoint: recipients, chunk done, counters.
+        outcomes.sort { $0.subscriber < $1.subscriber }
+        let ids = PGText.array(outcomes.map(\.subscriber))
+        let queueIDs = PGText.textArray(outcomes.map(\.queueID))
+        let states = PGText.textArray(outcomes.map { $0.skippedReason == nil ? "queued" : "skipped" })
+        let reasons = PGText.textArray(outcomes.map(\.skippedReason))
+        let parameters: [String?] = [tenant.parameter, campaignText, ids, queueIDs, states, reasons]
+        let (queued, skipped): (Int, Int) = try await db.transaction { connection in
+            let rows = try connection.query("""
+                INSERT INTO campaign_recipients (tenant_id, campaign_id, subscriber_id, queue_id, state, reason)
+                SELECT $1, $2, u.subscriber_id, u.queue_id, u.state, u.reason
+                FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]) AS u(subscriber_id, queue_id, state, reason)
+                ON CONFLICT (campaign_id, subscriber_id) DO NOTHING
+                RETURNING state
+                """, parameters).rows
+            let queued = rows.count(where: { $0[0] == "queued" })
+            let skipped = rows.count - queued
+            try connection.execute("""
+                UPDATE campaign_chunks SET done = true, done_at = now() WHERE campaign_id = $1 AND chunk_no = $2
+                """, [campaignText, String(chunk.number)])
+            try connection.execute("""
+                UPDATE campaign_counters SET expanded = expanded + $2, skipped = skipped + $3, updated_at = now()
+                WHERE campaign_id = $1
+                """, [campaignText, String(queued), String(skipped)])
+            return (queued, skipped)
+        }
+        report.chunks += 1
+        report.committed += outcomes.count(where: { $0.queueID != nil && !$0.alreadySpooled })
+        report.alreadySpooled += outcomes.count(where: { $0.alreadySpooled })
+        report.skipped += skipped
+        logger.debug("chunk expanded", metadata: ["campaign": "\(campaign.id)", "chunk": "\(chunk.number)",
+                                                  "recorded": "\(queued)", "skipped": "\(skipped)"])
+    }
+
+    // MARK: - Queue ids
+
+    /// The spool id of the campaign's message to one subscriber, the same every time:
+    /// the ``QueueID`` shape, with the 13 hex digits of time taken from the campaign's
+    /// start (`started_at`, in microseconds) and the 7 Crockford base32 digits (35 bits)
+    /// a keyed bijective mix of the subscriber id. Being a bijection (an add, odd
+    /// multiplies and xor-shifts modulo 2^35), two subscribers of one campaign never
+    /// share an id while subscriber ids stay below 2^35; a hash would collide about
+    /// a dozen times in a million-subscriber campaign.
+    public static func deterministicQueueID(campaign: Int64, subscriber: Int64, startedMicros: UInt64) -> QueueID {
+        let mask: UInt64 = (1 << 35) - 1
+        var key = UInt64(bitPattern: campaign) &* 0x9E37_79B9_7F4A_7C15
+        key ^= key >> 29
+        var x = (UInt64(bitPattern: subscriber) &+ key) & mask
+        x = (x &* 0x5_DEEC_E66D) & mask          // odd: a bijection modulo 2^35
+        x ^= x >> 17
+        x = (x &* 0x4F6C_DD1D) & mask            // odd again
+        x ^= x >> 13
+        let hex = Array("0123456789ABCDEF".utf8)
+        let base32 = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        var bytes = [UInt8](repeating: 0, count: QueueID.length)
+        var t = min(startedMicros, (1 << 52) - 1)
+        for index in stride(from: QueueID.timeLength - 1, through: 0, by: -1) {
+            bytes[index] = hex[Int(t & 0xF)]
+            t >>= 4
+        }
+        for index in QueueID.timeLength..<QueueID.length {
+            bytes[index] = base32[Int(x & 0x1F)]
+            x >>= 5
+        }
+        return QueueID(String(decoding: bytes, as: UTF8.self))!
+    }
+}
+
+extension PGText {
+    /// A `text[]` parameter: `{"a","b",NULL}`.
+    static func textArray(_ values: [String?]) -> String {
+        "{" + values.map { value -> String in
+            guard let value else { return "NULL" }
+            var quoted = "\""
+            for character in value.unicodeScalars {
+                if character == "\"" || character == "\\" { quoted.unicodeScalars.append("\\") }
+                quoted.unicodeScalars.append(character)
+            }
+            return quoted + "\""
+        }.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Hummingbird
+
+/// Campaigns:
+/// - `POST /v1/campaigns {"name", "from", "reply_to"?, "subject", "html"?, "text"?, "list_ids"}` → 201;
+/// - `GET /v1/campaigns?after=&limit=` → `{"data": [...], "next"}`; `GET /v1/campaigns/{id}`;
+/// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
+/// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
+/// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 200 with the campaign;
+///   expansion stops (or resumes) between chunks. In this version messages already in
+///   the spool are neither held by `pause` nor deleted by `cancel`.
+/// - `GET /v1/campaigns/{id}/stats` → `{"status", "total", "expanded", "sent", "deferred",
+///   "bounced", "failed", "unsubscribed", "skipped", "chunks", "chunks_done"}`. Delivery
+///   outcomes are not fed back yet, so sent … unsubscribed stay 0.
+///
+/// Template problems are a 422 whose `errors` name field, line and variable
+/// (`html line 3: unknown variable "frist_name"`). Another tenant's campaign id is a 404.
+public struct CampaignsV1: Sendable {
+    public static let maxPageSize = 500
+
+    struct CampaignJSON: Encodable, ResponseEncodable {
+        var id: Int64
+        var name: String
+        var from: String
+        var reply_to: String?
+        var subject: String
+        var html: String?
+        var text: String?
+        var list_ids: [Int64]
+        var status: String
+        var started_at: Date?
+        var finished_at: Date?
+        var created_at: Date
+        var updated_at: Date
+
+        init(_ c: Campaign) {
+            id = c.id
+            name = c.name
+            from = c.from
+            reply_to = c.replyTo
+            subject = c.subject
+            html = c.html
+            text = c.text
+            list_ids = c.listIDs
+            status = c.status.rawValue
+            started_at = c.startedAt
+            finished_at = c.finishedAt
+            created_at = c.createdAt
+            updated_at = c.updatedAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, from, reply_to, subject, html, text, list_ids, status, started_at, finished_at,
+                 created_at, updated_at
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(from, forKey: .from)
+            try c.encode(reply_to, forKey: .reply_to)
+            try c.encode(subject, forKey: .subject)
+            try c.encode(html, forKey: .html)
+            try c.encode(text, forKey: .text)
+            try c.encode(list_ids, forKey: .list_ids)
+            try c.encode(status, forKey: .status)
+            try c.encode(started_at, forKey: .started_at)
+            try c.encode(finished_at, forKey: .finished_at)
+            try c.encode(created_at, forKey: .created_at)
+            try c.encode(updated_at, forKey: .updated_at)
+        }
+    }
+
+    struct Page: Encodable, ResponseEncodable {
+        var data: [CampaignJSON]
+        var next: Int64?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(data, forKey: .data)
+            try c.encode(next, forKey: .next)
+        }
+
+        enum CodingKeys: String, CodingKey { case data, next }
+    }
+
+    struct StatsJSON: Encodable, ResponseEncodable {
+        var status: String
+        var total: Int64
+        var expanded: Int64
+        var sent: Int64
+        var deferred: Int64
+        var bounced: Int64
+        var failed: Int64
+        var unsubscribed: Int64
+        var skipped: Int64
+        var chunks: Int64
+        var chunks_done: Int64
+    }
+
+    struct Body: Decodable {
+        var name: String?
+        var from: String?
+        var reply_to: String?
+        var subject: String?
+        var html: String?
+        var text: String?
+        var list_ids: [Int64]?
+
+        var input: CampaignInput {
+            CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
+                          listIDs: list_ids)
+        }
+    }
+
+    let stores: HTTPStores
+
+    public init(stores: HTTPStores) { self.stores = stores }
+
+    /// Runs a store call, turning template and store errors into problems.
+    static func call<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await APIInput.store(body)
+        } catch let error as TemplateValidationError {
+            throw Problem.unprocessable("The templates do not validate: \(error.description)",
+                                        errors: error.issues.map(\.message))
+        }
+    }
+
+    public func add(to group: RouterGroup<HeraldRequestContext>) {
+        let campaigns = stores.campaigns
+        let expander = stores.expander
+        group.post("campaigns") { request, context -> Response in
+            let tenant = try context.databaseTenant()
+            let body = try await APIInput.decode(Body.self, from: request)
+            let campaign = try await Self.call { try await campaigns.create(tenant: tenant, body.input) }
+            var response = try CampaignJSON(campaign).response(from: request, context: context)
+            response.status = .created
+            response.headers[.location] = "/v1/campaigns/\(campaign.id)"
+            return response
+        }
+        group.get("campaigns") { request, context -> Page in
+            let tenant = try context.databaseTenant()
+            let limit = try APIInput.limit(request, max: Self.maxPageSize)
+            let after = try APIInput.after(request)
+            var found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
+            var next: Int64?
+            if found.count > limit {
+                found.removeLast(found.count - limit)
+                next = found.last?.id
+            }
+            return Page(data: found.map(CampaignJSON.init), next: next)
+        }
+        group.get("campaigns/:id") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await campaigns.campaign(tenant: tenant, id: id) else {
+                throw Problem.notFound("campaign \(id)")
+            }
+            return CampaignJSON(campaign)
+        }
+        group.patch("campaigns/:id") { request, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            let body = try await APIInput.decode(Body.self, from: request)
+            guard let campaign = try await Self.call({ try await campaigns.update(tenant: tenant, id: id, body.input) })
+            else { throw Problem.notFound("campaign \(id)") }
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/send") { request, context -> Response in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.send(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            await expander?.start(campaign: id)
+            var response = try CampaignJSON(campaign).response(from: request, context: context)
+            response.status = .accepted
+            return response
+        }
+        group.post("campaigns/:id/pause") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.pause(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/resume") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.resume(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            await expander?.start(campaign: id)
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/cancel") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.cancel(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            return CampaignJSON(campaign)
+        }
+        group.get("campaigns/:id/stats") { _, context -> StatsJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let s = try await campaigns.stats(tenant: tenant, id: id) else { throw Problem.notFound("campaign \(id)") }
+            return StatsJSON(status: s.status.rawValue, total: s.total, expanded: s.expanded, sent: s.sent,
+                             deferred: s.deferred, bounced: s.bounced, failed: s.failed, unsubscribed: s.unsubscribed,
+                             skipped: s.skipped, chunks: s.chunks, chunks_done: s.chunksDone)
+        }
+    }
+}
