@@ -159,7 +159,7 @@ public struct HeraldConfig: Sendable {
             deliveryEnabled: raw.delivery?.enabled ?? true,
             httpAddress: try httpAddress(raw.http),
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
-            unsubscribeSecret: try env(raw.http?.unsubscribe_secret).flatMap { $0.isEmpty ? nil : $0 },
+            unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
@@ -264,6 +264,14 @@ public struct HeraldConfig: Sendable {
         if let url = try env(db?.url), !url.isEmpty { return url }
         if let url = ProcessInfo.processInfo.environment["HERALD_DATABASE_URL"], !url.isEmpty { return url }
         return nil
+    }
+
+    static func unsubscribeSecret(_ http: RawConfig.HTTP?) throws(ConfigError) -> String? {
+        guard let secret = try env(http?.unsubscribe_secret), !secret.isEmpty else { return nil }
+        guard secret.utf8.count >= 32 else {
+            throw ConfigError("http.unsubscribe_secret: at least 32 characters (e.g. openssl rand -base64 32)")
+        }
+        return secret
     }
 
     static func httpAddress(_ http: RawConfig.HTTP?) throws(ConfigError) -> (host: String, port: Int)? {

@@ -76,11 +76,17 @@ public enum HeraldApp {
             })
             var stores: HTTPStores?
             var ping: (@Sendable () async -> Bool)?
-            if let db = database {
-                stores = HTTPStores(db)
-                ping = { (try? await db.query("SELECT 1")) != nil }
-            }
             let unsubscribeKey = try unsubscribeKey(config, spoolPath: spool.path, logger: logger)
+            if let db = database {
+                let expander = CampaignExpander(db: db, writer: writer, publicURL: config.publicURL,
+                                                secret: unsubscribeKey, hostname: config.hostname, logger: logger)
+                stores = HTTPStores(db, expander: expander)
+                ping = { (try? await db.query("SELECT 1")) != nil }
+                // Campaigns that were expanding when Herald stopped carry on from their checkpoints.
+                Task {
+                    do { try await expander.resumeAll() } catch { logger.error("cannot resume campaigns: \(error)") }
+                }
+            }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
                                             unsubscribeKey: unsubscribeKey)
