@@ -28,6 +28,8 @@ public actor QueueManager {
     let log: DeliveryLog
     let bounces: BounceBuilder
     let logger: Logger
+    /// Called for every recipient outcome (``DeliveryOutcomeEvent``); must not block.
+    let onOutcome: DeliveryOutcomeHandler?
     private var entries: [QueueID: Entry] = [:]
     private var queues: [String: DestinationQueue] = [:]
     /// Round-robin order of domains (fairness: each gets one start per pass).
@@ -46,8 +48,9 @@ public actor QueueManager {
     private var lastStateWrite = Date.distantPast
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
-                logger: Logger) {
+                logger: Logger, onOutcome: DeliveryOutcomeHandler? = nil) {
         self.spool = spool
+        self.onOutcome = onOutcome
         self.config = config
         self.logger = logger
         self.deliverer = Deliverer(config: config, resolver: resolver, group: group, logger: logger)
@@ -362,6 +365,7 @@ public actor QueueManager {
         for (k, i) in indices.enumerated() where k < result.outcomes.count {
             var r = entry.envelope.recipients[i]
             let outcome = result.outcomes[k]
+            let firstAttempt = r.attempts == 0, wasDeferred = r.state == .deferred
             r.attempts += 1
             r.lastReply = outcome.reply.description
             var logResult: String
@@ -399,6 +403,14 @@ public actor QueueManager {
                             nextAttempt: r.nextAttempt, tenant: entry.envelope.tenant,
                             campaign: entry.envelope.campaign,
                             durationMs: Int(now.timeIntervalSince(began) * 1000)))
+            if let onOutcome, let kind = DeliveryOutcomeEvent.Result(rawValue: logResult) {
+                onOutcome(DeliveryOutcomeEvent(
+                    time: now, queueID: id.rawValue, recipient: r.address, tenant: entry.envelope.tenant,
+                    campaign: entry.envelope.campaign, result: kind, code: outcome.reply.code,
+                    enhanced: logResult == "expired" ? "4.4.7" : outcome.reply.enhanced?.description,
+                    firstAttempt: firstAttempt, wasDeferred: wasDeferred,
+                    isBounceMessage: entry.envelope.sender.isEmpty && entry.envelope.origin.listener == "bounce"))
+            }
         }
         entries[id] = entry
         if !failed.isEmpty { await bounce(id, entry.envelope, failed) }

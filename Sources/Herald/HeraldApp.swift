@@ -30,12 +30,17 @@ public enum HeraldApp {
         }
         var queueManager: QueueManager?
         var resolver: CAresResolver?
+        // Delivery outcomes of campaign messages update the campaign counters (batched).
+        let statsRecorder = database.map { CampaignStatsRecorder(db: $0, logger: logger) }
         if config.deliveryEnabled {
             let r = try CAresResolver(servers: config.dnsServers, timeout: .milliseconds(Int64(config.dnsTimeout * 1000)),
                                       logger: logger)
             resolver = r
             queueManager = QueueManager(spool: spool, config: config.delivery, resolver: r,
-                                        group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                                        group: MultiThreadedEventLoopGroup.singleton, logger: logger,
+                                        onOutcome: statsRecorder.map { recorder in
+                                            { @Sendable event in recorder.record(CampaignDeliveryOutcome(event)) }
+                                        })
         }
         defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
@@ -67,7 +72,8 @@ public enum HeraldApp {
         // Services stop in reverse order: the listeners drain first, then delivery.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let queueManager {
-            services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace))))
+            services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace),
+                                                           statsRecorder: statsRecorder)))
         }
         services.append(.init(service: service))
         if let http = config.httpAddress {
@@ -86,6 +92,8 @@ public enum HeraldApp {
                 Task {
                     do { try await expander.resumeAll() } catch { logger.error("cannot resume campaigns: \(error)") }
                 }
+                // Scheduled campaigns start at their send_at, or expire past their deadline.
+                Task { await CampaignScheduler(store: expander.store, expander: expander, logger: logger).run() }
             }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
@@ -149,6 +157,7 @@ public enum HeraldApp {
 struct DeliveryService: Service {
     let manager: QueueManager
     let grace: TimeAmount
+    var statsRecorder: CampaignStatsRecorder?
 
     func run() async throws {
         await withGracefulShutdownHandler {
@@ -158,6 +167,19 @@ struct DeliveryService: Service {
         }
         // Attempts in flight finish and their outcomes reach the envelopes before exit.
         await manager.shutdown(grace: grace)
+        // Then their campaign counters (the last outcomes) reach the database.
+        await statsRecorder?.shutdown()
+    }
+}
+
+extension CampaignDeliveryOutcome {
+    /// Delivery's event as the campaign stats recorder takes it (a DSN Herald sends
+    /// keeps the original's campaign tag, but is not one of its recipients: untagged).
+    init(_ event: DeliveryOutcomeEvent) {
+        self.init(time: event.time, queueID: event.queueID, recipient: event.recipient, tenant: event.tenant,
+                  campaign: event.isBounceMessage ? nil : event.campaign,
+                  result: Result(rawValue: event.result.rawValue) ?? .failed, code: event.code,
+                  enhanced: event.enhanced, firstAttempt: event.firstAttempt, wasDeferred: event.wasDeferred)
     }
 }
 

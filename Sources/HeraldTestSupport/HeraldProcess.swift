@@ -79,6 +79,12 @@ public final class HeraldProcess: @unchecked Sendable {
         public var committers: Int?
         /// Start the HTTP API on an ephemeral port (off by default: `[http] address = ""`).
         public var http = false
+        /// With `http`: the `[http] address` to bind (e.g. "127.0.0.1:PORT", a port picked
+        /// up front so that `public_url` can name it); nil = an ephemeral port.
+        public var httpAddress: String?
+        /// Extra lines appended to the `[http]` table verbatim (`public_url = "…"`,
+        /// `unsubscribe_secret = "…"`).
+        public var extraHTTP: [String] = []
         /// `[[api_key]]` tables: tenant and the SHA-256 hex of its key.
         public var apiKeys: [(tenant: String, sha256: String)] = []
         /// Extra lines appended to the `[smtp]` table verbatim.
@@ -306,7 +312,8 @@ public final class HeraldProcess: @unchecked Sendable {
         t += "\n[spool]\npath = \(q(spoolPath))\n"
         if let v = options.committers { t += "committers = \(v)\n" }
         t += "\n[log]\npath = \(q(directory + "/log"))\nlevel = \(q(options.logLevel))\n"
-        t += "\n[http]\naddress = \(q(options.http ? "127.0.0.1:0" : ""))\n"
+        t += "\n[http]\naddress = \(q(options.http ? (options.httpAddress ?? "127.0.0.1:0") : ""))\n"
+        for line in options.extraHTTP { t += line + "\n" }
         for k in options.apiKeys { t += "\n[[api_key]]\ntenant = \(q(k.tenant))\nsha256 = \(q(k.sha256))\n" }
         t += "\n[delivery]\nenabled = \(options.deliveryEnabled)\n"
         for line in options.extraDelivery { t += line + "\n" }
@@ -370,6 +377,28 @@ public final class HeraldProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw SubprocessError("no HTTP listening line in the log\n\(diagnostics())")
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed),
+    /// for `httpAddress` when the port must be known before Herald starts.
+    public static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SubprocessError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw SubprocessError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw SubprocessError("getsockname() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Ports of the `listening address=HOST:PORT` lines written after `offset`, in order.

@@ -246,7 +246,8 @@ public actor CampaignExpander {
                     let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
                                                                    startedMicros: startedMicros)
                     let envelope = Envelope(
-                        id: id, arrival: now, sender: sender,
+                        id: id, arrival: now,
+                        sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id),
                         origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
                                                authenticatedUser: tenantText, helo: nil, tls: false),
                         recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
@@ -306,6 +307,26 @@ public actor CampaignExpander {
         report.skipped += skipped
         logger.debug("chunk expanded", metadata: ["campaign": "\(campaign.id)", "chunk": "\(chunk.number)",
                                                   "recorded": "\(queued)", "skipped": "\(skipped)"])
+    }
+
+    // MARK: - Envelope sender
+
+    /// The envelope sender (MAIL FROM, hence the DSN recipient) of the campaign's message
+    /// to one subscriber, VERP-like: `<local>+c<campaign>-s<subscriber>@<domain>` of the
+    /// campaign's from address, e.g. `news+c12-s3456@example.org`, so that a bounce
+    /// names the campaign and subscriber it is about even when the DSN is unparseable.
+    /// The domain (and its SPF/DMARC alignment) is the from address's; the domain's
+    /// mail server must accept `+` sub-addresses. The from address itself is returned
+    /// when the result would not be a plain dot-atom local part of at most 64 octets
+    /// (a quoted local part, say). Processing of inbound DSNs sent to these addresses
+    /// is not part of Herald yet.
+    public static func bounceAddress(_ from: String, campaign: Int64, subscriber: Int64) -> String {
+        guard let at = from.lastIndex(of: "@"), at > from.startIndex else { return from }
+        let local = from[..<at]
+        guard !local.hasPrefix("\""), !local.contains("\\") else { return from }
+        let tagged = "\(local)+c\(campaign)-s\(subscriber)"
+        guard tagged.utf8.count <= 64 else { return from }
+        return tagged + from[at...]
     }
 
     // MARK: - Queue ids

@@ -7,8 +7,8 @@ import Hummingbird
 /// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
 /// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
 /// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 200 with the campaign;
-///   expansion stops (or resumes) between chunks. In this version messages already in
-///   the spool are neither held by `pause` nor deleted by `cancel`.
+///   expansion stops (or resumes) between chunks; messages already in the spool are
+///   held by `pause`, released by `resume`, deleted by `cancel` (``CampaignSpoolActions``).
 /// - `GET /v1/campaigns/{id}/stats` → `{"status", "total", "expanded", "sent", "deferred",
 ///   "bounced", "failed", "unsubscribed", "skipped", "chunks", "chunks_done"}`. Delivery
 ///   outcomes are not fed back yet, so sent … unsubscribed stay 0.
@@ -183,6 +183,7 @@ public struct CampaignsV1: Sendable {
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.pause(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
+            try await CampaignSpoolActions.afterPause(campaign: id, expander: expander)
             return CampaignJSON(campaign)
         }
         group.post("campaigns/:id/resume") { _, context -> CampaignJSON in
@@ -190,6 +191,7 @@ public struct CampaignsV1: Sendable {
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.resume(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
+            try await CampaignSpoolActions.afterResume(campaign: id, expander: expander)
             await expander?.start(campaign: id)
             return CampaignJSON(campaign)
         }
@@ -198,6 +200,7 @@ public struct CampaignsV1: Sendable {
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.cancel(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
+            try await CampaignSpoolActions.afterCancel(campaign: id, expander: expander)
             return CampaignJSON(campaign)
         }
         group.get("campaigns/:id/stats") { _, context -> StatsJSON in

@@ -24,6 +24,7 @@ public enum HTTPAPI {
             SubscribersV1(stores: stores).add(to: v1)
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
+            CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
             // `/u/{token}`: outside /v1, the signed token is the credential.
             if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }
         }

@@ -1,0 +1,337 @@
+import Foundation
+import Logging
+
+/// One recipient outcome as the stats recorder needs it. Campaigns does not depend on
+/// Delivery: the process wiring (`HeraldApp`) turns Delivery's `DeliveryOutcomeEvent`
+/// into this.
+public struct CampaignDeliveryOutcome: Sendable, Equatable {
+    public enum Result: String, Sendable, Equatable {
+        case delivered, deferred, failed, expired
+    }
+
+    public var time: Date
+    public var queueID: String
+    public var recipient: String
+    /// The envelope's tags: tenant id and campaign id, as text (nil: not a campaign's).
+    public var tenant: String?
+    public var campaign: String?
+    public var result: Result
+    public var code: Int?
+    public var enhanced: String?
+    public var firstAttempt: Bool
+    /// The recipient was `deferred` before this attempt.
+    public var wasDeferred: Bool
+
+    public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
+                result: Result, code: Int? = nil, enhanced: String? = nil, firstAttempt: Bool = true,
+                wasDeferred: Bool = false) {
+        self.time = time
+        self.queueID = queueID
+        self.recipient = recipient
+        self.tenant = tenant
+        self.campaign = campaign
+        self.result = result
+        self.code = code
+        self.enhanced = enhanced
+        self.firstAttempt = firstAttempt
+        self.wasDeferred = wasDeferred
+    }
+
+    /// A permanent failure: enhanced status class 5, or a 5xx reply without one.
+    public var isPermanentFailure: Bool {
+        guard result == .failed else { return false }
+        if let enhanced { return enhanced.hasPrefix("5.") }
+        return (500..<600).contains(code ?? 0)
+    }
+
+    /// A hard bounce: a permanent failure about the address itself, enhanced status
+    /// 5.1.x (bad mailbox / domain address) or 5.2.x (mailbox status). The subscriber
+    /// is marked `bounced` and the address suppressed. Without an enhanced status a
+    /// bare 5xx is not taken as a hard bounce (it could be a policy or content refusal).
+    public var isHardBounce: Bool {
+        guard result == .failed, let enhanced else { return false }
+        return enhanced.hasPrefix("5.1.") || enhanced.hasPrefix("5.2.")
+    }
+}
+
+/// Turns delivery outcomes into per-campaign counters (`campaign_counters`).
+///
+/// ``record(_:)`` is synchronous and cheap (the queue manager calls it for every
+/// recipient outcome): it appends to a buffer. The buffer is written at most once per
+/// ``interval`` (the first event into an empty buffer schedules a write that many
+/// seconds later), and by ``flush()`` / ``shutdown()``. Each write is ONE transaction
+/// for the whole batch, whatever its size, and writes never overlap.
+///
+/// Counter arithmetic, per event (events of messages without a campaign tag, or with
+/// tags that are not numbers, are ignored; so are DSNs Herald itself sends):
+/// - `delivered`: `sent += 1`
+/// - `failed` with a permanent status (5.x.x, or a 5xx reply without an enhanced
+///   status): `bounced += 1`; any other `failed`, and `expired`: `failed += 1`
+/// - `deferred` is the number of recipients *currently* deferred: +1 when a recipient
+///   that was not deferred is deferred, -1 when a recipient that was deferred reaches
+///   any other outcome (delivered, failed, expired). A recipient deferred five times
+///   counts once. The "was deferred" flag comes from the spool envelope, so the count
+///   stays right across restarts. It is clamped at 0.
+/// - a hard bounce (``CampaignDeliveryOutcome/isHardBounce``) also marks the tenant's
+///   subscriber with that address `bounced` (from `active` or `unsubscribed`; a
+///   `complained` one keeps its status) and suppresses the address for the tenant with
+///   reason `bounced` (an existing suppression is kept), in the same transaction.
+///   Only when the campaign is the tenant's: tags naming another tenant's campaign
+///   change nothing.
+///
+/// When a write fails (database down) the batch goes back to the front of the buffer
+/// and is retried after ``interval``; beyond ``maxBuffered`` events the oldest are
+/// dropped (and logged).
+///
+/// Current rate and estimated completion: ``progress(tenant:campaign:)`` — the rate is
+/// what *this process* recorded as delivered/bounced/failed in the last minute (an
+/// in-memory window; with several Herald nodes each sees its own share).
+public actor CampaignStatsRecorder {
+    public let db: PostgresClient
+    public let interval: Duration
+    public let maxBuffered: Int
+    let logger: Logger
+
+    /// The events not yet written, behind a lock so that `record` need not hop onto
+    /// the actor.
+    final class Buffer: @unchecked Sendable {
+        private let lock = NSLock()
+        private var events: [CampaignDeliveryOutcome] = []
+        private var scheduled = false
+        private(set) var closed = false
+
+        /// Appends; true when the caller must schedule a write.
+        func append(_ event: CampaignDeliveryOutcome) -> Bool {
+            lock.withLock {
+                guard !closed else { return false }
+                events.append(event)
+                if scheduled { return false }
+                scheduled = true
+                return true
+            }
+        }
+
+        func takeAll() -> [CampaignDeliveryOutcome] {
+            lock.withLock {
+                scheduled = false
+                defer { events.removeAll(keepingCapacity: true) }
+                return events
+            }
+        }
+
+        /// Puts a failed batch back in front; returns (schedule a retry, dropped).
+        func putBack(_ batch: [CampaignDeliveryOutcome], limit: Int) -> (Bool, Int) {
+            lock.withLock {
+                events = batch + events
+                var dropped = 0
+                if events.count > limit {
+                    dropped = events.count - limit
+                    events.removeFirst(dropped)
+                }
+                guard !closed, !scheduled, !events.isEmpty else { return (false, dropped) }
+                scheduled = true
+                return (true, dropped)
+            }
+        }
+
+        func close() { lock.withLock { closed = true } }
+    }
+
+    nonisolated let buffer = Buffer()
+    private var tail: Task<Void, Never>?
+    /// Per campaign: (second, outcomes) of the last minute, for the rate.
+    private var recent: [Int64: [(second: Int64, count: Int)]] = [:]
+    /// Batches written and events counted (tests, logs).
+    public private(set) var batchesWritten = 0
+    public private(set) var eventsWritten = 0
+
+    public init(db: PostgresClient, interval: Duration = .seconds(1), maxBuffered: Int = 1_000_000,
+                logger: Logger = Logger(label: "herald.campaigns.stats")) {
+        self.db = db
+        self.interval = interval
+        self.maxBuffered = max(1, maxBuffered)
+        self.logger = logger
+    }
+
+    /// Buffers one outcome (non-blocking; safe from any thread or actor).
+    public nonisolated func record(_ event: CampaignDeliveryOutcome) {
+        guard event.campaign != nil else { return }
+        if buffer.append(event) { scheduleWrite() }
+    }
+
+    private nonisolated func scheduleWrite() {
+        let interval = self.interval
+        Task {
+            try? await Task.sleep(for: interval)
+            await self.flush()
+        }
+    }
+
+    /// Writes everything buffered now (after any write in progress) and returns when
+    /// it is written.
+    public func flush() async {
+        let events = buffer.takeAll()
+        let previous = tail
+        let task = Task {
+            await previous?.value
+            await self.write(events)
+        }
+        tail = task
+        await task.value
+    }
+
+    /// Takes no more events and writes what is buffered.
+    public func shutdown() async {
+        buffer.close()
+        await flush()
+    }
+
+    // MARK: - Writing
+
+    struct Key: Hashable {
+        var tenant: Int64
+        var campaign: Int64
+    }
+
+    struct Deltas {
+        var sent: Int64 = 0
+        var deferred: Int64 = 0
+        var bounced: Int64 = 0
+        var failed: Int64 = 0
+        var finished: Int = 0
+    }
+
+    /// The per-campaign counter changes of a batch, and its hard bounces.
+    static func aggregate(_ events: [CampaignDeliveryOutcome])
+        -> (deltas: [Key: Deltas], hardBounces: [(key: Key, email: String)])
+    {
+        var deltas: [Key: Deltas] = [:]
+        var hard: [(key: Key, email: String)] = []
+        for event in events {
+            guard let c = event.campaign.flatMap({ Int64($0) }), let t = event.tenant.flatMap({ Int64($0) })
+            else { continue }
+            let key = Key(tenant: t, campaign: c)
+            var d = deltas[key] ?? Deltas()
+            switch event.result {
+            case .delivered:
+                d.sent += 1
+            case .deferred:
+                break
+            case .failed:
+                if event.isPermanentFailure { d.bounced += 1 } else { d.failed += 1 }
+                if event.isHardBounce {
+                    let email = (try? SubscriberAddress.normalize(event.recipient).get()) ?? event.recipient.lowercased()
+                    hard.append((key, email))
+                }
+            case .expired:
+                d.failed += 1
+            }
+            if event.result == .deferred {
+                if !event.wasDeferred { d.deferred += 1 }
+            } else {
+                d.finished += 1
+                if event.wasDeferred { d.deferred -= 1 }
+            }
+            deltas[key] = d
+        }
+        return (deltas, hard)
+    }
+
+    private func write(_ events: [CampaignDeliveryOutcome]) async {
+        guard !events.isEmpty else { return }
+        let (deltas, hard) = Self.aggregate(events)
+        guard !deltas.isEmpty else { return }
+        let keys = Array(deltas.keys)
+        let counters: [String?] = [
+            PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)),
+            PGText.array(keys.map { deltas[$0]!.sent }), PGText.array(keys.map { deltas[$0]!.deferred }),
+            PGText.array(keys.map { deltas[$0]!.bounced }), PGText.array(keys.map { deltas[$0]!.failed }),
+        ]
+        let bounces: [String?] = [
+            PGText.array(hard.map(\.key.tenant)), PGText.textArray(hard.map(\.email)),
+            PGText.array(hard.map(\.key.campaign)),
+        ]
+        do {
+            try await db.transaction { connection in
+                try connection.execute("""
+                    UPDATE campaign_counters AS n SET sent = n.sent + u.sent,
+                        deferred = greatest(n.deferred + u.deferred, 0),
+                        bounced = n.bounced + u.bounced, failed = n.failed + u.failed, updated_at = now()
+                    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+                         AS u(tenant_id, campaign_id, sent, deferred, bounced, failed)
+                    WHERE n.tenant_id = u.tenant_id AND n.campaign_id = u.campaign_id
+                    """, counters)
+                guard !hard.isEmpty else { return }
+                // Only for campaigns of the tenant named (so also only existing tenants).
+                try connection.execute("""
+                    WITH b AS (
+                        SELECT DISTINCT ON (b.tenant_id, b.email) b.tenant_id, b.email, b.campaign_id
+                        FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS b(tenant_id, email, campaign_id)
+                        WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.tenant_id = b.tenant_id AND c.id = b.campaign_id)
+                    ), marked AS (
+                        UPDATE subscribers AS s SET status = 'bounced', updated_at = now()
+                        FROM b WHERE s.tenant_id = b.tenant_id AND s.email = b.email
+                          AND s.status IN ('active', 'unsubscribed')
+                    )
+                    INSERT INTO suppressions (tenant_id, email, reason, campaign_id)
+                    SELECT tenant_id, email, 'bounced', campaign_id FROM b
+                    ON CONFLICT (tenant_id, email) DO NOTHING
+                    """, bounces)
+            }
+            batchesWritten += 1
+            eventsWritten += events.count
+            noteRate(deltas)
+        } catch {
+            let (retry, dropped) = buffer.putBack(events, limit: maxBuffered)
+            logger.error("cannot update campaign counters; will retry", metadata: [
+                "events": "\(events.count)", "dropped": "\(dropped)", "error": "\(error)",
+            ])
+            if retry { scheduleWrite() }
+        }
+    }
+
+    // MARK: - Rate and estimated completion
+
+    private func noteRate(_ deltas: [Key: Deltas]) {
+        let now = Int64(Date().timeIntervalSince1970)
+        for (key, d) in deltas where d.finished > 0 {
+            var window = recent[key.campaign, default: []].filter { $0.second > now - 60 }
+            if let last = window.last, last.second == now {
+                window[window.count - 1].count += d.finished
+            } else {
+                window.append((now, d.finished))
+            }
+            recent[key.campaign] = window
+        }
+    }
+
+    /// Recipients this process saw reach a final outcome (delivered, bounced, failed,
+    /// expired) in the last 60 seconds, per minute.
+    public func ratePerMinute(campaign: Int64) -> Int {
+        let now = Int64(Date().timeIntervalSince1970)
+        return recent[campaign, default: []].filter { $0.second > now - 60 }.reduce(0) { $0 + $1.count }
+    }
+
+    public struct Progress: Sendable, Equatable {
+        /// Final outcomes per minute (last minute, this process).
+        public var ratePerMinute: Int
+        /// Recipients without a final outcome yet: total - skipped - sent - bounced - failed.
+        public var remaining: Int64
+        /// When the rest would be done at the current rate; nil when the rate is 0.
+        public var estimatedCompletion: Date?
+    }
+
+    /// The campaign's current rate and estimated completion; nil when the tenant has
+    /// no such campaign (or it was never sent).
+    public func progress(tenant: TenantID, campaign: Int64) async throws -> Progress? {
+        guard let row = try await db.query("""
+            SELECT greatest(total - skipped - sent - bounced - failed, 0) FROM campaign_counters
+            WHERE tenant_id = $1 AND campaign_id = $2
+            """, [tenant.parameter, String(campaign)]).first else { return nil }
+        let remaining = PGText.int64(row[0]) ?? 0
+        let rate = ratePerMinute(campaign: campaign)
+        let eta: Date? = remaining == 0 ? Date()
+            : rate > 0 ? Date().addingTimeInterval(Double(remaining) / Double(rate) * 60) : nil
+        return Progress(ratePerMinute: rate, remaining: remaining, estimatedCompletion: eta)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// One recipient's outcome of one delivery attempt, as the queue manager decided it
+/// (the same moment it writes the delivery-log line). Handed to
+/// ``QueueManager``'s `onOutcome` hook, e.g. to update campaign statistics. Delivery
+/// knows nothing of campaigns: `tenant` and `campaign` are the envelope's tags, as text.
+public struct DeliveryOutcomeEvent: Sendable, Equatable {
+    public enum Result: String, Sendable, Equatable {
+        /// Accepted by the receiving MTA (final).
+        case delivered
+        /// A temporary failure; the recipient is retried later.
+        case deferred
+        /// A permanent failure (final; a DSN is queued when the sender wants one).
+        case failed
+        /// Still deferred when the message passed its maximum lifetime (final).
+        case expired
+    }
+
+    public var time: Date
+    public var queueID: String
+    public var recipient: String
+    public var tenant: String?
+    public var campaign: String?
+    public var result: Result
+    /// The SMTP reply code and enhanced status (`5.1.1`) the outcome rests on
+    /// (for `expired`: the last temporary reply's code; `enhanced` is then `4.4.7`).
+    public var code: Int?
+    public var enhanced: String?
+    /// True when this was the recipient's first attempt.
+    public var firstAttempt: Bool
+    /// True when the recipient was `deferred` before this attempt: a consumer that
+    /// counts "currently deferred" recipients needs no state of its own (the flag
+    /// comes from the envelope, so it survives restarts).
+    public var wasDeferred: Bool
+    /// True for a DSN Herald generated (null sender): it keeps the original's tenant
+    /// and campaign tags, but its outcome is not one of the campaign's recipients'.
+    public var isBounceMessage: Bool
+
+    public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
+                result: Result, code: Int?, enhanced: String?, firstAttempt: Bool, wasDeferred: Bool,
+                isBounceMessage: Bool = false) {
+        self.time = time
+        self.queueID = queueID
+        self.recipient = recipient
+        self.tenant = tenant
+        self.campaign = campaign
+        self.result = result
+        self.code = code
+        self.enhanced = enhanced
+        self.firstAttempt = firstAttempt
+        self.wasDeferred = wasDeferred
+        self.isBounceMessage = isBounceMessage
+    }
+}
+
+/// The hook's type. It is called on the queue manager's actor for every recipient
+/// outcome, so it must return at once (buffer, do not write to a database inline).
+public typealias DeliveryOutcomeHandler = @Sendable (DeliveryOutcomeEvent) -> Void

@@ -1,0 +1,234 @@
+import Foundation
+import HeraldTestSupport
+import Spool
+import Testing
+
+@testable import Campaigns
+
+@Suite("Campaign stats recorder", .serialized, .enabled(if: PostgresServer.isAvailable))
+struct CampaignStatsRecorderTests {
+    struct Counters: Equatable {
+        var sent = 0, deferred = 0, bounced = 0, failed = 0
+    }
+
+    static func counters(_ f: CampaignFixture, _ campaign: Int64) async throws -> Counters {
+        let row = try await f.db.query(
+            "SELECT sent, deferred, bounced, failed FROM campaign_counters WHERE campaign_id = $1", [String(campaign)])[0]
+        return Counters(sent: Int(row[0]!)!, deferred: Int(row[1]!)!, bounced: Int(row[2]!)!, failed: Int(row[3]!)!)
+    }
+
+    /// A sent (planned) campaign: its `campaign_counters` row exists.
+    static func sentCampaign(_ f: CampaignFixture, _ name: String = "Spring") async throws -> Campaign {
+        let campaign = try await f.createCampaign(name)
+        _ = try #require(try await CampaignStore(f.db).send(tenant: f.tenant, id: campaign.id))
+        return campaign
+    }
+
+    static func event(_ f: CampaignFixture, _ campaign: Int64?, _ recipient: String,
+                      _ result: CampaignDeliveryOutcome.Result, code: Int? = nil, enhanced: String? = nil,
+                      wasDeferred: Bool = false) -> CampaignDeliveryOutcome {
+        CampaignDeliveryOutcome(queueID: "Q-" + recipient, recipient: recipient, tenant: f.tenant.description,
+                                campaign: campaign.map(String.init), result: result, code: code, enhanced: enhanced,
+                                firstAttempt: !wasDeferred, wasDeferred: wasDeferred)
+    }
+
+    @Test func counterArithmetic() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            for n in 1...3 { recorder.record(Self.event(f, c, "user\(n)@example.com", .delivered, code: 250)) }
+            // r4 deferred, then deferred again (counts once), then delivered.
+            recorder.record(Self.event(f, c, "user4@example.com", .deferred, code: 451, enhanced: "4.7.1"))
+            recorder.record(Self.event(f, c, "user4@example.com", .deferred, code: 451, wasDeferred: true))
+            // r5 deferred, then expired.
+            recorder.record(Self.event(f, c, "user5@example.com", .deferred, code: 421))
+            // r6 deferred and still deferred.
+            recorder.record(Self.event(f, c, "user6@example.com", .deferred, code: 421))
+            await recorder.flush()
+            #expect(try await Self.counters(f, c) == Counters(sent: 3, deferred: 3, bounced: 0, failed: 0))
+
+            recorder.record(Self.event(f, c, "user4@example.com", .delivered, code: 250, wasDeferred: true))
+            recorder.record(Self.event(f, c, "user5@example.com", .expired, code: 421, enhanced: "4.4.7",
+                                       wasDeferred: true))
+            // Permanent failures: with 5.x.x, and a bare 5xx; a failure that is not 5.x.x.
+            recorder.record(Self.event(f, c, "user7@example.com", .failed, code: 550, enhanced: "5.7.1"))
+            recorder.record(Self.event(f, c, "user8@example.com", .failed, code: 554))
+            recorder.record(Self.event(f, c, "user9@example.com", .failed, code: nil, enhanced: "4.4.4"))
+            await recorder.flush()
+            #expect(try await Self.counters(f, c) == Counters(sent: 4, deferred: 1, bounced: 2, failed: 2))
+            #expect(await recorder.batchesWritten == 2)
+            // No hard bounce among these: nobody was marked or suppressed.
+            #expect(try await f.int("SELECT count(*) FROM subscribers WHERE status = 'bounced'") == 0)
+            #expect(try await f.int("SELECT count(*) FROM suppressions WHERE reason = 'bounced'") == 0)
+
+            // Rate and estimated completion: 8 final outcomes in the last minute.
+            let progress = try #require(try await recorder.progress(tenant: f.tenant, campaign: c))
+            #expect(progress.ratePerMinute == 8)
+            #expect(progress.remaining == Int64(f.expected.count - 8))
+            #expect(progress.estimatedCompletion != nil)
+            #expect(try await recorder.progress(tenant: TenantID(f.tenant.rawValue + 1000), campaign: c) == nil)
+        }
+    }
+
+    @Test func hardBounceMarksSuppressesAndExcludesFromLaterCampaigns() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let first = try await Self.sentCampaign(f, "first")
+            let before = try #require(try await CampaignStore(f.db).stats(tenant: f.tenant, id: first.id)).total
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            // Address case differs from the stored one; 5.1.1 and 5.2.1 are hard.
+            recorder.record(Self.event(f, first.id, "User1@Example.COM", .failed, code: 550, enhanced: "5.1.1"))
+            recorder.record(Self.event(f, first.id, "user2@example.com", .failed, code: 550, enhanced: "5.2.1"))
+            // A policy refusal is a bounce in the counters but not a hard bounce.
+            recorder.record(Self.event(f, first.id, "user3@example.com", .failed, code: 550, enhanced: "5.7.1"))
+            // An unsubscribed subscriber becomes bounced too; the existing suppression stays.
+            try await f.db.execute("""
+                INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, 'user10@example.com', 'unsubscribed')
+                """, [f.tenant.description])
+            recorder.record(Self.event(f, first.id, "user10@example.com", .failed, code: 550, enhanced: "5.1.1"))
+            await recorder.flush()
+            #expect(await recorder.batchesWritten == 1)
+            #expect(try await Self.counters(f, first.id) == Counters(sent: 0, deferred: 0, bounced: 4, failed: 0))
+
+            let subscribers = SubscriberStore(f.db)
+            for (n, status) in [(1, SubscriberStatus.bounced), (2, .bounced), (3, .active), (10, .bounced)] {
+                let s = try #require(try await subscribers.subscriber(tenant: f.tenant, email: "user\(n)@example.com"))
+                #expect(s.status == status, "user\(n)")
+            }
+            let suppressions = SuppressionStore(f.db)
+            let one = try #require(try await suppressions.suppression(tenant: f.tenant, email: "user1@example.com"))
+            #expect(one.reason == .bounced)
+            #expect(one.campaignID == first.id)
+            #expect(try await suppressions.suppression(tenant: f.tenant, email: "user2@example.com")?.reason == .bounced)
+            #expect(try await suppressions.suppression(tenant: f.tenant, email: "user3@example.com") == nil)
+            #expect(try await suppressions.suppression(tenant: f.tenant, email: "user10@example.com")?.reason
+                    == .unsubscribed)
+
+            // A later campaign's recipient set leaves the bounced addresses out.
+            let second = try await Self.sentCampaign(f, "second")
+            let after = try #require(try await CampaignStore(f.db).stats(tenant: f.tenant, id: second.id)).total
+            #expect(after == before - 2)
+
+            // Tags naming a campaign of another tenant change nothing.
+            let (other, _) = try await StoreTestDB.tenant(f.db, "tenant-b")
+            var forged = Self.event(f, first.id, "user4@example.com", .failed, code: 550, enhanced: "5.1.1")
+            forged.tenant = other.id.description
+            recorder.record(forged)
+            await recorder.flush()
+            #expect(try await subscribers.subscriber(tenant: f.tenant, email: "user4@example.com")?.status == .active)
+            #expect(try await f.int("SELECT count(*) FROM suppressions WHERE tenant_id = $1",
+                                    [other.id.description]) == 0)
+            #expect(try await Self.counters(f, first.id).bounced == 4)
+        }
+    }
+
+    @Test func eventsWithoutCampaignAreIgnored() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            recorder.record(Self.event(f, nil, "user1@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, nil, "user2@example.com", .failed, code: 550, enhanced: "5.1.1"))
+            var untagged = Self.event(f, c, "user3@example.com", .delivered)
+            untagged.tenant = nil
+            recorder.record(untagged)
+            var garbled = Self.event(f, c, "user4@example.com", .delivered)
+            garbled.campaign = "not-a-number"
+            recorder.record(garbled)
+            await recorder.flush()
+            #expect(await recorder.batchesWritten == 0)
+            #expect(try await Self.counters(f, c) == Counters())
+            #expect(try await f.int("SELECT count(*) FROM subscribers WHERE status = 'bounced'") == 0)
+            #expect(try await f.int("SELECT count(*) FROM suppressions WHERE reason = 'bounced'") == 0)
+        }
+    }
+
+    @Test func manyEventsOneTransactionAfterTheInterval() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let other = try await Self.sentCampaign(f, "other").id
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(1))
+            let xmin = try await f.db.query("SELECT xmin::text FROM campaign_counters WHERE campaign_id = $1",
+                                            [String(c)])[0][0]
+            for n in 0..<5000 {
+                recorder.record(Self.event(f, n % 5 == 0 ? other : c, "user\(n)@example.com", .delivered, code: 250))
+            }
+            // Nothing is written before the interval has passed.
+            #expect(try await Self.counters(f, c) == Counters())
+            var waited = 0
+            while try await Self.counters(f, c).sent == 0 && waited < 100 {
+                try await Task.sleep(for: .milliseconds(50))
+                waited += 1
+            }
+            #expect(try await Self.counters(f, c).sent == 4000)
+            #expect(try await Self.counters(f, other).sent == 1000)
+            #expect(await recorder.batchesWritten == 1)
+            #expect(await recorder.eventsWritten == 5000)
+            // Both rows were updated by one and the same (new) transaction.
+            let xmins = try await f.db.query("""
+                SELECT DISTINCT xmin::text FROM campaign_counters WHERE campaign_id = ANY ($1::bigint[])
+                """, ["{\(c),\(other)}"])
+            #expect(xmins.count == 1)
+            #expect(xmins.first?[0] != xmin)
+        }
+    }
+
+    @Test func shutdownWritesWhatIsBufferedAndTakesNoMore() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            recorder.record(Self.event(f, c, "user1@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, c, "user2@example.com", .deferred, code: 421))
+            await recorder.shutdown()
+            #expect(try await Self.counters(f, c) == Counters(sent: 1, deferred: 1))
+            recorder.record(Self.event(f, c, "user3@example.com", .delivered, code: 250))
+            await recorder.flush()
+            #expect(try await Self.counters(f, c) == Counters(sent: 1, deferred: 1))
+        }
+    }
+
+    @Test func failedWriteIsRetried() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let bad = PostgresClient(url: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", size: 1)
+            let recorder = CampaignStatsRecorder(db: bad, interval: .seconds(3600))
+            recorder.record(Self.event(f, c, "user1@example.com", .delivered, code: 250))
+            await recorder.flush()
+            #expect(await recorder.batchesWritten == 0)
+            #expect(recorder.buffer.takeAll().count == 1)
+            await bad.close()
+        }
+    }
+}
+
+@Suite("Campaign envelope sender")
+struct CampaignBounceAddressTests {
+    @Test func verpLikeSender() {
+        #expect(CampaignExpander.bounceAddress("news@example.org", campaign: 12, subscriber: 3456)
+                == "news+c12-s3456@example.org")
+        #expect(CampaignExpander.bounceAddress("a.b@sub.example.org", campaign: 1, subscriber: 2)
+                == "a.b+c1-s2@sub.example.org")
+        // Not taggable: kept as it is.
+        #expect(CampaignExpander.bounceAddress("\"a b\"@example.org", campaign: 1, subscriber: 2)
+                == "\"a b\"@example.org")
+        let long = String(repeating: "x", count: 60) + "@example.org"
+        #expect(CampaignExpander.bounceAddress(long, campaign: 1, subscriber: 2) == long)
+    }
+}
+
+@Suite("Campaign envelope sender in the spool", .serialized, .enabled(if: PostgresServer.isAvailable))
+struct CampaignBounceAddressSpoolTests {
+    @Test func expansionUsesPerRecipientSender() async throws {
+        try await CampaignFixture.with(count: 20) { f in
+            let campaign = try await f.createCampaign()
+            _ = try #require(try await CampaignStore(f.db).send(tenant: f.tenant, id: campaign.id))
+            _ = try await f.expander().run(campaign: campaign.id)
+            let envelopes = try f.spooled(campaign: campaign.id)
+            #expect(envelopes.count == f.expected.count)
+            for envelope in envelopes {
+                let id = try #require(try await f.db.query(
+                    "SELECT id FROM subscribers WHERE tenant_id = $1 AND email = $2",
+                    [f.tenant.description, envelope.recipients[0].address]).first?[0])
+                #expect(envelope.sender == "news+c\(campaign.id)-s\(id)@example.org")
+            }
+        }
+    }
+}
