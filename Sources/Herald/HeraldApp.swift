@@ -84,13 +84,20 @@ public enum HeraldApp {
             var ping: (@Sendable () async -> Bool)?
             let unsubscribeKey = try unsubscribeKey(config, spoolPath: spool.path, logger: logger)
             if let db = database {
+                // The node name outlives restarts (one process per spool), so chunks this node
+                // held when it was killed are taken back at once instead of after the lease.
                 let expander = CampaignExpander(db: db, writer: writer, publicURL: config.publicURL,
-                                                secret: unsubscribeKey, hostname: config.hostname, logger: logger)
+                                                secret: unsubscribeKey, hostname: config.hostname,
+                                                node: "\(config.hostname):\(spool.path)", logger: logger)
                 stores = HTTPStores(db, expander: expander)
                 ping = { (try? await db.query("SELECT 1")) != nil }
                 // Campaigns that were expanding when Herald stopped carry on from their checkpoints.
                 Task {
-                    do { try await expander.resumeAll() } catch { logger.error("cannot resume campaigns: \(error)") }
+                    // Also every 30 s: chunks whose lease expired on a dead node are taken over.
+                    while !Task.isCancelled {
+                        do { try await expander.resumeAll() } catch { logger.error("cannot resume campaigns: \(error)") }
+                        try? await Task.sleep(for: .seconds(30))
+                    }
                 }
                 // Scheduled campaigns start at their send_at, or expire past their deadline.
                 Task { await CampaignScheduler(store: expander.store, expander: expander, logger: logger).run() }

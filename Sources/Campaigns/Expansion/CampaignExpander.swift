@@ -149,14 +149,17 @@ public actor CampaignExpander {
         var last: Int64
     }
 
-    /// Claims the next chunk nobody is working on (or whose claim expired).
+    /// Claims the next chunk nobody is working on, whose claim expired, or that this node
+    /// itself held before a restart (`node` is stable across restarts when the caller
+    /// names it after the host and the spool, as `herald serve` does: one process per spool).
     func claim(campaign id: Int64) async throws -> Chunk? {
         try await db.query("""
             UPDATE campaign_chunks k SET claimed_by = $2, claimed_at = now()
             WHERE (k.campaign_id, k.chunk_no) = (
                 SELECT campaign_id, chunk_no FROM campaign_chunks
                 WHERE campaign_id = $1 AND NOT done
-                  AND (claimed_by IS NULL OR claimed_at < now() - make_interval(secs => $3::double precision))
+                  AND (claimed_by IS NULL OR claimed_by = $2
+                       OR claimed_at < now() - make_interval(secs => $3::double precision))
                 ORDER BY chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING k.chunk_no, k.first_subscriber_id, k.last_subscriber_id
             """, [String(id), node, String(claimTimeout)]).first.map {
