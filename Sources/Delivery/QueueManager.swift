@@ -13,6 +13,9 @@ import Spool
 public actor QueueManager {
     struct Entry {
         var envelope: Envelope
+        /// The `.env` file's modification time when this copy was loaded or written
+        /// (0 = not known yet): a rescan reloads only envelopes changed behind our back.
+        var stamp: Int64 = 0
         /// Domains with an attempt in flight for this message.
         var busy: Set<String> = []
         /// Domains already sitting in a destination queue for this message.
@@ -43,7 +46,11 @@ public actor QueueManager {
     private var activeBySite: [String: Int] = [:]
     private var stopping = false
     private var lastRescan = Date()
-    private var nextRetryCheck = Date.distantPast
+    /// Messages with recipients waiting for a later attempt, and the earliest such time:
+    /// the once-a-second retry pass looks at these only, not at every message.
+    private var waiting: [QueueID: Date] = [:]
+    /// The earliest time in `waiting` (nil: nothing waits).
+    private var nextDue: Date?
     private var wake: CheckedContinuation<Void, Never>?
     private var lastStateWrite = Date.distantPast
 
@@ -75,9 +82,17 @@ public actor QueueManager {
         let present = Set(ids)
         for id in ids {
             if var e = entries[id] {
-                // Pick up envelope changes made by `herald queue retry` while idle.
-                if e.busy.isEmpty && !e.writing, let disk = try? spool.loadEnvelope(id, in: .queue), disk != e.envelope {
+                // Pick up envelope changes made by `herald queue retry` while idle: only
+                // files whose modification time moved are read again (a stat, not a decode,
+                // per message and rescan).
+                guard e.busy.isEmpty && !e.writing else { continue }
+                let stamp = envelopeStamp(id)
+                if e.stamp == 0 {
+                    e.stamp = stamp
+                    entries[id] = e
+                } else if stamp != e.stamp, let disk = try? spool.loadEnvelope(id, in: .queue) {
                     e.envelope = disk
+                    e.stamp = stamp
                     entries[id] = e
                     schedule(id, now: now)
                 }
@@ -85,7 +100,9 @@ public actor QueueManager {
             }
             do {
                 let env = try spool.loadEnvelope(id, in: .queue)
-                entries[id] = Entry(envelope: env)
+                var entry = Entry(envelope: env)
+                entry.stamp = envelopeStamp(id)
+                entries[id] = entry
                 schedule(id, now: now)
             } catch {
                 logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
@@ -94,15 +111,27 @@ public actor QueueManager {
         // Gone from queue/ (held or deleted by the postmaster) and idle: forget.
         for (id, e) in entries where !present.contains(id) && e.busy.isEmpty && !e.writing {
             entries[id] = nil
+            waiting[id] = nil
         }
+    }
+
+    /// The `.env` file's modification time in nanoseconds (0 when it cannot be read).
+    private func envelopeStamp(_ id: QueueID) -> Int64 {
+        var info = stat()
+        guard stat(spool.envelopePath(id, in: .queue), &info) == 0 else { return 0 }
+        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
     }
 
     /// Puts the message into the destination queue of each domain with a due recipient.
     private func schedule(_ id: QueueID, now: Date) {
         guard var entry = entries[id] else { return }
         var domains: [String] = []
+        var earliest: Date?
         for r in entry.envelope.recipients where r.state == .pending || r.state == .deferred {
-            if let next = r.nextAttempt, next > now { continue }
+            if let next = r.nextAttempt, next > now {
+                earliest = min(earliest ?? next, next)
+                continue
+            }
             let d = destination(of: r.address)
             if !entry.busy.contains(d) && !entry.queued.contains(d) && !domains.contains(d) { domains.append(d) }
         }
@@ -112,6 +141,8 @@ public actor QueueManager {
             queues[d]!.push(id)
         }
         entries[id] = entry
+        waiting[id] = earliest
+        if let earliest { nextDue = min(nextDue ?? earliest, earliest) }
     }
 
     private func ensureQueue(_ domain: String) {
@@ -329,6 +360,7 @@ public actor QueueManager {
             entries[id] = e
             if spool.locate(id) != .queue && e.busy.isEmpty && !e.writing {
                 entries[id] = nil
+                waiting[id] = nil
             } else if spool.locate(id) == .queue {
                 logger.error("cannot read message", metadata: ["id": "\(id)", "error": "\(error)"])
             }
@@ -510,10 +542,12 @@ public actor QueueManager {
             guard var after = entries[id] else { return }
             if removed || (done && after.busy.isEmpty) {
                 entries[id] = nil
+                waiting[id] = nil
                 return
             }
             if !after.dirty {
                 after.writing = false
+                after.stamp = envelopeStamp(id)   // our own write is not a postmaster's change
                 entries[id] = after
                 schedule(id, now: Date())
                 return
@@ -529,9 +563,9 @@ public actor QueueManager {
         scan()
         while !Task.isCancelled && !stopping {
             let now = Date()
-            if now >= nextRetryCheck {
-                for id in entries.keys { schedule(id, now: now) }
-                nextRetryCheck = now.addingTimeInterval(1)
+            if let due = nextDue, now >= due {
+                for (id, at) in waiting where at <= now { schedule(id, now: now) }
+                nextDue = waiting.values.min()
             }
             if now.timeIntervalSince(lastRescan) >= seconds(config.rescanInterval) {
                 scan()
@@ -542,7 +576,7 @@ public actor QueueManager {
                 writeState(now)
                 lastStateWrite = now
             }
-            let next = dispatch()
+            let next = [dispatch(), nextDue].compactMap { $0 }.min()
             let wait = min(max((next ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.002), 1)
             await sleep(wait)
         }
