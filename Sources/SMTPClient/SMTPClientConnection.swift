@@ -248,11 +248,22 @@ public final class SMTPClientConnection: Sendable {
         let peer = self.peer
         let timeout = timeouts.timeout(for: .tlsHandshake)
         let done: EventLoopFuture<Void> = try await channel.eventLoop.submit {
+            let name = serverName.flatMap { $0.isEmpty || $0.first!.isNumber ? nil : $0 }
+            // Build the TLS handler first: a failure here must not leave a promise behind.
+            let ssl = try NIOSSLClientHandler(context: context, serverHostname: name)
+            guard channel.isActive, !handler.value.isBroken else {
+                throw SMTPClientError(.connectionClosed, phase: .tlsHandshake, host: peer)
+            }
             let promise = channel.eventLoop.makePromise(of: Void.self)
             handler.value.tlsPromise = promise
-            let name = serverName.flatMap { $0.isEmpty || $0.first!.isNumber ? nil : $0 }
-            let ssl = try NIOSSLClientHandler(context: context, serverHostname: name)
-            try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
+            do {
+                try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
+            } catch {
+                // The server hung up after its 220: complete the promise, report the error.
+                handler.value.tlsPromise = nil
+                promise.fail(error)
+                throw SMTPClientError(.tlsFailed("\(error)"), phase: .tlsHandshake, host: peer)
+            }
             let task = channel.eventLoop.scheduleTask(in: timeout) {
                 handler.value.timedOut = true
                 channel.close(promise: nil)
