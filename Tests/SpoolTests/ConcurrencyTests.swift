@@ -98,7 +98,9 @@ struct ConcurrencyTests {
             }
             try await mover.value
             let updates = try await updater.value
-            #expect(updates >= 300)  // each round, the message was in one of the two queues
+            // A move can land between a round's two attempts (queue, then hold), so a round
+            // may miss both; what matters is below: never in two queues, nothing lost.
+            #expect(updates > 0)
             #expect(fileExists(spool.envelopePath(id, in: .queue)))
             #expect(!fileExists(spool.envelopePath(id, in: .hold)))
             #expect(!fileExists(spool.messagePath(id, in: .hold)))
