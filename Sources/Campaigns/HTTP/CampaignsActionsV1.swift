@@ -157,10 +157,8 @@ public struct CampaignsActionsV1: Sendable {
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let copy = try await CampaignsV1.call({ try await campaigns.duplicate(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
-            var response = try CampaignsV1.CampaignJSON(copy).response(from: request, context: context)
-            response.status = .created
-            response.headers[.location] = "/v1/campaigns/\(copy.id)"
-            return response
+            return try APIInput.created(CampaignsV1.CampaignJSON(copy), location: "/v1/campaigns/\(copy.id)",
+                                        request: request, context: context)
         }
 
         group.post("campaigns/:id/test") { request, context -> Response in
@@ -198,17 +196,13 @@ public struct CampaignsActionsV1: Sendable {
             let id = try APIInput.id(context, "id", what: "campaign")
             let limit = try APIInput.limit(request, max: 1000)
             let after = try APIInput.after(request)
-            guard var found = try await campaigns.failures(tenant: tenant, id: id, after: after, limit: limit + 1)
+            guard let found = try await campaigns.failures(tenant: tenant, id: id, after: after, limit: limit + 1)
             else { throw Problem.notFound("campaign \(id)") }
-            var next: Int64?
-            if found.count > limit {
-                found.removeLast(found.count - limit)
-                next = found.last?.subscriberID
-            }
-            return FailuresPage(data: found.map {
+            let page = APIInput.page(found, limit: limit, cursor: \.subscriberID)
+            return FailuresPage(data: page.rows.map {
                 FailureJSON(subscriber_id: $0.subscriberID, email: $0.email, state: $0.state, reason: $0.reason,
                             queue_id: $0.queueID, updated_at: $0.updatedAt)
-            }, next: next)
+            }, next: page.next)
         }
 
         group.post("campaigns/:id/retry-failed") { _, context -> Response in

@@ -135,22 +135,16 @@ public struct CampaignsV1: Sendable {
             let tenant = try context.databaseTenant()
             let body = try await APIInput.decode(Body.self, from: request)
             let campaign = try await Self.call { try await campaigns.create(tenant: tenant, body.input) }
-            var response = try CampaignJSON(campaign).response(from: request, context: context)
-            response.status = .created
-            response.headers[.location] = "/v1/campaigns/\(campaign.id)"
-            return response
+            return try APIInput.created(CampaignJSON(campaign), location: "/v1/campaigns/\(campaign.id)",
+                                        request: request, context: context)
         }
         group.get("campaigns") { request, context -> Page in
             let tenant = try context.databaseTenant()
             let limit = try APIInput.limit(request, max: Self.maxPageSize)
             let after = try APIInput.after(request)
-            var found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
-            var next: Int64?
-            if found.count > limit {
-                found.removeLast(found.count - limit)
-                next = found.last?.id
-            }
-            return Page(data: found.map(CampaignJSON.init), next: next)
+            let found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
+            let page = APIInput.page(found, limit: limit, cursor: \.id)
+            return Page(data: page.rows.map(CampaignJSON.init), next: page.next)
         }
         group.get("campaigns/:id") { _, context -> CampaignJSON in
             let tenant = try context.databaseTenant()

@@ -51,6 +51,23 @@ extension HeraldRequestContext {
 
 /// Helpers shared by the database-backed routes.
 enum APIInput {
+    /// Keyset pagination: the store was asked for `limit + 1` rows; keeps `limit` and
+    /// returns the cursor of the last kept row when there was more (nil on the last page).
+    static func page<Row>(_ fetched: [Row], limit: Int, cursor: (Row) -> Int64) -> (rows: [Row], next: Int64?) {
+        guard fetched.count > limit else { return (fetched, nil) }
+        let rows = Array(fetched.prefix(limit))
+        return (rows, rows.last.map(cursor))
+    }
+
+    /// `201 Created` with the object as JSON and its `Location`.
+    static func created(_ body: some ResponseEncodable, location: String, request: Request,
+                        context: some RequestContext) throws -> Response {
+        var response = try body.response(from: request, context: context)
+        response.status = .created
+        response.headers[.location] = location
+        return response
+    }
+
     /// Largest JSON body the list and subscriber endpoints take (a subscriber with its
     /// attributes fits many times over). Larger bodies are a 413 problem.
     static let maxJSONBody = 1024 * 1024
@@ -171,22 +188,15 @@ public struct ListsV1: Sendable {
             let tenant = try context.databaseTenant()
             let body = try await APIInput.decode(NameBody.self, from: request)
             let list = try await APIInput.store { try await lists.createList(tenant: tenant, name: body.name) }
-            var response = try ListJSON(list).response(from: request, context: context)
-            response.status = .created
-            response.headers[.location] = "/v1/lists/\(list.id)"
-            return response
+            return try APIInput.created(ListJSON(list), location: "/v1/lists/\(list.id)", request: request, context: context)
         }
         group.get("lists") { request, context -> Page in
             let tenant = try context.databaseTenant()
             let limit = try APIInput.limit(request, max: Self.maxPageSize)
             let after = try APIInput.after(request)
-            var found = try await lists.lists(tenant: tenant, after: after, limit: limit + 1)
-            var next: Int64?
-            if found.count > limit {
-                found.removeLast(found.count - limit)
-                next = found.last?.id
-            }
-            return Page(data: found.map(ListJSON.init), next: next)
+            let found = try await lists.lists(tenant: tenant, after: after, limit: limit + 1)
+            let page = APIInput.page(found, limit: limit, cursor: \.id)
+            return Page(data: page.rows.map(ListJSON.init), next: page.next)
         }
         group.get("lists/:id") { _, context -> ListJSON in
             let tenant = try context.databaseTenant()
