@@ -100,6 +100,8 @@ public struct Envelope: Codable, Sendable, Equatable {
     /// Filled in by `Spool.store`.
     public var messageFile: MessageFileInfo
     public var recipients: [EnvelopeRecipient]
+    /// Pacing beyond the configured throttles (campaign messages); nil = none.
+    public var sendPolicy: SendPolicy?
 
     /// The version written by this code.
     public static let currentVersion = 1
@@ -107,8 +109,9 @@ public struct Envelope: Codable, Sendable, Equatable {
     public init(
         id: QueueID, arrival: Date, sender: String, origin: EnvelopeOrigin, recipients: [EnvelopeRecipient],
         body: String? = nil, smtputf8: Bool = false, dsnRet: String? = nil, dsnEnvid: String? = nil,
-        tenant: String? = nil, campaign: String? = nil
+        tenant: String? = nil, campaign: String? = nil, sendPolicy: SendPolicy? = nil
     ) {
+        self.sendPolicy = sendPolicy
         self.version = Envelope.currentVersion
         self.id = id
         self.arrival = SpoolDate.normalized(arrival)
