@@ -35,10 +35,13 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
     /// True for a DSN Herald generated (null sender): it keeps the original's tenant
     /// and campaign tags, but its outcome is not one of the campaign's recipients'.
     public var isBounceMessage: Bool
+    /// The reply text (or local reason) as the delivery log has it, e.g. `550 5.1.1 no such user`.
+    public var reply: String?
 
     public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
                 result: Result, code: Int?, enhanced: String?, firstAttempt: Bool, wasDeferred: Bool,
-                isBounceMessage: Bool = false) {
+                isBounceMessage: Bool = false, reply: String? = nil) {
+        self.reply = reply
         self.time = time
         self.queueID = queueID
         self.recipient = recipient

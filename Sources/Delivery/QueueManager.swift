@@ -441,7 +441,8 @@ public actor QueueManager {
                     campaign: entry.envelope.campaign, result: kind, code: outcome.reply.code,
                     enhanced: logResult == "expired" ? "4.4.7" : outcome.reply.enhanced?.description,
                     firstAttempt: firstAttempt, wasDeferred: wasDeferred,
-                    isBounceMessage: entry.envelope.sender.isEmpty && entry.envelope.origin.listener == "bounce"))
+                    isBounceMessage: entry.envelope.sender.isEmpty && entry.envelope.origin.listener == "bounce",
+                    reply: outcome.reply.description))
             }
         }
         entries[id] = entry

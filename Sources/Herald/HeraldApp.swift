@@ -89,7 +89,7 @@ public enum HeraldApp {
                 let expander = CampaignExpander(db: db, writer: writer, publicURL: config.publicURL,
                                                 secret: unsubscribeKey, hostname: config.hostname,
                                                 node: "\(config.hostname):\(spool.path)", logger: logger)
-                stores = HTTPStores(db, expander: expander)
+                stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder)
                 ping = { (try? await db.query("SELECT 1")) != nil }
                 // Campaigns that were expanding when Herald stopped carry on from their checkpoints.
                 Task {
@@ -186,7 +186,8 @@ extension CampaignDeliveryOutcome {
         self.init(time: event.time, queueID: event.queueID, recipient: event.recipient, tenant: event.tenant,
                   campaign: event.isBounceMessage ? nil : event.campaign,
                   result: Result(rawValue: event.result.rawValue) ?? .failed, code: event.code,
-                  enhanced: event.enhanced, firstAttempt: event.firstAttempt, wasDeferred: event.wasDeferred)
+                  enhanced: event.enhanced, firstAttempt: event.firstAttempt, wasDeferred: event.wasDeferred,
+                  reply: event.reply)
     }
 }
 

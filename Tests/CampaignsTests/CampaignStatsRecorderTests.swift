@@ -17,43 +17,59 @@ struct CampaignStatsRecorderTests {
         return Counters(sent: Int(row[0]!)!, deferred: Int(row[1]!)!, bounced: Int(row[2]!)!, failed: Int(row[3]!)!)
     }
 
-    /// A sent (planned) campaign: its `campaign_counters` row exists.
+    /// A sent campaign, expanded into the fixture's spool: its `campaign_counters` and
+    /// `campaign_recipients` rows exist.
     static func sentCampaign(_ f: CampaignFixture, _ name: String = "Spring") async throws -> Campaign {
         let campaign = try await f.createCampaign(name)
         _ = try #require(try await CampaignStore(f.db).send(tenant: f.tenant, id: campaign.id))
+        _ = try await f.expander().run(campaign: campaign.id)
         return campaign
     }
 
-    static func event(_ f: CampaignFixture, _ campaign: Int64?, _ recipient: String,
+    /// The spool's queue ids by "campaign|recipient".
+    static func queueIDs(_ f: CampaignFixture) throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for id in try f.spool.enumerate(.queue) {
+            let e = try f.spool.loadEnvelope(id, in: .queue)
+            ids["\(e.campaign ?? "")|\(e.recipients[0].address)"] = id.rawValue
+        }
+        return ids
+    }
+
+    /// The outcome of the campaign's message to `recipient` (with the queue id it was
+    /// spooled under; "Q-…" when there is none).
+    static func event(_ f: CampaignFixture, _ ids: [String: String], _ campaign: Int64?, _ recipient: String,
                       _ result: CampaignDeliveryOutcome.Result, code: Int? = nil, enhanced: String? = nil,
                       wasDeferred: Bool = false) -> CampaignDeliveryOutcome {
-        CampaignDeliveryOutcome(queueID: "Q-" + recipient, recipient: recipient, tenant: f.tenant.description,
-                                campaign: campaign.map(String.init), result: result, code: code, enhanced: enhanced,
-                                firstAttempt: !wasDeferred, wasDeferred: wasDeferred)
+        let id = ids["\(campaign.map(String.init) ?? "")|\(recipient.lowercased())"] ?? "Q-" + recipient
+        return CampaignDeliveryOutcome(queueID: id, recipient: recipient, tenant: f.tenant.description,
+                                       campaign: campaign.map(String.init), result: result, code: code,
+                                       enhanced: enhanced, firstAttempt: !wasDeferred, wasDeferred: wasDeferred)
     }
 
     @Test func counterArithmetic() async throws {
         try await CampaignFixture.with(count: 30) { f in
             let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
             let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
-            for n in 1...3 { recorder.record(Self.event(f, c, "user\(n)@example.com", .delivered, code: 250)) }
+            for n in 1...3 { recorder.record(Self.event(f, q, c, "user\(n)@example.com", .delivered, code: 250)) }
             // r4 deferred, then deferred again (counts once), then delivered.
-            recorder.record(Self.event(f, c, "user4@example.com", .deferred, code: 451, enhanced: "4.7.1"))
-            recorder.record(Self.event(f, c, "user4@example.com", .deferred, code: 451, wasDeferred: true))
+            recorder.record(Self.event(f, q, c, "user4@example.com", .deferred, code: 451, enhanced: "4.7.1"))
+            recorder.record(Self.event(f, q, c, "user4@example.com", .deferred, code: 451, wasDeferred: true))
             // r5 deferred, then expired.
-            recorder.record(Self.event(f, c, "user5@example.com", .deferred, code: 421))
+            recorder.record(Self.event(f, q, c, "user5@example.com", .deferred, code: 421))
             // r6 deferred and still deferred.
-            recorder.record(Self.event(f, c, "user6@example.com", .deferred, code: 421))
+            recorder.record(Self.event(f, q, c, "user6@example.com", .deferred, code: 421))
             await recorder.flush()
             #expect(try await Self.counters(f, c) == Counters(sent: 3, deferred: 3, bounced: 0, failed: 0))
 
-            recorder.record(Self.event(f, c, "user4@example.com", .delivered, code: 250, wasDeferred: true))
-            recorder.record(Self.event(f, c, "user5@example.com", .expired, code: 421, enhanced: "4.4.7",
+            recorder.record(Self.event(f, q, c, "user4@example.com", .delivered, code: 250, wasDeferred: true))
+            recorder.record(Self.event(f, q, c, "user5@example.com", .expired, code: 421, enhanced: "4.4.7",
                                        wasDeferred: true))
             // Permanent failures: with 5.x.x, and a bare 5xx; a failure that is not 5.x.x.
-            recorder.record(Self.event(f, c, "user7@example.com", .failed, code: 550, enhanced: "5.7.1"))
-            recorder.record(Self.event(f, c, "user8@example.com", .failed, code: 554))
-            recorder.record(Self.event(f, c, "user9@example.com", .failed, code: nil, enhanced: "4.4.4"))
+            recorder.record(Self.event(f, q, c, "user7@example.com", .failed, code: 550, enhanced: "5.7.1"))
+            recorder.record(Self.event(f, q, c, "user8@example.com", .failed, code: 554))
+            recorder.record(Self.event(f, q, c, "user9@example.com", .failed, code: nil, enhanced: "4.4.4"))
             await recorder.flush()
             #expect(try await Self.counters(f, c) == Counters(sent: 4, deferred: 1, bounced: 2, failed: 2))
             #expect(await recorder.batchesWritten == 2)
@@ -73,24 +89,26 @@ struct CampaignStatsRecorderTests {
     @Test func hardBounceMarksSuppressesAndExcludesFromLaterCampaigns() async throws {
         try await CampaignFixture.with(count: 30) { f in
             let first = try await Self.sentCampaign(f, "first")
+            let q = try Self.queueIDs(f)
             let before = try #require(try await CampaignStore(f.db).stats(tenant: f.tenant, id: first.id)).total
             let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
             // Address case differs from the stored one; 5.1.1 and 5.2.1 are hard.
-            recorder.record(Self.event(f, first.id, "User1@Example.COM", .failed, code: 550, enhanced: "5.1.1"))
-            recorder.record(Self.event(f, first.id, "user2@example.com", .failed, code: 550, enhanced: "5.2.1"))
+            recorder.record(Self.event(f, q, first.id, "User1@Example.COM", .failed, code: 550, enhanced: "5.1.1"))
+            recorder.record(Self.event(f, q, first.id, "user2@example.com", .failed, code: 550, enhanced: "5.2.1"))
             // A policy refusal is a bounce in the counters but not a hard bounce.
-            recorder.record(Self.event(f, first.id, "user3@example.com", .failed, code: 550, enhanced: "5.7.1"))
-            // An unsubscribed subscriber becomes bounced too; the existing suppression stays.
+            recorder.record(Self.event(f, q, first.id, "user3@example.com", .failed, code: 550, enhanced: "5.7.1"))
+            // A recipient who unsubscribed since becomes bounced too; the existing suppression stays.
             try await f.db.execute("""
-                INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, 'user10@example.com', 'unsubscribed')
+                INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, 'user11@example.com', 'unsubscribed')
                 """, [f.tenant.description])
-            recorder.record(Self.event(f, first.id, "user10@example.com", .failed, code: 550, enhanced: "5.1.1"))
+            try await f.db.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'user11@example.com'")
+            recorder.record(Self.event(f, q, first.id, "user11@example.com", .failed, code: 550, enhanced: "5.1.1"))
             await recorder.flush()
             #expect(await recorder.batchesWritten == 1)
             #expect(try await Self.counters(f, first.id) == Counters(sent: 0, deferred: 0, bounced: 4, failed: 0))
 
             let subscribers = SubscriberStore(f.db)
-            for (n, status) in [(1, SubscriberStatus.bounced), (2, .bounced), (3, .active), (10, .bounced)] {
+            for (n, status) in [(1, SubscriberStatus.bounced), (2, .bounced), (3, .active), (11, .bounced)] {
                 let s = try #require(try await subscribers.subscriber(tenant: f.tenant, email: "user\(n)@example.com"))
                 #expect(s.status == status, "user\(n)")
             }
@@ -100,17 +118,17 @@ struct CampaignStatsRecorderTests {
             #expect(one.campaignID == first.id)
             #expect(try await suppressions.suppression(tenant: f.tenant, email: "user2@example.com")?.reason == .bounced)
             #expect(try await suppressions.suppression(tenant: f.tenant, email: "user3@example.com") == nil)
-            #expect(try await suppressions.suppression(tenant: f.tenant, email: "user10@example.com")?.reason
+            #expect(try await suppressions.suppression(tenant: f.tenant, email: "user11@example.com")?.reason
                     == .unsubscribed)
 
             // A later campaign's recipient set leaves the bounced addresses out.
             let second = try await Self.sentCampaign(f, "second")
             let after = try #require(try await CampaignStore(f.db).stats(tenant: f.tenant, id: second.id)).total
-            #expect(after == before - 2)
+            #expect(after == before - 3, "user1, user2 bounced; user11 unsubscribed")
 
             // Tags naming a campaign of another tenant change nothing.
             let (other, _) = try await StoreTestDB.tenant(f.db, "tenant-b")
-            var forged = Self.event(f, first.id, "user4@example.com", .failed, code: 550, enhanced: "5.1.1")
+            var forged = Self.event(f, q, first.id, "user4@example.com", .failed, code: 550, enhanced: "5.1.1")
             forged.tenant = other.id.description
             recorder.record(forged)
             await recorder.flush()
@@ -124,13 +142,14 @@ struct CampaignStatsRecorderTests {
     @Test func eventsWithoutCampaignAreIgnored() async throws {
         try await CampaignFixture.with(count: 30) { f in
             let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
             let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
-            recorder.record(Self.event(f, nil, "user1@example.com", .delivered, code: 250))
-            recorder.record(Self.event(f, nil, "user2@example.com", .failed, code: 550, enhanced: "5.1.1"))
-            var untagged = Self.event(f, c, "user3@example.com", .delivered)
+            recorder.record(Self.event(f, q, nil, "user1@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, q, nil, "user2@example.com", .failed, code: 550, enhanced: "5.1.1"))
+            var untagged = Self.event(f, q, c, "user3@example.com", .delivered)
             untagged.tenant = nil
             recorder.record(untagged)
-            var garbled = Self.event(f, c, "user4@example.com", .delivered)
+            var garbled = Self.event(f, q, c, "user4@example.com", .delivered)
             garbled.campaign = "not-a-number"
             recorder.record(garbled)
             await recorder.flush()
@@ -145,11 +164,14 @@ struct CampaignStatsRecorderTests {
         try await CampaignFixture.with(count: 30) { f in
             let c = try await Self.sentCampaign(f).id
             let other = try await Self.sentCampaign(f, "other").id
+            let q = try Self.queueIDs(f)
+            let recipients = f.expected.sorted()
             let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(1))
             let xmin = try await f.db.query("SELECT xmin::text FROM campaign_counters WHERE campaign_id = $1",
                                             [String(c)])[0][0]
             for n in 0..<5000 {
-                recorder.record(Self.event(f, n % 5 == 0 ? other : c, "user\(n)@example.com", .delivered, code: 250))
+                recorder.record(Self.event(f, q, n % 5 == 0 ? other : c, recipients[n % recipients.count], .delivered,
+                                           code: 250))
             }
             // Nothing is written before the interval has passed.
             #expect(try await Self.counters(f, c) == Counters())
@@ -174,12 +196,13 @@ struct CampaignStatsRecorderTests {
     @Test func shutdownWritesWhatIsBufferedAndTakesNoMore() async throws {
         try await CampaignFixture.with(count: 30) { f in
             let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
             let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
-            recorder.record(Self.event(f, c, "user1@example.com", .delivered, code: 250))
-            recorder.record(Self.event(f, c, "user2@example.com", .deferred, code: 421))
+            recorder.record(Self.event(f, q, c, "user1@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, q, c, "user2@example.com", .deferred, code: 421))
             await recorder.shutdown()
             #expect(try await Self.counters(f, c) == Counters(sent: 1, deferred: 1))
-            recorder.record(Self.event(f, c, "user3@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, q, c, "user3@example.com", .delivered, code: 250))
             await recorder.flush()
             #expect(try await Self.counters(f, c) == Counters(sent: 1, deferred: 1))
         }
@@ -188,9 +211,10 @@ struct CampaignStatsRecorderTests {
     @Test func failedWriteIsRetried() async throws {
         try await CampaignFixture.with(count: 30) { f in
             let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
             let bad = PostgresClient(url: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", size: 1)
             let recorder = CampaignStatsRecorder(db: bad, interval: .seconds(3600))
-            recorder.record(Self.event(f, c, "user1@example.com", .delivered, code: 250))
+            recorder.record(Self.event(f, q, c, "user1@example.com", .delivered, code: 250))
             await recorder.flush()
             #expect(await recorder.batchesWritten == 0)
             #expect(recorder.buffer.takeAll().count == 1)

@@ -14,6 +14,7 @@ the behaviour:
   disconnect-in-data@…  the connection is dropped in the middle of DATA
   slow@…                every reply delayed by --slow seconds
   failonce-<tag>@…      450 the first time this exact address is seen, then accepted
+  policyonce-<tag>@…    550 5.7.1 (a permanent policy refusal) the first time, then accepted
 anything else is accepted. --no-starttls disables STARTTLS; --cert/--key enable it.
 """
 import argparse, asyncio, json, os, ssl, sys, time, threading
@@ -48,6 +49,11 @@ class Handler:
                 if address not in self.seen_once:
                     self.seen_once.add(address)
                     return "450 4.2.0 try again (first attempt)"
+        if local.startswith("policyonce-"):
+            with self.lock:
+                if address not in self.seen_once:
+                    self.seen_once.add(address)
+                    return "550 5.7.1 refused by policy (first attempt)"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

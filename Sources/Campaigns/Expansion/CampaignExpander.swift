@@ -147,6 +147,10 @@ public actor CampaignExpander {
         var number: Int
         var first: Int64
         var last: Int64
+        /// A `retry-failed` chunk: only its recipients marked `pending` are expanded.
+        var retry = false
+        /// The time part of its messages' queue ids (microseconds), when not the campaign's start.
+        var idMicros: UInt64?
     }
 
     /// Claims the next chunk nobody is working on, whose claim expired, or that this node
@@ -161,9 +165,11 @@ public actor CampaignExpander {
                   AND (claimed_by IS NULL OR claimed_by = $2
                        OR claimed_at < now() - make_interval(secs => $3::double precision))
                 ORDER BY chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING k.chunk_no, k.first_subscriber_id, k.last_subscriber_id
+            RETURNING k.chunk_no, k.first_subscriber_id, k.last_subscriber_id, k.retry,
+                      (extract(epoch FROM k.id_time) * 1000000)::bigint
             """, [String(id), node, String(claimTimeout)]).first.map {
-            Chunk(number: PGText.int($0[0]) ?? 0, first: PGText.int64($0[1]) ?? 0, last: PGText.int64($0[2]) ?? 0)
+            Chunk(number: PGText.int($0[0]) ?? 0, first: PGText.int64($0[1]) ?? 0, last: PGText.int64($0[2]) ?? 0,
+                  retry: PGText.bool($0[3]), idMicros: PGText.int64($0[4]).map { UInt64($0) })
         }
     }
 
@@ -200,7 +206,8 @@ public actor CampaignExpander {
              AND m.list_id = ANY (c.list_ids))
             """) + """
              AND c.id = $2 AND s.id BETWEEN $3 AND $4
-              AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = c.id AND r.subscriber_id = s.id)
+              AND \(chunk.retry ? "" : "NOT ")EXISTS (SELECT 1 FROM campaign_recipients r
+                  WHERE r.campaign_id = c.id AND r.subscriber_id = s.id\(chunk.retry ? " AND r.state = 'pending'" : ""))
             ORDER BY s.id
             """
         for try await row in db.stream(sql, [tenant.parameter, String(campaign.id), String(chunk.first),
@@ -213,6 +220,11 @@ public actor CampaignExpander {
                 variables: RecipientVariables(email: row[1] ?? "", firstName: row[3], lastName: row[4], name: row[2],
                                               attributes: attributes ?? [:])))
         }
+        let idMicros = chunk.idMicros ?? startedMicros
+        let rateKey = "campaign:\(campaign.id)"
+        let sendRate = campaign.sendRate
+        let sendWindow = campaign.sendWindow
+        let campaignZone = campaign.timeZone
 
         // 2 and 3. Render and commit concurrently (bounded).
         let recipientList = recipients
@@ -247,14 +259,19 @@ public actor CampaignExpander {
                         return .success(Outcome(subscriber: recipient.id, skippedReason: "\(error)"))
                     }
                     let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
-                                                                   startedMicros: startedMicros)
+                                                                   startedMicros: idMicros)
+                    let window = sendWindow?.window(campaignZone: campaignZone,
+                                                    attributes: recipient.variables.attributes)
+                    let policy = sendRate == nil && window == nil ? nil
+                        : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window)
                     let envelope = Envelope(
                         id: id, arrival: now,
                         sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id),
                         origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
                                                authenticatedUser: tenantText, helo: nil, tls: false),
                         recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
-                        smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText)
+                        smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText,
+                        sendPolicy: policy)
                     do {
                         _ = try await writer.commit(message.bytes, envelope)
                         return .success(Outcome(subscriber: recipient.id, queueID: id.rawValue))
@@ -290,11 +307,22 @@ public actor CampaignExpander {
                 INSERT INTO campaign_recipients (tenant_id, campaign_id, subscriber_id, queue_id, state, reason)
                 SELECT $1, $2, u.subscriber_id, u.queue_id, u.state, u.reason
                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]) AS u(subscriber_id, queue_id, state, reason)
-                ON CONFLICT (campaign_id, subscriber_id) DO NOTHING
+                ON CONFLICT (campaign_id, subscriber_id) DO UPDATE
+                    SET queue_id = excluded.queue_id, state = excluded.state, reason = excluded.reason, updated_at = now()
+                    WHERE campaign_recipients.state = 'pending'
                 RETURNING state
                 """, parameters).rows
             let queued = rows.count(where: { $0[0] == "queued" })
-            let skipped = rows.count - queued
+            var skipped = rows.count - queued
+            if chunk.retry {
+                // Marked for retry but no longer a recipient (unsubscribed, bounced or
+                // suppressed since): skipped, so that the campaign can finish.
+                skipped += try connection.execute("""
+                    UPDATE campaign_recipients SET state = 'skipped', updated_at = now(),
+                        reason = 'no longer an active, unsuppressed subscriber of the campaign''s lists'
+                    WHERE campaign_id = $1 AND subscriber_id BETWEEN $2 AND $3 AND state = 'pending'
+                    """, [campaignText, String(chunk.first), String(chunk.last)])
+            }
             try connection.execute("""
                 UPDATE campaign_chunks SET done = true, done_at = now() WHERE campaign_id = $1 AND chunk_no = $2
                 """, [campaignText, String(chunk.number)])
@@ -363,6 +391,44 @@ public actor CampaignExpander {
             x >>= 5
         }
         return QueueID(String(decoding: bytes, as: UTF8.self))!
+    }
+
+    /// The subscriber id a ``deterministicQueueID(campaign:subscriber:startedMicros:)``
+    /// was made for (the mix inverted), whatever its time part. Any queue id gives some
+    /// number: callers confirm it against the recorded `campaign_recipients.queue_id`.
+    public static func subscriber(fromQueueID id: String, campaign: Int64) -> Int64? {
+        let bytes = Array(id.utf8)
+        guard bytes.count == QueueID.length else { return nil }
+        let base32 = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        let mask: UInt64 = (1 << 35) - 1
+        var x: UInt64 = 0
+        for index in stride(from: QueueID.length - 1, through: QueueID.timeLength, by: -1) {
+            guard let digit = base32.firstIndex(of: bytes[index]) else { return nil }
+            x = (x << 5) | UInt64(digit)
+        }
+        func unshift(_ y: UInt64, _ k: UInt64) -> UInt64 {
+            var v = y
+            var shift = k
+            while shift < 35 {
+                v = y ^ (v >> k)
+                shift += k
+            }
+            return v & mask
+        }
+        x = unshift(x, 13)
+        x = (x &* inverse(0x4F6C_DD1D, mask: mask)) & mask
+        x = unshift(x, 17)
+        x = (x &* inverse(0x5_DEEC_E66D, mask: mask)) & mask
+        var key = UInt64(bitPattern: campaign) &* 0x9E37_79B9_7F4A_7C15
+        key ^= key >> 29
+        return Int64((x &- key) & mask)
+    }
+
+    /// The inverse of an odd number modulo 2^35 (Newton's iteration).
+    private static func inverse(_ a: UInt64, mask: UInt64) -> UInt64 {
+        var x = a
+        for _ in 0..<6 { x = x &* (2 &- a &* x) }
+        return x & mask
     }
 }
 

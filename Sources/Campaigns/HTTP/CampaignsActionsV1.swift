@@ -15,7 +15,9 @@ import Spool
 ///   the spool now, tagged with the tenant and campaign. Works in any status.
 /// - `GET /v1/campaigns/{id}/failures?after=&limit=` → `{"data": [{"subscriber_id", "email",
 ///   "state", "reason", "queue_id"}], "next"}` (``CampaignStore/failures(tenant:id:after:limit:)``).
-/// - `POST /v1/campaigns/{id}/retry-failed` → 501: not built yet.
+/// - `POST /v1/campaigns/{id}/retry-failed` → 202 with the campaign and `"retried"`: its
+///   failed recipients that are still recipients are expanded again
+///   (``CampaignStore/retryFailed(tenant:id:)``); 409 unless it is `sent` or `sending`.
 public struct CampaignsActionsV1: Sendable {
     public static let maxTestAddresses = 20
 
@@ -49,6 +51,19 @@ public struct CampaignsActionsV1: Sendable {
             try c.encode(send_at, forKey: .send_at)
             try c.encode(time_zone, forKey: .time_zone)
             try c.encode(deadline, forKey: .deadline)
+        }
+    }
+
+    struct RetryAccepted: Encodable, ResponseEncodable {
+        var campaign: CampaignsV1.CampaignJSON
+        var retried: Int
+
+        enum CodingKeys: String, CodingKey { case retried }
+
+        func encode(to encoder: any Encoder) throws {
+            try campaign.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(retried, forKey: .retried)
         }
     }
 
@@ -205,16 +220,18 @@ public struct CampaignsActionsV1: Sendable {
             }, next: page.next)
         }
 
-        group.post("campaigns/:id/retry-failed") { _, context -> Response in
+        group.post("campaigns/:id/retry-failed") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
-            guard try await campaigns.campaign(tenant: tenant, id: id) != nil else {
-                throw Problem.notFound("campaign \(id)")
-            }
-            throw Problem(.notImplemented,
-                          "retry-failed is not built yet: re-queueing failed recipients needs per-recipient delivery "
-                              + "outcomes fed back into PostgreSQL. GET /v1/campaigns/\(id)/failures lists them.",
-                          title: "Not built yet")
+            guard let (campaign, count) = try await CampaignsV1.call({
+                try await campaigns.retryFailed(tenant: tenant, id: id)
+            }) else { throw Problem.notFound("campaign \(id)") }
+            if count > 0 { await expander?.start(campaign: id) }
+            context.logger.info("campaign retry-failed", metadata: ["campaign": "\(id)", "recipients": "\(count)"])
+            var response = try RetryAccepted(campaign: .init(campaign), retried: count)
+                .response(from: request, context: context)
+            response.status = .accepted
+            return response
         }
     }
 

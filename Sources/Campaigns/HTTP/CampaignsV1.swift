@@ -27,6 +27,10 @@ public struct CampaignsV1: Sendable {
         var html: String?
         var text: String?
         var list_ids: [Int64]
+        var segment: TemplateValue?
+        var send_rate: String?
+        var send_window: CampaignSendWindow?
+        var time_zone: String
         var status: String
         var started_at: Date?
         var finished_at: Date?
@@ -42,6 +46,10 @@ public struct CampaignsV1: Sendable {
             html = c.html
             text = c.text
             list_ids = c.listIDs
+            segment = c.segment?.json
+            send_rate = c.sendRate
+            send_window = c.sendWindow
+            time_zone = c.timeZone
             status = c.status.rawValue
             started_at = c.startedAt
             finished_at = c.finishedAt
@@ -50,8 +58,8 @@ public struct CampaignsV1: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, name, from, reply_to, subject, html, text, list_ids, status, started_at, finished_at,
-                 created_at, updated_at
+            case id, name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, time_zone,
+                 status, started_at, finished_at, created_at, updated_at
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -64,6 +72,10 @@ public struct CampaignsV1: Sendable {
             try c.encode(html, forKey: .html)
             try c.encode(text, forKey: .text)
             try c.encode(list_ids, forKey: .list_ids)
+            try c.encode(segment, forKey: .segment)
+            try c.encode(send_rate, forKey: .send_rate)
+            try c.encode(send_window, forKey: .send_window)
+            try c.encode(time_zone, forKey: .time_zone)
             try c.encode(status, forKey: .status)
             try c.encode(started_at, forKey: .started_at)
             try c.encode(finished_at, forKey: .finished_at)
@@ -97,8 +109,33 @@ public struct CampaignsV1: Sendable {
         var skipped: Int64
         var chunks: Int64
         var chunks_done: Int64
+        /// Recipients without a final outcome yet (total - skipped - sent - bounced - failed).
+        var remaining: Int64
+        /// Final outcomes per minute over the last minute, as this node recorded them.
+        var rate_per_minute: Int?
+        var estimated_completion: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, chunks, chunks_done,
+                 remaining, rate_per_minute, estimated_completion
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(status, forKey: .status)
+            for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
+                                 (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
+                                 (.skipped, skipped), (.chunks, chunks), (.chunks_done, chunks_done),
+                                 (.remaining, remaining)] {
+                try c.encode(value, forKey: key)
+            }
+            try c.encode(rate_per_minute, forKey: .rate_per_minute)
+            try c.encode(estimated_completion, forKey: .estimated_completion)
+        }
     }
 
+    /// A create or update body. `segment`, `send_rate` and `send_window` tell "left out"
+    /// (keep) from `null` (clear) on update.
     struct Body: Decodable {
         var name: String?
         var from: String?
@@ -107,10 +144,41 @@ public struct CampaignsV1: Sendable {
         var html: String?
         var text: String?
         var list_ids: [Int64]?
+        var segment: TemplateValue??
+        var send_rate: String??
+        var send_window: CampaignSendWindow??
 
-        var input: CampaignInput {
-            CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
-                          listIDs: list_ids)
+        enum CodingKeys: String, CodingKey {
+            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window
+        }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decodeIfPresent(String.self, forKey: .name)
+            from = try c.decodeIfPresent(String.self, forKey: .from)
+            reply_to = try c.decodeIfPresent(String.self, forKey: .reply_to)
+            subject = try c.decodeIfPresent(String.self, forKey: .subject)
+            html = try c.decodeIfPresent(String.self, forKey: .html)
+            text = try c.decodeIfPresent(String.self, forKey: .text)
+            list_ids = try c.decodeIfPresent([Int64].self, forKey: .list_ids)
+            func nullable<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T?? {
+                guard c.contains(key) else { return nil }
+                if try c.decodeNil(forKey: key) { return .some(nil) }
+                return .some(try c.decode(T.self, forKey: key))
+            }
+            segment = try nullable(TemplateValue.self, .segment)
+            send_rate = try nullable(String.self, .send_rate)
+            send_window = try nullable(CampaignSendWindow.self, .send_window)
+        }
+
+        func input() throws -> CampaignInput {
+            var segmentInput: Segment?? = nil
+            if let segment {
+                segmentInput = .some(try segment.map { try Segment($0) })
+            }
+            return CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
+                                 listIDs: list_ids, segment: segmentInput, sendRate: send_rate,
+                                 sendWindow: send_window)
         }
     }
 
@@ -131,10 +199,11 @@ public struct CampaignsV1: Sendable {
     public func add(to group: RouterGroup<HeraldRequestContext>) {
         let campaigns = stores.campaigns
         let expander = stores.expander
+        let statsRecorder = stores.statsRecorder
         group.post("campaigns") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let body = try await APIInput.decode(Body.self, from: request)
-            let campaign = try await Self.call { try await campaigns.create(tenant: tenant, body.input) }
+            let campaign = try await Self.call { try await campaigns.create(tenant: tenant, try body.input()) }
             return try APIInput.created(CampaignJSON(campaign), location: "/v1/campaigns/\(campaign.id)",
                                         request: request, context: context)
         }
@@ -158,7 +227,9 @@ public struct CampaignsV1: Sendable {
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             let body = try await APIInput.decode(Body.self, from: request)
-            guard let campaign = try await Self.call({ try await campaigns.update(tenant: tenant, id: id, body.input) })
+            guard let campaign = try await Self.call({
+                try await campaigns.update(tenant: tenant, id: id, try body.input())
+            })
             else { throw Problem.notFound("campaign \(id)") }
             return CampaignJSON(campaign)
         }
@@ -201,9 +272,13 @@ public struct CampaignsV1: Sendable {
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let s = try await campaigns.stats(tenant: tenant, id: id) else { throw Problem.notFound("campaign \(id)") }
+            let remaining = max(0, s.total - s.skipped - s.sent - s.bounced - s.failed)
+            let progress = try await statsRecorder?.progress(tenant: tenant, campaign: id)
             return StatsJSON(status: s.status.rawValue, total: s.total, expanded: s.expanded, sent: s.sent,
                              deferred: s.deferred, bounced: s.bounced, failed: s.failed, unsubscribed: s.unsubscribed,
-                             skipped: s.skipped, chunks: s.chunks, chunks_done: s.chunksDone)
+                             skipped: s.skipped, chunks: s.chunks, chunks_done: s.chunksDone, remaining: remaining,
+                             rate_per_minute: progress?.ratePerMinute,
+                             estimated_completion: remaining == 0 ? nil : progress?.estimatedCompletion)
         }
     }
 }

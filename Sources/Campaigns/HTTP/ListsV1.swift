@@ -13,8 +13,11 @@ public struct HTTPStores: Sendable {
     /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
     /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
     public let expander: CampaignExpander?
+    /// Current rate and estimated completion in campaign stats (nil: not shown).
+    public let statsRecorder: CampaignStatsRecorder?
 
-    public init(_ db: PostgresClient, expander: CampaignExpander? = nil) {
+    public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil) {
+        self.statsRecorder = statsRecorder
         tenants = TenantStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)

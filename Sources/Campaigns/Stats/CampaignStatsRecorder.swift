@@ -21,10 +21,13 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
     public var firstAttempt: Bool
     /// The recipient was `deferred` before this attempt.
     public var wasDeferred: Bool
+    /// The reply (or local reason) the outcome rests on, e.g. `550 5.1.1 no such user`.
+    public var reply: String?
 
     public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
                 result: Result, code: Int? = nil, enhanced: String? = nil, firstAttempt: Bool = true,
-                wasDeferred: Bool = false) {
+                wasDeferred: Bool = false, reply: String? = nil) {
+        self.reply = reply
         self.time = time
         self.queueID = queueID
         self.recipient = recipient
@@ -42,6 +45,23 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
         guard result == .failed else { return false }
         if let enhanced { return enhanced.hasPrefix("5.") }
         return (500..<600).contains(code ?? 0)
+    }
+
+    /// The `campaign_recipients.state` this outcome puts the recipient in.
+    var recipientState: String {
+        switch result {
+        case .delivered: return "sent"
+        case .deferred: return "deferred"
+        case .failed: return isPermanentFailure ? "bounced" : "failed"
+        case .expired: return "failed"
+        }
+    }
+
+    /// What `failures` shows as the reason.
+    var reason: String {
+        if let reply, !reply.isEmpty { return String(reply.prefix(1000)) }
+        let parts = [code.map(String.init), enhanced].compactMap { $0 }
+        return parts.isEmpty ? result.rawValue : parts.joined(separator: " ")
     }
 
     /// A hard bounce: a permanent failure about the address itself, enhanced status
@@ -62,8 +82,12 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
 /// seconds later), and by ``flush()`` / ``shutdown()``. Each write is ONE transaction
 /// for the whole batch, whatever its size, and writes never overlap.
 ///
-/// Counter arithmetic, per event (events of messages without a campaign tag, or with
-/// tags that are not numbers, are ignored; so are DSNs Herald itself sends):
+/// Only outcomes of the campaign's own recipients count: the event's queue id must be
+/// the one recorded for that recipient in `campaign_recipients` (the subscriber id is
+/// decoded from the deterministic queue id). So a test-send's outcome, a previous
+/// round's late outcome, or tags naming another tenant's campaign change nothing.
+/// Counter arithmetic, per such event (events of messages without a campaign tag, or
+/// with tags that are not numbers, are ignored; so are DSNs Herald itself sends):
 /// - `delivered`: `sent += 1`
 /// - `failed` with a permanent status (5.x.x, or a 5xx reply without an enhanced
 ///   status): `bounced += 1`; any other `failed`, and `expired`: `failed += 1`
@@ -76,8 +100,13 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
 ///   subscriber with that address `bounced` (from `active` or `unsubscribed`; a
 ///   `complained` one keeps its status) and suppresses the address for the tenant with
 ///   reason `bounced` (an existing suppression is kept), in the same transaction.
-///   Only when the campaign is the tenant's: tags naming another tenant's campaign
-///   change nothing.
+///
+/// Per recipient, the same transaction records the outcome in `campaign_recipients`
+/// (`state` sent / deferred / bounced / failed and the reply as `reason`), which
+/// `failures` lists and `retry-failed` re-queues. A message can be delivered before
+/// its chunk's checkpoint has written the row: an outcome that finds no row is kept
+/// and tried again with the next writes (at least every ``interval``) for
+/// ``unmatchedRetention``, then dropped (a test-send's outcomes end that way).
 ///
 /// When a write fails (database down) the batch goes back to the front of the buffer
 /// and is retried after ``interval``; beyond ``maxBuffered`` events the oldest are
@@ -139,6 +168,16 @@ public actor CampaignStatsRecorder {
 
     nonisolated let buffer = Buffer()
     private var tail: Task<Void, Never>?
+    /// Recipient outcomes that found no `campaign_recipients` row yet, with when first seen.
+    private var unmatched: [(event: CampaignDeliveryOutcome, since: Date)] = []
+    /// How long an outcome waits for its recipient's row (see the type's comment).
+    public var unmatchedRetention: TimeInterval = 120
+    private var unmatchedRetryScheduled = false
+
+    private func retryUnmatched() async {
+        unmatchedRetryScheduled = false
+        await flush()
+    }
     /// Per campaign: (second, outcomes) of the last minute, for the rate.
     private var recent: [Int64: [(second: Int64, count: Int)]] = [:]
     /// Batches written and events counted (tests, logs).
@@ -237,22 +276,62 @@ public actor CampaignStatsRecorder {
         return (deltas, hard)
     }
 
+    /// One recipient's outcome for `campaign_recipients`.
+    struct RecipientUpdate: Sendable {
+        var tenant: Int64
+        var campaign: Int64
+        var subscriber: Int64
+        var queueID: String
+        var state: String
+        var reason: String
+
+        init?(_ event: CampaignDeliveryOutcome) {
+            guard let c = event.campaign.flatMap({ Int64($0) }), let t = event.tenant.flatMap({ Int64($0) }),
+                  let s = CampaignExpander.subscriber(fromQueueID: event.queueID, campaign: c)
+            else { return nil }
+            tenant = t
+            campaign = c
+            subscriber = s
+            queueID = event.queueID
+            state = event.recipientState
+            reason = event.reason
+        }
+
+        var key: [Int64] { [campaign, subscriber] }
+    }
+
     private func write(_ events: [CampaignDeliveryOutcome]) async {
-        guard !events.isEmpty else { return }
-        let (deltas, hard) = Self.aggregate(events)
-        guard !deltas.isEmpty else { return }
-        let keys = Array(deltas.keys)
-        let counters: [String?] = [
-            PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)),
-            PGText.array(keys.map { deltas[$0]!.sent }), PGText.array(keys.map { deltas[$0]!.deferred }),
-            PGText.array(keys.map { deltas[$0]!.bounced }), PGText.array(keys.map { deltas[$0]!.failed }),
-        ]
-        let bounces: [String?] = [
-            PGText.array(hard.map(\.key.tenant)), PGText.textArray(hard.map(\.email)),
-            PGText.array(hard.map(\.key.campaign)),
+        let now = Date()
+        unmatched.removeAll { now.timeIntervalSince($0.since) > unmatchedRetention }
+        let carried = unmatched
+        // Outcomes of campaign messages, oldest first (carried ones are older).
+        let candidates = (carried.map(\.event) + events).compactMap { e in RecipientUpdate(e).map { (e, $0) } }
+        guard !candidates.isEmpty else { return }
+        let updates = candidates.map(\.1)
+        let recipients: [String?] = [
+            PGText.array(updates.map(\.tenant)), PGText.array(updates.map(\.campaign)),
+            PGText.array(updates.map(\.subscriber)), PGText.textArray(updates.map(\.queueID)),
+            PGText.textArray(updates.map(\.state)), PGText.textArray(updates.map(\.reason)),
         ]
         do {
-            try await db.transaction { connection in
+            let (matched, deltas): (Set<[Int64]>, [Key: Deltas]) = try await db.transaction { connection in
+                // The latest outcome per recipient, on the row that carries its queue id.
+                var matched = Set<[Int64]>()
+                for row in try connection.query("""
+                    UPDATE campaign_recipients AS r SET state = u.state, reason = u.reason, updated_at = now()
+                    FROM (SELECT DISTINCT ON (u.campaign_id, u.subscriber_id) u.*
+                          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                               WITH ORDINALITY AS u(tenant_id, campaign_id, subscriber_id, queue_id, state, reason, ord)
+                          ORDER BY u.campaign_id, u.subscriber_id, u.ord DESC) u
+                    WHERE r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
+                      AND r.tenant_id = u.tenant_id AND r.queue_id = u.queue_id
+                    RETURNING r.campaign_id, r.subscriber_id
+                    """, recipients).rows {
+                    matched.insert([PGText.int64(row[0]) ?? 0, PGText.int64(row[1]) ?? 0])
+                }
+                let (deltas, hard) = Self.aggregate(candidates.filter { matched.contains($0.1.key) }.map(\.0))
+                guard !deltas.isEmpty else { return (matched, deltas) }
+                let keys = Array(deltas.keys)
                 try connection.execute("""
                     UPDATE campaign_counters AS n SET sent = n.sent + u.sent,
                         deferred = greatest(n.deferred + u.deferred, 0),
@@ -260,14 +339,16 @@ public actor CampaignStatsRecorder {
                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
                          AS u(tenant_id, campaign_id, sent, deferred, bounced, failed)
                     WHERE n.tenant_id = u.tenant_id AND n.campaign_id = u.campaign_id
-                    """, counters)
-                guard !hard.isEmpty else { return }
-                // Only for campaigns of the tenant named (so also only existing tenants).
+                    """, [
+                        PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)),
+                        PGText.array(keys.map { deltas[$0]!.sent }), PGText.array(keys.map { deltas[$0]!.deferred }),
+                        PGText.array(keys.map { deltas[$0]!.bounced }), PGText.array(keys.map { deltas[$0]!.failed }),
+                    ])
+                guard !hard.isEmpty else { return (matched, deltas) }
                 try connection.execute("""
                     WITH b AS (
                         SELECT DISTINCT ON (b.tenant_id, b.email) b.tenant_id, b.email, b.campaign_id
                         FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS b(tenant_id, email, campaign_id)
-                        WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.tenant_id = b.tenant_id AND c.id = b.campaign_id)
                     ), marked AS (
                         UPDATE subscribers AS s SET status = 'bounced', updated_at = now()
                         FROM b WHERE s.tenant_id = b.tenant_id AND s.email = b.email
@@ -276,11 +357,29 @@ public actor CampaignStatsRecorder {
                     INSERT INTO suppressions (tenant_id, email, reason, campaign_id)
                     SELECT tenant_id, email, 'bounced', campaign_id FROM b
                     ON CONFLICT (tenant_id, email) DO NOTHING
-                    """, bounces)
+                    """, [
+                        PGText.array(hard.map(\.key.tenant)), PGText.textArray(hard.map(\.email)),
+                        PGText.array(hard.map(\.key.campaign)),
+                    ])
+                return (matched, deltas)
             }
-            batchesWritten += 1
-            eventsWritten += events.count
+            let firstSeen = Dictionary(carried.compactMap { c in RecipientUpdate(c.event).map { ($0.key, c.since) } },
+                                       uniquingKeysWith: min)
+            unmatched = candidates.filter { !matched.contains($0.1.key) }.map { ($0.0, firstSeen[$0.1.key] ?? now) }
+            let written = candidates.count(where: { matched.contains($0.1.key) })
+            if written > 0 {
+                batchesWritten += 1
+                eventsWritten += written
+            }
             noteRate(deltas)
+            if !unmatched.isEmpty && !unmatchedRetryScheduled {
+                unmatchedRetryScheduled = true
+                let interval = self.interval
+                Task {
+                    try? await Task.sleep(for: interval)
+                    await self.retryUnmatched()
+                }
+            }
         } catch {
             let (retry, dropped) = buffer.putBack(events, limit: maxBuffered)
             logger.error("cannot update campaign counters; will retry", metadata: [

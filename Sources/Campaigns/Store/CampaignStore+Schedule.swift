@@ -168,9 +168,9 @@ extension CampaignStore {
                 [tenantParameter, PGText.array(source.listIDs)]).rows.compactMap { PGText.int64($0[0]) })
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
-                                            segment, send_rate, send_window, time_zone)
-                SELECT tenant_id, $3, from_address, reply_to, subject, html, text, $4::bigint[], segment, send_rate,
-                       send_window, time_zone
+                                            segment, segment_path, send_rate, send_window, time_zone)
+                SELECT tenant_id, $3, from_address, reply_to, subject, html, text, $4::bigint[], segment,
+                       segment_path, send_rate, send_window, time_zone
                 FROM campaigns WHERE tenant_id = $1 AND id = $2
                 RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), name,

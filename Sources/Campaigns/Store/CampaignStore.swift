@@ -1,4 +1,5 @@
 import Foundation
+import Spool
 
 public enum CampaignStatus: String, Sendable, Codable, CaseIterable, Equatable {
     case draft, scheduled, sending, paused, cancelled, sent, expired
@@ -15,6 +16,15 @@ public struct Campaign: Sendable, Equatable {
     public var html: String?
     public var text: String?
     public var listIDs: [Int64]
+    /// Only subscribers whose attributes match (nil: every active subscriber of the lists).
+    public var segment: Segment?
+    /// At most this many of the campaign's messages per unit, over all destinations
+    /// (`"100/m"`), enforced by the delivery queue manager; nil = only the configured throttles.
+    public var sendRate: String?
+    /// Delivery attempts of its messages start only inside this daily window.
+    public var sendWindow: CampaignSendWindow?
+    /// The zone `send_at` was given in (`schedule`), and the window's default zone.
+    public var timeZone: String
     public var status: CampaignStatus
     /// When `send` moved it to `sending` (the time part of its messages' queue ids).
     public var startedAt: Date?
@@ -41,9 +51,14 @@ public struct CampaignInput: Sendable, Equatable {
     public var html: String?
     public var text: String?
     public var listIDs: [Int64]?
+    /// nil leaves the field as it is; `.some(nil)` clears it.
+    public var segment: Segment??
+    public var sendRate: String??
+    public var sendWindow: CampaignSendWindow??
 
     public init(name: String? = nil, from: String? = nil, replyTo: String? = nil, subject: String? = nil,
-                html: String? = nil, text: String? = nil, listIDs: [Int64]? = nil) {
+                html: String? = nil, text: String? = nil, listIDs: [Int64]? = nil, segment: Segment?? = nil,
+                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil) {
         self.name = name
         self.from = from
         self.replyTo = replyTo
@@ -51,6 +66,9 @@ public struct CampaignInput: Sendable, Equatable {
         self.html = html
         self.text = text
         self.listIDs = listIDs
+        self.segment = segment
+        self.sendRate = sendRate
+        self.sendWindow = sendWindow
     }
 }
 
@@ -88,7 +106,7 @@ public struct CampaignStore: Sendable {
 
     static let columns = """
         c.id, c.tenant_id, c.name, c.from_address, c.reply_to, c.subject, c.html, c.text, c.list_ids, c.status,
-        c.started_at, c.finished_at, c.created_at, c.updated_at
+        c.started_at, c.finished_at, c.created_at, c.updated_at, c.segment, c.send_rate, c.send_window, c.time_zone
         """
 
     // MARK: - Create, read, update
@@ -99,15 +117,19 @@ public struct CampaignStore: Sendable {
         guard let subject = input.subject else { throw StoreError(.invalid, "subject: this field is required") }
         let fields = try Self.validate(name: name, from: from, replyTo: input.replyTo.flatMap(Self.nonEmpty),
                                        subject: subject, html: input.html.flatMap(Self.nonEmpty),
-                                       text: input.text.flatMap(Self.nonEmpty), listIDs: input.listIDs ?? [])
+                                       text: input.text.flatMap(Self.nonEmpty), listIDs: input.listIDs ?? [],
+                                       segment: input.segment ?? nil, sendRate: input.sendRate ?? nil,
+                                       sendWindow: input.sendWindow ?? nil)
         let tenantParameter = tenant.parameter
         return try await db.transaction { connection in
             try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
             let row = try connection.query("""
-                INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[]) RETURNING \(Self.columns)
+                INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
+                                            segment, segment_path, send_rate, send_window)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[], $9::jsonb, $10::jsonpath, $11, $12::jsonb)
+                RETURNING \(Self.columns)
                 """, [tenantParameter, fields.name, fields.from, fields.replyTo, fields.subject, fields.html,
-                      fields.text, PGText.array(fields.listIDs)]).rows[0]
+                      fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows[0]
             return Self.campaign(row)
         }
     }
@@ -142,16 +164,18 @@ public struct CampaignStore: Sendable {
             name: input.name ?? current.name, from: input.from ?? current.from,
             replyTo: input.replyTo.map(Self.nonEmpty) ?? current.replyTo, subject: input.subject ?? current.subject,
             html: input.html.map(Self.nonEmpty) ?? current.html, text: input.text.map(Self.nonEmpty) ?? current.text,
-            listIDs: input.listIDs ?? current.listIDs)
+            listIDs: input.listIDs ?? current.listIDs, segment: input.segment ?? current.segment,
+            sendRate: input.sendRate ?? current.sendRate, sendWindow: input.sendWindow ?? current.sendWindow)
         let tenantParameter = tenant.parameter
         let row: [String?]?? = try await db.transaction { connection in
             try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
             let rows = try connection.query("""
                 UPDATE campaigns AS c SET name = $3, from_address = $4, reply_to = $5, subject = $6, html = $7,
-                    text = $8, list_ids = $9::bigint[], updated_at = now()
+                    text = $8, list_ids = $9::bigint[], segment = $10::jsonb, segment_path = $11::jsonpath,
+                    send_rate = $12, send_window = $13::jsonb, updated_at = now()
                 WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = 'draft' RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), fields.name, fields.from, fields.replyTo, fields.subject,
-                      fields.html, fields.text, PGText.array(fields.listIDs)]).rows
+                      fields.html, fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows
             return rows.first
         }
         guard let row = row ?? nil else {
@@ -208,6 +232,7 @@ public struct CampaignStore: Sendable {
         """
         SELECT \(columns) FROM subscribers s JOIN campaigns c ON c.tenant_id = s.tenant_id
         WHERE s.tenant_id = \(tenant) AND s.status = 'active'
+          AND (c.segment_path IS NULL OR s.attributes @@ c.segment_path)
           AND EXISTS (SELECT 1 FROM list_members m WHERE m.tenant_id = s.tenant_id AND m.subscriber_id = s.id
                       AND m.list_id = ANY (\(lists)))
           AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.tenant_id = s.tenant_id AND x.email = s.email)
@@ -278,6 +303,14 @@ public struct CampaignStore: Sendable {
         var html: String?
         var text: String?
         var listIDs: [Int64]
+        var segment: Segment?
+        var sendRate: String?
+        var sendWindow: CampaignSendWindow?
+
+        /// segment, segment_path, send_rate, send_window as query parameters.
+        var policyParameters: [String?] {
+            [segment?.jsonText, segment?.jsonPath, sendRate, sendWindow?.jsonText]
+        }
     }
 
     static func nonEmpty(_ text: String) -> String? {
@@ -287,7 +320,8 @@ public struct CampaignStore: Sendable {
     /// Checks everything that does not need the database. Template problems throw the
     /// ``TemplateValidationError`` (each issue names field, line and variable).
     static func validate(name: String, from: String, replyTo: String?, subject: String, html: String?, text: String?,
-                         listIDs: [Int64]) throws -> Fields {
+                         listIDs: [Int64], segment: Segment?, sendRate: String?,
+                         sendWindow: CampaignSendWindow?) throws -> Fields {
         let name = try NameRules.validate(name, what: "name", limit: 500)
         do {
             _ = try MailAddress(parsing: from)
@@ -308,10 +342,13 @@ public struct CampaignStore: Sendable {
             }
         }
         guard listIDs.count <= 100 else { throw StoreError(.invalid, "list_ids: at most 100 lists") }
+        if let sendRate { try CampaignSendWindow.validateRate(sendRate) }
+        if let sendWindow { try sendWindow.validate() }
         _ = try CampaignTemplate(subject: subject, html: html, text: text)
         var seen = Set<Int64>()
         return Fields(name: name, from: from, replyTo: replyTo, subject: subject, html: html, text: text,
-                      listIDs: listIDs.filter { seen.insert($0).inserted })
+                      listIDs: listIDs.filter { seen.insert($0).inserted }, segment: segment, sendRate: sendRate,
+                      sendWindow: sendWindow)
     }
 
     /// Every list must be the tenant's (another tenant's list reads as not found).
@@ -327,7 +364,9 @@ public struct CampaignStore: Sendable {
     static func campaign(_ row: [String?]) -> Campaign {
         Campaign(id: PGText.int64(row[0]) ?? 0, tenant: TenantID(PGText.int64(row[1]) ?? 0), name: row[2] ?? "",
                  from: row[3] ?? "", replyTo: row[4], subject: row[5] ?? "", html: row[6], text: row[7],
-                 listIDs: PGText.int64Array(row[8]), status: row[9].flatMap(CampaignStatus.init(rawValue:)) ?? .draft,
+                 listIDs: PGText.int64Array(row[8]), segment: row[14].flatMap { try? Segment(jsonText: $0) },
+                 sendRate: row[15], sendWindow: row[16].flatMap { try? CampaignSendWindow(jsonText: $0) },
+                 timeZone: row[17] ?? "UTC", status: row[9].flatMap(CampaignStatus.init(rawValue:)) ?? .draft,
                  startedAt: PGText.timestamp(row[10]), finishedAt: PGText.timestamp(row[11]),
                  createdAt: PGText.timestamp(row[12]) ?? Date(timeIntervalSince1970: 0),
                  updatedAt: PGText.timestamp(row[13]) ?? Date(timeIntervalSince1970: 0))

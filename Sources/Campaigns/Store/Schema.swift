@@ -23,6 +23,7 @@
 public enum Schema {
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "campaign store", sql: version1),
+        Migration(version: 2, name: "segments and retries", sql: version2),
     ]
 
     /// The newest version this build knows.
@@ -171,5 +172,15 @@ public enum Schema {
             created_at   timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (tenant_id, email)
         );
+        """
+
+    /// Segments are compiled to a `jsonpath` kept next to their JSON (``Segment``), so
+    /// every query of a campaign's recipients applies the same filter. Retry chunks
+    /// (``CampaignStore/retryFailed(tenant:id:)``) expand only recipients marked
+    /// `pending`, under queue ids whose time part is the chunk's own `id_time`.
+    static let version2 = """
+        ALTER TABLE campaigns ADD COLUMN segment_path jsonpath;
+        ALTER TABLE campaign_chunks ADD COLUMN retry boolean NOT NULL DEFAULT false;
+        ALTER TABLE campaign_chunks ADD COLUMN id_time timestamptz;
         """
 }
