@@ -12,8 +12,7 @@ import Spool
 struct DestinationQueue: Sendable {
     let domain: String
     /// Message ids with recipients for this domain, in arrival order.
-    private var todo: [QueueID] = []
-    private var head = 0
+    private var todo = IDQueue()
     var active = 0
     var window: Double
     var limit: Int
@@ -27,23 +26,14 @@ struct DestinationQueue: Sendable {
         self.limit = limit
     }
 
-    var isEmpty: Bool { head == todo.count }
-    var count: Int { todo.count - head }
+    var isEmpty: Bool { todo.isEmpty }
+    var count: Int { todo.count }
 
-    mutating func push(_ id: QueueID) { todo.append(id) }
+    mutating func push(_ id: QueueID) { todo.push(id) }
 
-    func peek() -> QueueID? { head < todo.count ? todo[head] : nil }
+    func peek() -> QueueID? { todo.peek() }
 
-    mutating func pop() -> QueueID? {
-        guard head < todo.count else { return nil }
-        let id = todo[head]
-        head += 1
-        if head > 1024 && head * 2 > todo.count {
-            todo.removeFirst(head)
-            head = 0
-        }
-        return id
-    }
+    mutating func pop() -> QueueID? { todo.pop() }
 
     var canStart: Bool { active < max(1, Int(window)) }
 
@@ -61,4 +51,37 @@ struct DestinationQueue: Sendable {
         pausedUntil = until
         pauseReason = "unreachable: \(reason)"
     }
+}
+
+/// A FIFO of message ids with O(1) amortized push and pop (the consumed prefix is
+/// dropped once it is more than half the storage).
+struct IDQueue: Sendable {
+    private var items: [QueueID] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var count: Int { items.count - head }
+
+    mutating func push(_ id: QueueID) { items.append(id) }
+
+    func peek() -> QueueID? { head < items.count ? items[head] : nil }
+
+    mutating func pop() -> QueueID? {
+        guard head < items.count else { return nil }
+        let id = items[head]
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return id
+    }
+}
+
+/// Messages of one send-policy rate bucket (e.g. one campaign) waiting for a slot of
+/// that rate before they join their destination queues, so that a slow campaign never
+/// sits at the head of a destination queue in front of other mail.
+struct PacedQueue: Sendable {
+    var rate: Rate
+    var todo = IDQueue()
 }

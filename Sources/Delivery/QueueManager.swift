@@ -23,6 +23,11 @@ public actor QueueManager {
         /// An envelope write is running; `dirty` asks it to write again.
         var writing = false
         var dirty = false
+        /// Waiting in a ``PacedQueue`` for a slot of its send policy's rate.
+        var paced = false
+        /// When the send window this message was scheduled in closes (nil: no window,
+        /// or not scheduled inside one): past it, no new attempt starts.
+        var windowClosesAt: Date?
     }
 
     let spool: Spool
@@ -35,6 +40,8 @@ public actor QueueManager {
     let onOutcome: DeliveryOutcomeHandler?
     private var entries: [QueueID: Entry] = [:]
     private var queues: [String: DestinationQueue] = [:]
+    /// Send-policy rate buckets, by limiter key (`policy:<rateKey>`).
+    private var paced: [String: PacedQueue] = [:]
     /// Round-robin order of domains (fairness: each gets one start per pass).
     private var ring: [String] = []
     private var ringIndex = 0
@@ -123,7 +130,10 @@ public actor QueueManager {
     }
 
     /// Puts the message into the destination queue of each domain with a due recipient.
-    private func schedule(_ id: QueueID, now: Date) {
+    /// A message with a send policy goes there only inside its send window (outside it,
+    /// it waits for the next opening) and, with a policy rate, only once its rate bucket
+    /// gives it a slot (`released`): until then it waits in the bucket's ``PacedQueue``.
+    private func schedule(_ id: QueueID, now: Date, released: Bool = false) {
         guard var entry = entries[id] else { return }
         var domains: [String] = []
         var earliest: Date?
@@ -134,6 +144,23 @@ public actor QueueManager {
             }
             let d = destination(of: r.address)
             if !entry.busy.contains(d) && !entry.queued.contains(d) && !domains.contains(d) { domains.append(d) }
+        }
+        if !domains.isEmpty, let policy = entry.envelope.sendPolicy {
+            if let window = policy.window {
+                entry.windowClosesAt = window.openUntil(at: now)
+                if entry.windowClosesAt == nil {
+                    let opens = window.nextOpening(atOrAfter: now)
+                    earliest = min(earliest ?? opens, opens)
+                    domains = []
+                }
+            }
+            if !domains.isEmpty, !released, let (key, rate) = Self.pacing(policy) {
+                if !entry.paced {
+                    entry.paced = true
+                    paced[key, default: PacedQueue(rate: rate)].todo.push(id)
+                }
+                domains = []
+            }
         }
         for d in domains {
             entry.queued.insert(d)
@@ -235,6 +262,13 @@ public actor QueueManager {
         return keys
     }
 
+    /// The limiter bucket of a send policy's rate, when it has one. An unparsable rate
+    /// paces nothing (the expander validates rates before they reach an envelope).
+    static func pacing(_ policy: SendPolicy) -> (String, Rate)? {
+        guard let key = policy.rateKey, let text = policy.rate, let rate = Rate(text) else { return nil }
+        return ("policy:\(key)", rate)
+    }
+
     private func siteConnectionLimit(for domain: String) -> (String, Int)? {
         guard let site = siteOf[domain] else { return nil }
         for t in config.throttles {
@@ -255,6 +289,7 @@ public actor QueueManager {
         var wakeAt: Date?
         func later(_ d: Date) { wakeAt = min(wakeAt ?? d, d) }
         guard !stopping else { return nil }
+        releasePaced(now, later)
         var idlePasses = 0
         while inFlight < config.maxConcurrentDeliveries && !ring.isEmpty && idlePasses < ring.count {
             if ringIndex >= ring.count { ringIndex = 0 }
@@ -283,6 +318,15 @@ public actor QueueManager {
                 queues[domain] = q
                 continue
             }
+            if let closes = entry.windowClosesAt, closes <= now {
+                // Its send window closed while it was queued: wait for the next opening.
+                _ = q.pop()
+                queues[domain] = q
+                entry.queued.remove(domain)
+                entries[id] = entry
+                schedule(id, now: now)
+                continue
+            }
             let keys = rateKeys(domain: representativeDomain(entry, domain), tenant: entry.envelope.tenant)
             if let retryAt = limiter.reserve(keys, now: now.timeIntervalSince1970) {
                 // Not yet: the message stays at the head of its queue for the next slot.
@@ -303,6 +347,37 @@ public actor QueueManager {
             start(id, domain: domain, envelope: entry.envelope)
         }
         return wakeAt
+    }
+
+    /// Moves paced messages whose rate bucket has a slot now into their destination
+    /// queues, oldest first; a message whose window closed meanwhile waits for the next
+    /// opening without taking a slot.
+    private func releasePaced(_ now: Date, _ later: (Date) -> Void) {
+        for key in Array(paced.keys) {
+            guard var bucket = paced[key] else { continue }
+            while let id = bucket.todo.peek() {
+                guard var entry = entries[id], entry.paced else {
+                    _ = bucket.todo.pop()   // forgotten, or a stale duplicate of a re-scheduled id
+                    continue
+                }
+                if let closes = entry.windowClosesAt, closes <= now {
+                    _ = bucket.todo.pop()
+                    entry.paced = false
+                    entries[id] = entry
+                    schedule(id, now: now)
+                    continue
+                }
+                if let retryAt = limiter.reserve([(key, bucket.rate)], now: now.timeIntervalSince1970) {
+                    later(Date(timeIntervalSince1970: retryAt))
+                    break
+                }
+                _ = bucket.todo.pop()
+                entry.paced = false
+                entries[id] = entry
+                schedule(id, now: now, released: true)
+            }
+            paced[key] = bucket.todo.isEmpty ? nil : bucket
+        }
     }
 
     private func start(_ id: QueueID, domain: String, envelope: Envelope) {
@@ -667,12 +742,18 @@ public actor QueueManager {
         public var messages: Int
         public var inFlight: Int
         public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
+        /// Messages waiting for a slot of their send-policy rate, by bucket key.
+        public var paced: [String: Int]
     }
 
     public func snapshot() -> Snapshot {
         Snapshot(messages: entries.count, inFlight: inFlight,
-                 destinations: queues.mapValues { ($0.count, $0.active, $0.window, $0.pauseReason) })
+                 destinations: queues.mapValues { ($0.count, $0.active, $0.window, $0.pauseReason) },
+                 paced: paced.mapValues { $0.todo.count })
     }
+
+    /// When a message's next attempt is due, if it waits for one (a retry, a send window).
+    public func waitingUntil(_ id: QueueID) -> Date? { waiting[id] }
 }
 
 func seconds(_ t: TimeAmount) -> Double { Double(t.nanoseconds) / 1e9 }

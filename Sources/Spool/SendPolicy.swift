@@ -162,15 +162,19 @@ public struct SendWindow: Codable, Sendable, Equatable {
         return weekdays.contains(calendar.component(.weekday, from: day))
     }
 
-    public func isOpen(at date: Date) -> Bool {
+    public func isOpen(at date: Date) -> Bool { openUntil(at: date) != nil }
+
+    /// When the window open at `date` closes; nil when it is closed at `date`.
+    public func openUntil(at date: Date) -> Date? {
         let calendar = self.calendar
         // A window that contains `date` opened today or (crossing midnight) yesterday.
         for offset in [0, -1] {
             guard let day = calendar.date(byAdding: .day, value: offset, to: date), opensOn(day, calendar) else { continue }
             let open = opening(onDayOf: day, calendar)
-            if open <= date && date < closing(after: open, calendar) { return true }
+            let close = closing(after: open, calendar)
+            if open <= date && date < close { return close }
         }
-        return false
+        return nil
     }
 
     /// The next instant at or after `date` at which the window is open (`date` itself
