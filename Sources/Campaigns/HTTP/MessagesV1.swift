@@ -40,6 +40,11 @@ public struct MessagesV1: Sendable {
         var messages: [Item]
     }
 
+    struct Committed: Sendable {
+        var index: Int
+        var result: Result<Envelope, any Error>
+    }
+
     let writer: SpoolWriter
     let hostname: String
 
@@ -112,33 +117,38 @@ public struct MessagesV1: Sendable {
         // Commit concurrently (bounded), keeping the request's order in the reply.
         var items = [Accepted.Item?](repeating: nil, count: rendered.count)
         var failure: (any Error)?
-        await withTaskGroup(of: (Int, Result<Envelope, any Error>).self) { group in
+        // The child result is a named struct: returning an `(Int, Result<Envelope, any Error>)`
+        // tuple from the child tasks came back with a wrong index in release builds.
+        await withTaskGroup(of: Committed.self) { group in
             var next = 0
-            func submit() {
-                guard next < rendered.count else { return }
-                let i = next
-                next += 1
-                let (email, message) = rendered[i]
-                group.addTask {
+            var running = 0
+            while true {
+                while failure == nil && next < rendered.count && running < 128 {
+                    let i = next
+                    let (email, message) = rendered[i]
+                    next += 1
+                    running += 1
                     let envelope = Envelope(
                         id: QueueID.generate(), arrival: Date(), sender: sender,
                         origin: EnvelopeOrigin(listener: "http", clientAddress: "api", authenticatedUser: tenant,
                                                helo: nil, tls: false),
                         recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME",
                         smtputf8: message.needsSMTPUTF8, tenant: tenant)
-                    do {
-                        return (i, .success(try await writer.commit(message.bytes, envelope)))
-                    } catch {
-                        return (i, .failure(error))
+                    let bytes = message.bytes
+                    group.addTask {
+                        do {
+                            return Committed(index: i, result: .success(try await writer.commit(bytes, envelope)))
+                        } catch {
+                            return Committed(index: i, result: .failure(error))
+                        }
                     }
                 }
-            }
-            for _ in 0..<min(128, rendered.count) { submit() }
-            while let (i, result) = await group.next() {
-                switch result {
+                guard let committed = await group.next() else { break }
+                running -= 1
+                let i = committed.index
+                switch committed.result {
                 case .success(let env):
                     items[i] = .init(email: rendered[i].0, id: env.id.rawValue, message_id: rendered[i].1.messageID)
-                    if failure == nil { submit() }
                 case .failure(let error):
                     failure = failure ?? error
                 }
