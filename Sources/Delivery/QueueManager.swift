@@ -42,6 +42,8 @@ public actor QueueManager {
     private var queues: [String: DestinationQueue] = [:]
     /// Send-policy rate buckets, by limiter key (`policy:<rateKey>`).
     private var paced: [String: PacedQueue] = [:]
+    /// ``windowState(_:_:)``'s answers, valid from `from` (a clock stepped back asks again).
+    private var windowStates: [SendWindow: (open: Bool, from: Date, until: Date)] = [:]
     /// Round-robin order of domains (fairness: each gets one start per pass).
     private var ring: [String] = []
     private var ringIndex = 0
@@ -147,10 +149,10 @@ public actor QueueManager {
         }
         if !domains.isEmpty, let policy = entry.envelope.sendPolicy {
             if let window = policy.window {
-                entry.windowClosesAt = window.openUntil(at: now)
-                if entry.windowClosesAt == nil {
-                    let opens = window.nextOpening(atOrAfter: now)
-                    earliest = min(earliest ?? opens, opens)
+                let state = windowState(window, now)
+                entry.windowClosesAt = state.open ? state.until : nil
+                if !state.open {
+                    earliest = min(earliest ?? state.until, state.until)
                     domains = []
                 }
             }
@@ -260,6 +262,18 @@ public actor QueueManager {
             }
         }
         return keys
+    }
+
+    /// Whether `window` is open at `now`, and until when that answer holds (its closing
+    /// when open, its next opening when closed). Cached per window: a campaign's million
+    /// envelopes share a few windows, and the calendar arithmetic is not free.
+    private func windowState(_ window: SendWindow, _ now: Date) -> (open: Bool, until: Date) {
+        if let s = windowStates[window], now < s.until, now >= s.from { return (s.open, s.until) }
+        let closes = window.openUntil(at: now)
+        let s = (open: closes != nil, from: now, until: closes ?? window.nextOpening(atOrAfter: now))
+        if windowStates.count >= 10_000 { windowStates.removeAll() }
+        windowStates[window] = s
+        return (s.open, s.until)
     }
 
     /// The limiter bucket of a send policy's rate, when it has one. An unparsable rate

@@ -33,7 +33,7 @@ public struct SendWindowError: Error, Sendable, Equatable, CustomStringConvertib
 /// Decoding validates like the initializer: an envelope with an invalid window does not
 /// decode, and the spool treats it like any unreadable envelope (moved to `corrupt/`,
 /// never delivered blindly).
-public struct SendWindow: Codable, Sendable, Equatable {
+public struct SendWindow: Codable, Sendable, Hashable {
     /// `"HH:MM"`, 24-hour.
     public var start: String
     public var end: String
@@ -105,6 +105,13 @@ public struct SendWindow: Codable, Sendable, Equatable {
 
     public static func == (a: SendWindow, b: SendWindow) -> Bool {
         a.start == b.start && a.end == b.end && a.timeZone == b.timeZone && a.days == b.days
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(start)
+        hasher.combine(end)
+        hasher.combine(timeZone)
+        hasher.combine(days)
     }
 
     /// Minutes after midnight of `"HH:MM"`, or nil.
