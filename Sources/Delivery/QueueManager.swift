@@ -374,21 +374,16 @@ public actor QueueManager {
                     _ = bucket.todo.pop()   // forgotten, or a stale duplicate of a re-scheduled id
                     continue
                 }
-                if let closes = entry.windowClosesAt, closes <= now {
-                    _ = bucket.todo.pop()
-                    entry.paced = false
-                    entries[id] = entry
-                    schedule(id, now: now)
-                    continue
-                }
-                if let retryAt = limiter.reserve([(key, bucket.rate)], now: now.timeIntervalSince1970) {
+                // A closed window sends it back to waiting (schedule sees the window) without a slot.
+                let windowClosed = entry.windowClosesAt.map { $0 <= now } ?? false
+                if !windowClosed, let retryAt = limiter.reserve([(key, bucket.rate)], now: now.timeIntervalSince1970) {
                     later(Date(timeIntervalSince1970: retryAt))
                     break
                 }
                 _ = bucket.todo.pop()
                 entry.paced = false
                 entries[id] = entry
-                schedule(id, now: now, released: true)
+                schedule(id, now: now, released: !windowClosed)
             }
             paced[key] = bucket.todo.isEmpty ? nil : bucket
         }
