@@ -22,6 +22,34 @@ enum CampaignIT {
         return o
     }
 
+    /// What ``withDeliveringHerald(database:domain:_:)`` hands its body.
+    struct Delivering {
+        var herald: HeraldProcess
+        var api: API
+        var sink: SinkProcess
+        var database: String
+    }
+
+    /// A delivering Herald on a fresh database named after `prefix`, with every
+    /// subdomain of `domain` and the campaigns' sender domain `campaign.test` (where
+    /// DSNs to the per-recipient senders go) routed to a new sink, and tenant "acme"'s API.
+    static func withDeliveringHerald(database prefix: String, domain: String,
+                                     _ body: (Delivering) async throws -> Void) async throws {
+        let pg = try await PostgresServer.shared()
+        let database = try await pg.createDatabase(prefix: prefix)
+        let sink = try await SinkProcess()
+        defer { Task { await sink.stop() } }
+        let httpPort = try HeraldProcess.freeLoopbackPort()
+        let options = options(database: database, httpPort: httpPort, delivery: true, toml: [
+            DeliveryIT.route("*.\(domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
+        ])
+        try await HeraldProcess.with(options) { herald in
+            _ = try await herald.httpPort()
+            let api = API(port: httpPort, key: try await createTenant(herald, "acme"))
+            try await body(Delivering(herald: herald, api: api, sink: sink, database: database))
+        }
+    }
+
     /// `herald tenant create NAME`; returns the API key it prints.
     static func createTenant(_ herald: HeraldProcess, _ name: String) async throws -> String {
         let r = try await herald.cli(["tenant", "create", name])

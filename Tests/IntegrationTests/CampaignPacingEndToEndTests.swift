@@ -3,7 +3,7 @@ import HeraldTestSupport
 import Testing
 
 /// A campaign's `send_rate` through `herald serve`, across a SIGKILL: 20 subscribers at
-/// 4/s over three domains. Arrivals are spread at the campaign's rate (not at the sink's
+/// 4/s over ten domains. Arrivals are spread at the campaign's rate (not at the sink's
 /// speed); Herald is killed part-way, and after the restart the rest still goes at the
 /// campaign's rate (the pacing lives in the envelopes, not in memory), none is lost,
 /// and at most the one transaction in flight at the kill arrives twice.
@@ -15,23 +15,12 @@ extension Integration {
 
         @Test("send_rate paces delivery over all domains, and still does after a SIGKILL and restart")
         func pacedAcrossACrash() async throws {
-            let pg = try await PostgresServer.shared()
-            let database = try await pg.createDatabase(prefix: "campaign_pacing_e2e")
-            let sink = try await SinkProcess()
-            defer { Task { await sink.stop() } }
-            let httpPort = try HeraldProcess.freeLoopbackPort()
-            let options = CampaignIT.options(database: database, httpPort: httpPort, delivery: true, toml: [
-                DeliveryIT.route("*.\(Self.domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
-            ])
-            try await HeraldProcess.with(options) { herald in
-                _ = try await herald.httpPort()
-                let api = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "acme"))
+            try await CampaignIT.withDeliveringHerald(database: "campaign_pacing_e2e", domain: Self.domain) { h in
+                let herald = h.herald, api = h.api, sink = h.sink
                 let list = try await api.createList("paced")
                 let csv = herald.directory + "/subscribers.csv"
-                var text = "email,first_name\n"
-                let addresses = (0..<Self.count).map { "u\($0)@s\($0 % 3).\(Self.domain)" }
-                for a in addresses { text += "\(a),F\n" }
-                try text.write(toFile: csv, atomically: true, encoding: .utf8)
+                try CampaignIT.writeCSV(count: Self.count, domain: Self.domain, to: csv)
+                let addresses = (0..<Self.count).map { CampaignIT.address($0, domain: Self.domain) }
                 _ = try await api.importCSV(list: list, path: csv)
                 let created = try await api.expect(201, "POST", "/v1/campaigns", [
                     "name": "paced", "from": "News <news@campaign.test>", "subject": "Hi",

@@ -17,17 +17,8 @@ extension Integration {
 
         @Test("failures name the reply; retry-failed re-sends the policy refusals, not the hard bounce; segments")
         func retryFailed() async throws {
-            let pg = try await PostgresServer.shared()
-            let database = try await pg.createDatabase(prefix: "campaign_retry_e2e")
-            let sink = try await SinkProcess()
-            defer { Task { await sink.stop() } }
-            let httpPort = try HeraldProcess.freeLoopbackPort()
-            let options = CampaignIT.options(database: database, httpPort: httpPort, delivery: true, toml: [
-                DeliveryIT.route("*.\(Self.domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
-            ])
-            try await HeraldProcess.with(options) { herald in
-                _ = try await herald.httpPort()
-                let api = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "acme"))
+            try await CampaignIT.withDeliveringHerald(database: "campaign_retry_e2e", domain: Self.domain) { h in
+                let herald = h.herald, api = h.api, sink = h.sink
                 let list = try await api.createList("newsletter")
                 let csv = herald.directory + "/subscribers.csv"
                 // plan p0/p1/p2 for u<i>; the segment takes p0 and p1 only.

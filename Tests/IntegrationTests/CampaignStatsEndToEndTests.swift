@@ -17,17 +17,8 @@ extension Integration {
 
         @Test("delivery outcomes update sent/bounced/deferred; a hard bounce is suppressed; VERP senders")
         func outcomesReachStats() async throws {
-            let pg = try await PostgresServer.shared()
-            let database = try await pg.createDatabase(prefix: "campaign_stats_e2e")
-            let sink = try await SinkProcess()
-            defer { Task { await sink.stop() } }
-            let httpPort = try HeraldProcess.freeLoopbackPort()
-            let options = CampaignIT.options(database: database, httpPort: httpPort, delivery: true, toml: [
-                DeliveryIT.route("*.\(Self.domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
-            ])
-            try await HeraldProcess.with(options) { herald in
-                _ = try await herald.httpPort()
-                let api = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "acme"))
+            try await CampaignIT.withDeliveringHerald(database: "campaign_stats_e2e", domain: Self.domain) { h in
+                let herald = h.herald, api = h.api, sink = h.sink, database = h.database
                 let list = try await api.createList("newsletter")
                 let csv = herald.directory + "/subscribers.csv"
                 try CampaignIT.writeCSV(count: Self.count, domain: Self.domain, to: csv)
