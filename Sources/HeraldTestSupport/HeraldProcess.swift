@@ -76,6 +76,11 @@ public final class HeraldProcess: @unchecked Sendable {
         public var authFailureDelay: String? = "100ms"
         public var shutdownGrace: String? = "10s"
         public var logLevel = "info"
+        /// How long `start`/`restart` wait for the listeners (recovery of a large spool
+        /// runs before them).
+        public var startTimeout: Double = 30
+        /// Where the process's directory is made; nil = `$TMPDIR` or /tmp.
+        public var directoryBase: String?
         public var committers: Int?
         /// Start the HTTP API on an ephemeral port (off by default: `[http] address = ""`).
         public var http = false
@@ -165,7 +170,7 @@ public final class HeraldProcess: @unchecked Sendable {
 
     /// Starts Herald with a generated config; returns once every listener is bound.
     public static func start(_ options: Options = Options()) async throws -> HeraldProcess {
-        let directory = try TemporaryDirectory.make(prefix: "herald-it")
+        let directory = try TemporaryDirectory.make(prefix: "herald-it", base: options.directoryBase)
         let herald = HeraldProcess(options: options, directory: directory)
         do {
             try await herald.prepare()
@@ -341,7 +346,8 @@ public final class HeraldProcess: @unchecked Sendable {
                                  stdoutPath: stdoutPath, stderrPath: stderrPath, currentDirectory: directory)
         lock.withLock { child = c }
         let want = options.listeners.count
-        let deadline = Date().addingTimeInterval(30)
+        let timeout = options.startTimeout
+        let deadline = Date().addingTimeInterval(timeout)
         while true {
             let found = listeningPorts(after: logOffset)
             if found.count >= want {
@@ -353,7 +359,7 @@ public final class HeraldProcess: @unchecked Sendable {
             }
             if Date() >= deadline {
                 await c.killAndWait()
-                throw SubprocessError("herald serve did not listen within 30 s\n\(diagnostics())")
+                throw SubprocessError("herald serve did not listen within \(timeout) s\n\(diagnostics())")
             }
             try await Task.sleep(for: .milliseconds(20))
         }

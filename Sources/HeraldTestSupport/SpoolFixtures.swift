@@ -49,3 +49,69 @@ public enum SpoolFixtures {
         return Array(text.utf8)
     }
 }
+
+extension SpoolFixtures {
+    /// Fills `spool`'s queue/ with `count` committed messages of `size` octets, each to
+    /// `recipients`, in the spool's own file format but without fsyncs: a large backlog in
+    /// seconds, for tests of what Herald does with one (recovery, the CLI, restart).
+    /// The envelope is encoded once and only its id is substituted, so every file is
+    /// exactly what `store` would have written for that id. Returns the ids, sorted.
+    @discardableResult
+    public static func fillQueue(
+        _ spool: Spool, count: Int, size: Int = 200, sender: String = "s@b.local",
+        recipients: [String] = ["r@example.com"]
+    ) throws -> [QueueID] {
+        let message = self.message(tag: "backlog", size: size)
+        var template = envelope(sender: sender, recipients: recipients)
+        template.size = message.count
+        template.messageFile = MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message))
+        let templateBytes = try EnvelopeCoding.encode(template)
+        let templateID = Array(template.id.rawValue.utf8)
+        let idOffsets = offsets(of: templateID, in: templateBytes)
+        precondition(!idOffsets.isEmpty, "the encoded envelope does not contain its id")
+
+        let ids = (0..<count).map { _ in QueueID.generate() }
+        // Shard directories first, then the files from a few threads at once (file
+        // creation is most of the time, and each shard has its own directory lock).
+        for directory in Set(ids.map { spool.directory(of: $0, in: .queue) }) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let workers = 4
+        let failures = NSLock()
+        nonisolated(unsafe) var failure: (any Error)?
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var envelopeBytes = templateBytes
+            for index in stride(from: worker, to: ids.count, by: workers) {
+                let id = ids[index]
+                let idBytes = Array(id.rawValue.utf8)
+                for offset in idOffsets {
+                    envelopeBytes.replaceSubrange(offset..<(offset + idBytes.count), with: idBytes)
+                }
+                do {
+                    try writeFile(spool.messagePath(id, in: .queue), message)
+                    try writeFile(spool.envelopePath(id, in: .queue), envelopeBytes)
+                } catch {
+                    failures.withLock { failure = failure ?? error }
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+        return ids
+    }
+
+    private static func offsets(of needle: [UInt8], in haystack: [UInt8]) -> [Int] {
+        guard needle.count <= haystack.count else { return [] }
+        return (0...(haystack.count - needle.count)).filter { start in
+            haystack[start..<(start + needle.count)].elementsEqual(needle)
+        }
+    }
+
+    private static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw SubprocessError("cannot create \(path): errno \(errno)") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw SubprocessError("short write to \(path)") }
+    }
+}

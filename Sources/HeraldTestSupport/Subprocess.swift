@@ -245,8 +245,9 @@ public enum Executables {
 
 public enum TemporaryDirectory {
     /// A new, empty directory under the system temporary directory.
-    public static func make(prefix: String) throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    /// `base` overrides `$TMPDIR` (e.g. a tmpfs for a test that writes many files).
+    public static func make(prefix: String, base: String? = nil) throws -> String {
+        let base = base ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let path = "\(base)/\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path

@@ -169,14 +169,28 @@ enum FileIO {
                 if code != 0 { throw SpoolError.system("readdir", path, code) }
                 break
             }
-            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-                pointer.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-            }
+            let name = entryName(entry)
             if name != "." && name != ".." {
                 names.append(name)
             }
         }
         return names
+    }
+
+    private static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+    private static let recordLengthOffset = MemoryLayout<dirent>.offset(of: \dirent.d_reclen)!
+
+    /// The name in a `dirent` that `readdir` returned, read in place. `readdir` only
+    /// promises `d_reclen` octets of the record (the name is as long as it needs to be,
+    /// not 256 octets), so neither the struct nor its `d_name` array may be copied: for
+    /// the last entry of a buffer that copy reads past its end (a crash once the buffer
+    /// ends at an unmapped page, which large spool directories make likely).
+    static func entryName(_ entry: UnsafePointer<dirent>) -> String {
+        let record = UnsafeRawPointer(entry)
+        let recordLength = Int(record.loadUnaligned(fromByteOffset: recordLengthOffset, as: UInt16.self))
+        let name = (record + nameOffset).assumingMemoryBound(to: CChar.self)
+        let length = strnlen(name, max(0, recordLength - nameOffset))
+        return String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
     }
 
     /// Removes a file, or a directory tree (used only for garbage in `tmp/`).
