@@ -40,6 +40,17 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
         if context.channel.isActive { start(context) }
     }
 
+    /// Drops the context: the context holds this handler, so keeping it past removal is a
+    /// reference cycle that kept every finished session (handler, session, context and
+    /// pipeline, about 2 KB) alive for the life of the process.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closed = true
+        timeout?.cancel()
+        timeout = nil
+        outbound = nil
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         start(context)
         context.fireChannelActive()
