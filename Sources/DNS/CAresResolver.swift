@@ -279,6 +279,14 @@ final class CAresEngine: RecordSource, @unchecked Sendable {
 
     private func run() {
         self.shared.withLockedValue { $0.thread = pthread_self() }
+        // Foundation does not pass `Thread.name` to the kernel on Linux (and Swift cannot
+        // see pthread_setname_np): name the thread for `top -H`, `ps -L` and
+        // /proc/<pid>/task/*/comm by writing its comm file.
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            _ = write(comm, "herald-dns", 10)
+            close(comm)
+        }
         let channel = self.channel!
         let socketLimit = Int(ARES_GETSOCK_MAXNUM)
         var sockets = [ares_socket_t](repeating: ARES_SOCKET_BAD, count: socketLimit)
@@ -550,7 +558,7 @@ final class CAresEngine: RecordSource, @unchecked Sendable {
     }
 
     /// How many servers c-ares finds in the system configuration (at least 1).
-    private static func systemServerCount() -> Int {
+    static func systemServerCount() -> Int {
         var probe: ares_channel?
         guard ares_init(&probe) == ARES_SUCCESS, let probe else { return 1 }
         defer { ares_destroy(probe) }

@@ -293,14 +293,32 @@ struct CAresResolverFailureTests {
     @Test func deinitStopsTheThread() async throws {
         let server = try StubDNSServer(.refused)
         defer { server.stop() }
+        let before = resolverThreads()
+        do {
+            // The count sees a live resolver's thread.
+            let resolver = try CAresResolver(servers: [server.server], logger: quietLogger)
+            _ = try? await resolver.addresses(for: "x.example")
+            #expect(resolverThreads() >= 1)
+        }
         for _ in 0..<20 {
             let resolver = try CAresResolver(servers: [server.server], logger: quietLogger)
             _ = try? await resolver.addresses(for: "x.example")
         }
+        // Twenty resolvers came and went; their threads end with them (other tests
+        // running at the same time may hold a few of their own).
+        let deadline = ContinuousClock.now + .seconds(10)
+        while resolverThreads() > before + 3 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(resolverThreads() <= before + 3, "\(resolverThreads()) herald-dns threads, \(before) before")
     }
 
-    @Test func usesResolvConfWhenNoServersAreGiven() throws {
-        let resolver = try CAresResolver(logger: quietLogger)
-        resolver.shutdown()
+    /// Threads of this process named "herald-dns" (the resolver thread's name).
+    private func resolverThreads() -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            let name = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)
+            return name?.trimmingCharacters(in: .whitespacesAndNewlines) == "herald-dns"
+        }.count
     }
 }

@@ -155,16 +155,27 @@ import Testing
         }
         // The newest lines survive, in order, without gaps.
         #expect(seen == Array((400 - seen.count)..<400))
-        // A reopened log appends rather than truncating.
+        // A reopened log appends rather than truncating: the lines already there stay,
+        // followed by the new one (in the current file, or in a fresh one after rotation).
         let again = DeliveryLog(path: path, maxBytes: 2000)
-        let before = FileManager.default.contents(atPath: path)?.count ?? 0
+        let before = FileManager.default.contents(atPath: path) ?? Data()
         again.write(Self.entry(400))
-        let after = FileManager.default.contents(atPath: path)?.count ?? 0
-        #expect(after > before || after < before && FileManager.default.fileExists(atPath: path + ".1"))
+        let after = FileManager.default.contents(atPath: path) ?? Data()
+        let lastLine = try #require(String(decoding: after, as: UTF8.self).split(separator: "\n").last)
+        #expect(lastLine.contains("\"Q400\""), "\(lastLine)")
+        if after.count > before.count {
+            #expect(after.prefix(before.count) == before, "the earlier lines are kept as they were")
+        } else {
+            let rotated = FileManager.default.contents(atPath: path + ".1") ?? Data()
+            #expect(rotated == before, "the full file moved to .1 unchanged")
+        }
     }
 
-    @Test func noPathMeansNoLog() {
+    @Test func noPathMeansNoLog() throws {
         let log = DeliveryLog(path: nil, maxBytes: 100)
-        log.write(Self.entry(1))  // must not crash or create anything
+        let cwd = FileManager.default.currentDirectoryPath
+        let before = try FileManager.default.contentsOfDirectory(atPath: cwd).filter { $0.hasPrefix("delivery") }
+        log.write(Self.entry(1))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cwd).filter { $0.hasPrefix("delivery") } == before)
     }
 }
