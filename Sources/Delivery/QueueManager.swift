@@ -675,7 +675,7 @@ public actor QueueManager {
             wake = c
             sleeper = Task {
                 try? await Task.sleep(for: .milliseconds(max(1, Int(seconds * 1000))))
-                if !Task.isCancelled { await self.wakeUp() }
+                if !Task.isCancelled { self.wakeUp() }
             }
         }
     }

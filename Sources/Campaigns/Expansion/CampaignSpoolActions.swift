@@ -81,7 +81,7 @@ public struct CampaignSpoolActions: Sendable {
         let spool = self.spool
         let concurrency = self.concurrency
         var failure: (any Error)?
-        try await withThrowingTaskGroup(of: Bool.self) { group in
+        await withThrowingTaskGroup(of: Bool.self) { group in
             var next = 0
             func submit() {
                 guard next < ids.count else { return }

@@ -268,8 +268,8 @@ public struct CampaignsActionsV1: Sendable {
                             RecipientVariables(email: email, firstName: row[3], lastName: row[4], name: row[2],
                                                attributes: attributes ?? [:]))
         }
-        let publicURL = await expander?.publicURL
-        let secret = await expander?.secret
+        let publicURL = expander?.publicURL
+        let secret = expander?.secret
         let tenantText = campaign.tenant.description
         let campaignText = String(campaign.id)
         let now = Date()
