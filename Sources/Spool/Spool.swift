@@ -8,7 +8,7 @@
    mail: every other component's view is a cache rebuilt by `enumerate`/`recover`.
 
  DESCRIPTION
-   Layout under `path` (DESIGN.md "Spool contract"):
+   Layout under `path` (docs/architecture.md "Spool format"):
 
      tmp/<xx>/               files being written: <id>.<pid>-<random>.msg|.env
      queue/<xx>/<id>.msg     <xx> = QueueID.shard, 2 lowercase hex digits (256 dirs)

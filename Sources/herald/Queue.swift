@@ -5,7 +5,7 @@ import Spool
 
 /// `herald queue …`: the postmaster's view of the spool. These commands work on a live
 /// spool while `herald serve` runs: they only read files, or act through the spool's
-/// atomic renames and envelope replacements (DESIGN.md "Spool contract"), never by
+/// atomic renames and envelope replacements (docs/architecture.md "Spool format"), never by
 /// editing a file in place.
 struct Queue: ParsableCommand {
     static let configuration = CommandConfiguration(
