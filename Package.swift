@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "SMTPClient",
             dependencies: [
-                "SMTPCore",
+                "SMTPCore", "DNS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,268 +2,39 @@ import DNS
 import Foundation
 import Logging
 import NIOCore
-import NIOSSL
 import SMTPClient
-import SMTPCore
 
-/// Keeps idle outbound connections for reuse, keyed by everything that makes two
-/// connections interchangeable: address, port, TLS policy, credentials.
-actor ConnectionPool {
-    struct Key: Hashable, Sendable {
-        var address: String
-        var port: Int
-        var tls: OutboundTLSPolicy
-        var user: String?
-    }
-
-    private var idle: [Key: [SMTPClientConnection]] = [:]
-    let maxMessages: Int
-    let idleTimeout: TimeAmount
-
-    init(maxMessages: Int, idleTimeout: TimeAmount) {
-        self.maxMessages = maxMessages
-        self.idleTimeout = idleTimeout
-    }
-
-    func take(_ key: Key) -> SMTPClientConnection? {
-        while var list = idle[key], let conn = list.popLast() {
-            idle[key] = list.isEmpty ? nil : list
-            if conn.isActive && conn.messagesSent < maxMessages && NIODeadline.now() - conn.lastUsed < idleTimeout {
-                return conn
-            }
-            conn.close()
-        }
-        return nil
-    }
-
-    func put(_ conn: SMTPClientConnection, _ key: Key) async {
-        guard conn.isActive, conn.messagesSent < maxMessages else {
-            await conn.quit()
-            return
-        }
-        idle[key, default: []].append(conn)
-    }
-
-    /// Closes (with QUIT) what has been idle too long.
-    func sweep() async {
-        let now = NIODeadline.now()
-        var expired: [SMTPClientConnection] = []
-        for (key, list) in idle {
-            let keep = list.filter { $0.isActive && now - $0.lastUsed < idleTimeout }
-            expired += list.filter { !($0.isActive && now - $0.lastUsed < idleTimeout) }
-            idle[key] = keep.isEmpty ? nil : keep
-        }
-        for c in expired { await c.quit() }
-    }
-
-    func closeAll() async {
-        let all = idle.values.flatMap { $0 }
-        idle = [:]
-        for c in all { await c.quit() }
-    }
-
-    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
-}
-
-/// The result of one delivery attempt of one message to one destination domain.
-struct AttemptResult: Sendable {
-    var outcomes: [RecipientOutcome]
-    var mxHost: String?
-    var ip: String?
-    var tls: Bool
-    /// The session broke after the final dot was sent: the message may have been
-    /// delivered and will be sent again.
-    var mayBeDuplicate = false
-    /// The destination answered with a throttling reply.
-    var throttled = false
-    /// The MX host names, for the MX-site throttle key.
-    var mxSite: String?
-}
-
-/// Runs one attempt: route or MX lookup, address lookup, a pooled or new connection,
-/// STARTTLS per policy, AUTH for smart hosts, the transaction. Tries the next address
-/// or MX host when one refuses or times out before the message was sent.
+/// Delivery's side of an attempt: which destination a recipient domain goes to (its
+/// `[[route]]`, else its MX hosts), handed to SMTPClient's ``OutboundDeliverer``, which
+/// owns the connection pool and the MX/address walk.
 final class Deliverer: Sendable {
     let config: DeliveryConfiguration
-    let resolver: any MXResolver
-    let group: any EventLoopGroup
-    let pool: ConnectionPool
-    let tlsContext: NIOSSLContext?
-    let logger: Logger
-    /// At most this many addresses are tried per attempt (Postfix smtp_mx_address_limit).
-    let addressLimit = 5
+    let outbound: OutboundDeliverer
+
+    var pool: SMTPConnectionPool { outbound.pool }
 
     init(config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup, logger: Logger) {
         self.config = config
-        self.resolver = resolver
-        self.group = group
-        self.logger = logger
-        self.pool = ConnectionPool(maxMessages: config.messagesPerConnection, idleTimeout: config.connectionIdleTimeout)
-        var tls = TLSConfiguration.makeClientConfiguration()
-        // Opportunistic and "required" TLS encrypt without authenticating the MX host,
-        // like Postfix's "may" and "encrypt" levels: MX names cannot be verified without
-        // DANE or MTA-STS.
-        tls.certificateVerification = .none
-        tls.minimumTLSVersion = .tlsv12
-        self.tlsContext = try? NIOSSLContext(configuration: tls)
-    }
-
-    static func isThrottleReply(_ reply: SMTPReply) -> Bool {
-        if reply.code == 421 { return true }
-        if reply.code == 451 || reply.code == 450 || reply.code == 452, reply.enhanced?.subject == 7 { return true }
-        let text = reply.lines.joined(separator: " ").lowercased()
-        return reply.code / 100 == 4 && ["rate limit", "too many connections", "too many messages", "throttl",
-                                         "try again later", "slow down"].contains { text.contains($0) }
+        let pool = SMTPConnectionPool(maxMessages: config.messagesPerConnection,
+                                      idleTimeout: config.connectionIdleTimeout)
+        self.outbound = OutboundDeliverer(
+            settings: OutboundSettings(heloName: config.heloName, mxPort: config.mxPort, timeouts: config.timeouts,
+                                       sourceAddress: config.sourceAddress),
+            resolver: resolver, group: group, pool: pool, logger: logger)
     }
 
     func attempt(domain: String, tx: OutboundTransaction) async -> AttemptResult {
-        let route = config.route(for: domain)
-        let policy = route?.tls ?? .opportunistic
-        var targets: [(name: String, port: Int)] = []
-        var site: String?
-        if let host = route?.host {
-            targets = [(host, route!.port)]
-        } else {
-            do {
-                let hosts = try await resolver.mx(for: domain)
-                targets = hosts.map { ($0.name, config.mxPort) }
-                site = hosts.map { $0.name.lowercased() }.sorted().joined(separator: ",")
-            } catch let error as DNSError {
-                let reply = error.isPermanent
-                    ? SMTPReply(550, EnhancedStatusCode(parsing: error.enhancedStatus), "\(domain): \(error)")
-                    : SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(domain): DNS lookup failed: \(error)")
-                return AttemptResult(outcomes: all(tx, reply), tls: false)
-            } catch {
-                return AttemptResult(outcomes: all(tx, SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(domain): \(error)")), tls: false)
-            }
-        }
-        var lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "\(domain): no reachable mail exchanger")
-        var tried = 0
-        var throttled = false
-        for target in targets {
-            let addresses: [String]
-            if IPNetworkLiteral.isIP(target.name) {
-                addresses = [target.name]
-            } else {
-                do {
-                    addresses = try await resolver.addresses(for: target.name)
-                } catch {
-                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(target.name): \(error)")
-                    continue
-                }
-            }
-            for address in addresses {
-                guard tried < addressLimit else { break }
-                tried += 1
-                let key = ConnectionPool.Key(address: address, port: target.port, tls: policy, user: route?.username)
-                var reused = false
-                do {
-                    let conn: SMTPClientConnection
-                    if let pooled = await pool.take(key) {
-                        conn = pooled
-                        reused = true
-                    } else {
-                        conn = try await open(name: target.name, address: address, port: target.port,
-                                              policy: policy, route: route)
-                    }
-                    var result: [RecipientOutcome]
-                    do {
-                        result = try await conn.send(tx)
-                    } catch let e as SMTPClientError where reused && e.phase < .dot {
-                        // A stale pooled connection: try once more on a fresh one.
-                        conn.close()
-                        let fresh = try await open(name: target.name, address: address, port: target.port,
-                                                   policy: policy, route: route)
-                        result = try await fresh.send(tx)
-                        await pool.put(fresh, key)
-                        return finish(result, target.name, address, fresh.isTLS, site)
-                    }
-                    await pool.put(conn, key)
-                    return finish(result, target.name, address, conn.isTLS, site)
-                } catch let e as SMTPClientError {
-                    if e.phase >= .dot {
-                        let reply = SMTPReply(451, EnhancedStatusCode(4, 4, 2), e.description)
-                        var r = AttemptResult(outcomes: all(tx, reply), mxHost: target.name, ip: address, tls: false)
-                        r.mayBeDuplicate = true
-                        r.mxSite = site
-                        return r
-                    }
-                    if let reply = e.reply {
-                        lastReply = reply
-                        if Self.isThrottleReply(reply) { throttled = true }
-                        // A 5xx at the greeting or EHLO concerns this host only: try the next.
-                    } else {
-                        let enhanced = e.kind == .tlsUnavailable ? EnhancedStatusCode(4, 7, 4) : EnhancedStatusCode(4, 4, 1)
-                        lastReply = SMTPReply(451, enhanced, e.description)
-                    }
-                    logger.debug("attempt failed", metadata: ["host": "\(target.name)", "ip": "\(address)", "error": "\(e)"])
-                } catch {
-                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "\(target.name)[\(address)]: \(error)")
-                }
-            }
-        }
-        // No host took the transaction: a 5xx session-level reply still only defers,
-        // because another MX (or a later try) may accept.
-        let deferReply = lastReply.code / 100 == 4 ? lastReply
-            : SMTPReply(451, EnhancedStatusCode(4, 4, 1), "all mail exchangers refused: \(lastReply)")
-        var r = AttemptResult(outcomes: all(tx, deferReply), tls: false)
-        r.throttled = throttled
-        r.mxSite = site
-        return r
-    }
-
-    private func finish(_ outcomes: [RecipientOutcome], _ host: String, _ ip: String, _ tls: Bool, _ site: String?) -> AttemptResult {
-        var r = AttemptResult(outcomes: outcomes, mxHost: host, ip: ip, tls: tls)
-        r.throttled = outcomes.contains { if case .deferred(let reply) = $0 { return Self.isThrottleReply(reply) } else { return false } }
-        r.mxSite = site
-        return r
-    }
-
-    private func all(_ tx: OutboundTransaction, _ reply: SMTPReply) -> [RecipientOutcome] {
-        let o: RecipientOutcome = reply.code / 100 == 5 ? .failed(reply) : .deferred(reply)
-        return Array(repeating: o, count: tx.recipients.count)
-    }
-
-    /// A new connection with EHLO, STARTTLS per policy and AUTH when the route has credentials.
-    func open(name: String, address: String, port: Int, policy: OutboundTLSPolicy, route: Route?,
-              skipTLS: Bool = false) async throws -> SMTPClientConnection {
-        let conn = try await SMTPClientConnection.connect(host: name, address: address, port: port, group: group,
-                                                          timeouts: config.timeouts, sourceAddress: config.sourceAddress)
-        do {
-            try await conn.hello(config.heloName)
-            let offered = conn.extensions["STARTTLS"] != nil
-            if policy == .required && !offered {
-                throw SMTPClientError(.tlsUnavailable, phase: .starttls, host: conn.peer)
-            }
-            if policy != .off && offered && !skipTLS, let tlsContext {
-                do {
-                    try await conn.startTLS(context: tlsContext, serverName: name)
-                    try await conn.hello(config.heloName)
-                } catch let e as SMTPClientError where policy == .opportunistic && e.reply == nil {
-                    // Handshake failed: once more in plain text, as Postfix does at "may".
-                    conn.close()
-                    logger.info("TLS handshake failed; retrying without TLS", metadata: ["host": "\(conn.peer)", "error": "\(e)"])
-                    return try await open(name: name, address: address, port: port, policy: policy, route: route, skipTLS: true)
-                }
-            }
-            if let route, let user = route.username {
-                guard conn.isTLS || route.authWithoutTLS else {
-                    throw SMTPClientError(.tlsUnavailable, phase: .auth, host: conn.peer)
-                }
-                try await conn.authenticate(user: user, password: route.password ?? "")
-            }
-            return conn
-        } catch {
-            conn.close()
-            throw error
-        }
+        await outbound.attempt(tx, to: config.destination(for: domain))
     }
 }
 
-enum IPNetworkLiteral {
-    static func isIP(_ s: String) -> Bool {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+extension DeliveryConfiguration {
+    /// Where mail for `domain` goes: its route's smart host, or its MX hosts with the
+    /// route's (or the default, opportunistic) TLS policy.
+    public func destination(for domain: String) -> OutboundDestination {
+        let route = route(for: domain)
+        return OutboundDestination(
+            domain: domain, host: route?.host, port: route?.port ?? mxPort, tls: route?.tls ?? .opportunistic,
+            username: route?.username, password: route?.password, authWithoutTLS: route?.authWithoutTLS ?? false)
     }
 }

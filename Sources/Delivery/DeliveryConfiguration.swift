@@ -27,16 +27,6 @@ import Foundation
 import NIOCore
 import SMTPClient
 
-/// How outbound TLS is used for a destination.
-public enum OutboundTLSPolicy: String, Sendable, Codable, Hashable {
-    /// Use STARTTLS when offered; after a failed handshake retry once in plain text.
-    case opportunistic
-    /// Defer rather than send in clear.
-    case required
-    /// Never.
-    case off
-}
-
 /// A `[[route]]`: a domain pattern sent to a fixed smart host instead of its MX.
 public struct Route: Sendable {
     public var pattern: DomainPattern

@@ -20,7 +20,7 @@ import Testing
         "452 4.5.3 Too many messages, slow down",
     ])
     func throttle(_ line: String) {
-        #expect(Deliverer.isThrottleReply(Self.reply(line)), "\(line)")
+        #expect(OutboundDeliverer.isThrottleReply(Self.reply(line)), "\(line)")
     }
 
     @Test("not throttling replies", arguments: [
@@ -34,7 +34,7 @@ import Testing
         "451 4.4.1 connection refused",
     ])
     func notThrottle(_ line: String) {
-        #expect(!Deliverer.isThrottleReply(Self.reply(line)), "\(line)")
+        #expect(!OutboundDeliverer.isThrottleReply(Self.reply(line)), "\(line)")
     }
 
     static func reply(_ line: String) -> SMTPReply {

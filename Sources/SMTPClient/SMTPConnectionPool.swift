@@ -1,0 +1,73 @@
+import NIOCore
+
+/// How outbound TLS is used for a destination.
+public enum OutboundTLSPolicy: String, Sendable, Codable, Hashable {
+    /// Use STARTTLS when offered; after a failed handshake retry once in plain text.
+    case opportunistic
+    /// Defer rather than send in clear.
+    case required
+    /// Never.
+    case off
+}
+
+/// Keeps idle outbound connections for reuse, keyed by everything that makes two
+/// connections interchangeable: address, port, TLS policy, credentials.
+public actor SMTPConnectionPool {
+    struct Key: Hashable, Sendable {
+        var address: String
+        var port: Int
+        var tls: OutboundTLSPolicy
+        var user: String?
+    }
+
+    private var idle: [Key: [SMTPClientConnection]] = [:]
+    let maxMessages: Int
+    let idleTimeout: TimeAmount
+
+    /// - Parameters:
+    ///   - maxMessages: transactions per connection before it is closed (QUIT).
+    ///   - idleTimeout: how long an unused connection is kept.
+    public init(maxMessages: Int, idleTimeout: TimeAmount) {
+        self.maxMessages = maxMessages
+        self.idleTimeout = idleTimeout
+    }
+
+    func take(_ key: Key) -> SMTPClientConnection? {
+        while var list = idle[key], let conn = list.popLast() {
+            idle[key] = list.isEmpty ? nil : list
+            if conn.isActive && conn.messagesSent < maxMessages && NIODeadline.now() - conn.lastUsed < idleTimeout {
+                return conn
+            }
+            conn.close()
+        }
+        return nil
+    }
+
+    func put(_ conn: SMTPClientConnection, _ key: Key) async {
+        guard conn.isActive, conn.messagesSent < maxMessages else {
+            await conn.quit()
+            return
+        }
+        idle[key, default: []].append(conn)
+    }
+
+    /// Closes (with QUIT) what has been idle too long.
+    public func sweep() async {
+        let now = NIODeadline.now()
+        var expired: [SMTPClientConnection] = []
+        for (key, list) in idle {
+            let keep = list.filter { $0.isActive && now - $0.lastUsed < idleTimeout }
+            expired += list.filter { !($0.isActive && now - $0.lastUsed < idleTimeout) }
+            idle[key] = keep.isEmpty ? nil : keep
+        }
+        for c in expired { await c.quit() }
+    }
+
+    public func closeAll() async {
+        let all = idle.values.flatMap { $0 }
+        idle = [:]
+        for c in all { await c.quit() }
+    }
+
+    public var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+}
