@@ -87,7 +87,7 @@ extension Integration {
         }
 
         /// Domains behind one smart-host route share one destination queue
-        /// (QueueManager.destination(ofDomain:)), except a domain with a throttle of its
+        /// (DeliveryScheduler.destination(ofDomain:)), except a domain with a throttle of its
         /// own, which keeps its own queue. So a domain throttle inside a route (1) does not
         /// hold back the route's other domains, and (2) is charged for every recipient in
         /// that domain, whichever recipient comes first in the message.
