@@ -39,6 +39,10 @@ let package = Package(
             dependencies: []
         ),
         .target(
+            name: "MailFormat",
+            dependencies: []
+        ),
+        .target(
             name: "Spool",
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
@@ -47,7 +51,7 @@ let package = Package(
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPCore", "Spool", "COpenSSLCrypto",
+                "SMTPCore", "MailFormat", "Spool", "COpenSSLCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -79,7 +83,7 @@ let package = Package(
         .target(
             name: "Delivery",
             dependencies: [
-                "Spool", "SMTPClient", "DNS", "SMTPCore",
+                "Spool", "SMTPClient", "DNS", "SMTPCore", "MailFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -124,6 +128,7 @@ let package = Package(
             dependencies: ["Spool", "SMTPCore", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
+        .testTarget(name: "MailFormatTests", dependencies: ["MailFormat"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "HeraldTestSupport"]),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import MailFormat
 import SMTPCore
 import Spool
 
@@ -34,7 +35,7 @@ public struct BounceBuilder: Sendable {
     public func build(kind: Kind, original envelope: Envelope, message: [UInt8], recipients: [FailedRecipient],
                       id: String, now: Date = Date()) -> [UInt8] {
         let boundary = "\(id)/\(hostname)"
-        let date = Self.date(now)
+        let date = MailDate.rfc5322(now)
         var out = ""
         out += "From: Mail Delivery System <MAILER-DAEMON@\(hostname)>\r\n"
         out += "To: <\(envelope.sender)>\r\n"
@@ -69,7 +70,7 @@ public struct BounceBuilder: Sendable {
         out += "Content-Type: message/delivery-status\r\n\r\n"
         out += "Reporting-MTA: dns; \(hostname)\r\n"
         if let envid = envelope.dsnEnvid { out += "Original-Envelope-Id: \(Self.oneLine(envid))\r\n" }
-        out += "Arrival-Date: \(Self.date(envelope.arrival))\r\n"
+        out += "Arrival-Date: \(MailDate.rfc5322(envelope.arrival))\r\n"
         for r in recipients {
             out += "\r\n"
             let utf8 = r.address.utf8.contains(where: { $0 >= 0x80 })
@@ -79,9 +80,9 @@ public struct BounceBuilder: Sendable {
             out += "Status: \(r.status)\r\n"
             if let mta = r.remoteMTA { out += "Remote-MTA: dns; \(Self.oneLine(mta))\r\n" }
             if let d = r.diagnostic { out += "Diagnostic-Code: smtp; \(Self.oneLine(d))\r\n" }
-            out += "Last-Attempt-Date: \(Self.date(r.lastAttempt))\r\n"
+            out += "Last-Attempt-Date: \(MailDate.rfc5322(r.lastAttempt))\r\n"
             if kind == .delayed {
-                out += "Will-Retry-Until: \(Self.date(envelope.arrival.addingTimeInterval(RetrySchedule().maxLifetime)))\r\n"
+                out += "Will-Retry-Until: \(MailDate.rfc5322(envelope.arrival.addingTimeInterval(RetrySchedule().maxLifetime)))\r\n"
             }
         }
         out += "\r\n--\(boundary)\r\n"
@@ -112,14 +113,5 @@ public struct BounceBuilder: Sendable {
             i += 1
         }
         return m
-    }
-
-    static func date(_ d: Date) -> String {
-        var t = time_t(d.timeIntervalSince1970.rounded(.down))
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        var buf = [CChar](repeating: 0, count: 64)
-        strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S +0000", &tm)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MailFormat
 import SMTPCore
 
 /// Adds the trace and the headers a submitted message must carry, keeping the client's
@@ -44,9 +45,9 @@ public enum MessagePreparation {
         if let rcpt = ctx.singleRecipient {
             top += "\r\n\tfor <\(sanitize(rcpt))>"
         }
-        top += "; \(rfc5322Date(ctx.arrival))\r\n"
+        top += "; \(MailDate.rfc5322(ctx.arrival))\r\n"
         if !headers.hasMessageID { top += "Message-ID: <\(ctx.queueID)@\(ctx.hostname)>\r\n" }
-        if !headers.hasDate { top += "Date: \(rfc5322Date(ctx.arrival))\r\n" }
+        if !headers.hasDate { top += "Date: \(MailDate.rfc5322(ctx.arrival))\r\n" }
         // A message that does not start with a header field gets an empty line, so that
         // its first line stays in the body instead of reading as a broken header.
         // A message that already starts with the empty line (no header fields) has it.
@@ -97,17 +98,5 @@ public enum MessagePreparation {
     static func sanitize(_ s: String) -> String {
         String(s.unicodeScalars.filter { $0.value >= 0x21 && $0.value != 0x7F && $0 != "(" && $0 != ")" }
             .map(Character.init)).prefix(255).description
-    }
-
-    /// `Tue, 24 Nov 2026 00:07:37 +0000` (RFC 5322 §3.3), always in UTC.
-    public static func rfc5322Date(_ date: Date) -> String {
-        var t = time_t(date.timeIntervalSince1970.rounded(.down))
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) "
-            + "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) +0000"
     }
 }

@@ -140,14 +140,4 @@ struct MessagePreparationTests {
     @Test func missingHELOIsUnknown() {
         #expect(added("S: x\r\n\r\n", context(helo: nil)).hasPrefix("Received: from unknown ([192.0.2.7])\r\n"))
     }
-
-    @Test(arguments: [
-        (0.0, "Thu, 01 Jan 1970 00:00:00 +0000"),
-        (1_700_000_000.0, "Tue, 14 Nov 2023 22:13:20 +0000"),
-        (951_782_400.0, "Tue, 29 Feb 2000 00:00:00 +0000"),
-        (1_704_067_199.9, "Sun, 31 Dec 2023 23:59:59 +0000"),
-    ])
-    func rfc5322Dates(seconds: Double, expected: String) {
-        #expect(MessagePreparation.rfc5322Date(Date(timeIntervalSince1970: seconds)) == expected)
-    }
 }

@@ -1,0 +1,29 @@
+import Foundation
+import MailFormat
+import Testing
+
+@Suite struct MailDateTests {
+    @Test("RFC 5322 dates in UTC, whole seconds, two-digit days", arguments: [
+        (0.0, "Thu, 01 Jan 1970 00:00:00 +0000"),
+        (1_700_000_000, "Tue, 14 Nov 2023 22:13:20 +0000"),
+        (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
+        (1_704_067_199.9, "Sun, 31 Dec 2023 23:59:59 +0000"),
+        (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 +0000"),
+        (-1, "Wed, 31 Dec 1969 23:59:59 +0000"),
+    ])
+    func formats(seconds: Double, expected: String) {
+        #expect(MailDate.rfc5322(Date(timeIntervalSince1970: seconds)) == expected)
+    }
+
+    @Test("the same instant as Foundation reads it back")
+    func roundTrips() throws {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        for seconds in stride(from: 0.0, to: 4_000_000_000, by: 86_399 * 97) {
+            let text = MailDate.rfc5322(Date(timeIntervalSince1970: seconds))
+            let parsed = try #require(formatter.date(from: text), "\(text)")
+            #expect(parsed.timeIntervalSince1970 == seconds)
+        }
+    }
+}
