@@ -161,7 +161,7 @@ let package = Package(
         .testTarget(name: "RenderingTests", dependencies: ["Rendering", "HeraldTestSupport"]),
         .testTarget(
             name: "CampaignStoreTests",
-            dependencies: ["CampaignStore", "Postgres", "Rendering", "HeraldTestSupport"]
+            dependencies: ["CampaignStore", "Postgres", "HeraldTestSupport"]
         ),
         .testTarget(
             name: "CampaignsTests",
