@@ -63,7 +63,7 @@ public struct CampaignSendWindow: Sendable, Equatable, Codable {
         return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
-    /// A 422 naming the field (`send_window.start: …`) when the window is not valid.
+    /// A ``StoreError`` `.invalid` naming the field (`send_window.start: …`) when the window is not valid.
     func validate() throws {
         do {
             _ = try SendWindow(start: start, end: end, timeZone: timeZone ?? "UTC", days: days)

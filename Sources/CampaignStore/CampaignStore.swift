@@ -95,7 +95,7 @@ public struct CampaignStats: Sendable, Equatable {
 /// Status machine: `draft` → (`send`) `sending` → `sent` when every chunk is expanded;
 /// `sending` ⇄ `paused` (`pause`/`resume`); `draft`, `scheduled`, `sending`, `paused` →
 /// `cancelled`. Only a draft can be edited. A transition from any other state is a
-/// ``StoreError`` `.conflict` (409) that names the current state.
+/// ``StoreError`` `.conflict` that names the current state.
 public struct CampaignStore: Sendable {
     public let db: PostgresClient
     /// Recipients per expansion chunk (``CampaignExpander`` claims a chunk at a time).

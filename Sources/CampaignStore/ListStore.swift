@@ -12,8 +12,8 @@ public struct MailingList: Sendable, Equatable, Codable {
 }
 
 /// Lists. Every method is scoped to a tenant: another tenant's list id behaves exactly
-/// like an id that does not exist (nil / false), so an API built on it answers 404 and
-/// leaks nothing.
+/// like an id that does not exist (nil / false), so a caller cannot tell them apart and
+/// nothing leaks.
 public struct ListStore: Sendable {
     public let db: PostgresClient
 

@@ -21,14 +21,15 @@ public struct TenantID: RawRepresentable, Hashable, Sendable, Codable, CustomStr
 }
 
 /// A store call the caller can fix: bad input or a conflict with existing data.
-/// (Database and connection failures are ``PostgresError``s.)
+/// (Database and connection failures are ``PostgresError``s.) The HTTP API maps each
+/// kind to a status.
 public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
-        /// The input is not acceptable (HTTP 422).
+        /// The input is not acceptable.
         case invalid
-        /// It clashes with what exists, e.g. a tenant name in use (HTTP 409).
+        /// It clashes with what exists, e.g. a tenant name in use.
         case conflict
-        /// The thing it names does not exist for this tenant (HTTP 404).
+        /// The thing it names does not exist for this tenant.
         case notFound
     }
 

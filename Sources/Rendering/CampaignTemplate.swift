@@ -6,7 +6,7 @@ import Mustache
 /// Validation happens in `init`, i.e. when the campaign is saved: every syntax error,
 /// unknown variable and unsupported tag is collected into one `TemplateValidationError`
 /// whose issues name the field, the line and the variable
-/// (`html line 3: unknown variable "frist_name"`), which the HTTP layer turns into a 422.
+/// (`html line 3: unknown variable "frist_name"`), which the HTTP API returns to the client.
 ///
 /// Escaping: `{{var}}` is HTML-escaped in the HTML template only (`{{{var}}}` and `{{&var}}`
 /// insert raw HTML, at the author's risk). The subject and text templates are compiled
