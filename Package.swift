@@ -92,20 +92,48 @@ let package = Package(
             ]
         ),
         .target(
-            name: "Campaigns",
+            name: "Postgres",
             dependencies: [
-                "Spool", "CLibPQ", "COpenSSLCrypto",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Mustache", package: "swift-mustache"),
+                "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Rendering",
+            dependencies: [
+                "COpenSSLCrypto",
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
+        .target(
+            name: "CampaignStore",
+            dependencies: [
+                "Postgres", "Rendering", "Spool", "COpenSSLCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Campaigns",
+            dependencies: [
+                "CampaignStore", "Rendering", "Postgres", "Spool",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "Campaigns", "CampaignStore", "Rendering", "Postgres", "Spool",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
             name: "Herald",
             dependencies: [
-                "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery", "Campaigns",
+                "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
+                "Postgres", "CampaignStore", "Campaigns", "HTTPAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -118,23 +146,37 @@ let package = Package(
         .executableTarget(
             name: "herald",
             dependencies: [
-                "Herald", "Spool", "SMTPServer", "Delivery", "Campaigns",
+                "Herald", "Spool", "SMTPServer", "Delivery", "Postgres", "CampaignStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "HeraldTestSupport",
-            dependencies: ["Spool", "SMTPCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Spool", "SMTPCore", "Postgres", "CampaignStore", "Campaigns",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailFormatTests", dependencies: ["MailFormat"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "HeraldTestSupport"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "HeraldTestSupport"]),
+        .testTarget(name: "RenderingTests", dependencies: ["Rendering", "HeraldTestSupport"]),
+        .testTarget(
+            name: "CampaignStoreTests",
+            dependencies: ["CampaignStore", "Postgres", "HeraldTestSupport"]
+        ),
         .testTarget(
             name: "CampaignsTests",
+            dependencies: ["Campaigns", "CampaignStore", "Postgres", "Rendering", "Spool", "HeraldTestSupport"]
+        ),
+        .testTarget(
+            name: "HTTPAPITests",
             dependencies: [
-                "Campaigns", "Spool", "HeraldTestSupport",
+                "HTTPAPI", "Campaigns", "CampaignStore", "Postgres", "Rendering", "Spool", "HeraldTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

@@ -4,9 +4,12 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Campaigns
+import CampaignStore
 import DNS
 import Delivery
+import HTTPAPI
 import Hummingbird
+import Postgres
 import ServiceLifecycle
 import SMTPServer
 import Spool

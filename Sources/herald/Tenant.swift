@@ -1,7 +1,8 @@
 import ArgumentParser
-import Campaigns
+import CampaignStore
 import Foundation
 import Logging
+import Postgres
 
 /// `herald tenant …`: tenants of the campaign API and their API keys, straight in
 /// PostgreSQL (no running `herald serve` needed). The schema is migrated first, so

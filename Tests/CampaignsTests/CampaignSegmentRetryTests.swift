@@ -4,6 +4,7 @@ import Spool
 import Testing
 
 @testable import Campaigns
+@testable import CampaignStore
 
 /// Segments (parsing, the jsonpath they compile to, and the recipients they select in
 /// PostgreSQL), per-recipient outcomes in `campaign_recipients`, `retry-failed`, and the
@@ -301,47 +302,6 @@ struct CampaignSegmentRetryTests {
             }
             #expect(state == "bounced")
             #expect(try await Self.recipient(f, campaign.id, "user1@example.com").reason == "550 5.7.1 early")
-        }
-    }
-
-    @Test(.enabled(if: PostgresServer.isAvailable))
-    func httpTakesAndShowsSegmentRateAndWindow() async throws {
-        try await CampaignHTTPTests.with { f, _, api, a, _ in
-            var body = CampaignHTTPTests.campaignBody(f)
-            body["segment"] = ["all": [["attribute": "plan", "op": "eq", "value": "plan3"]]]
-            body["send_rate"] = "50/m"
-            body["send_window"] = ["start": "08:00", "end": "20:00", "days": ["sat", "sun"]]
-            let created = try await api.call(.post, "/v1/campaigns", key: a, json: body)
-            #expect(created.status == .created, "\(created.json)")
-            #expect(created.json["send_rate"] as? String == "50/m")
-            let window = created.json["send_window"] as? [String: Any]
-            #expect(window?["start"] as? String == "08:00" && window?["days"] as? [String] == ["sat", "sun"])
-            #expect(window?["recipient_time_zone"] as? Bool == false)
-            let segment = created.json["segment"] as? [String: Any]
-            #expect((segment?["all"] as? [[String: Any]])?.first?["value"] as? String == "plan3")
-
-            // PATCH: null clears, left out keeps.
-            let patched = try await api.call(.patch, "/v1/campaigns/\(created.id)", key: a,
-                                             json: ["send_rate": NSNull(), "name": "Renamed"])
-            #expect(patched.status == .ok)
-            #expect(patched.json["send_rate"] is NSNull && patched.json["segment"] is [String: Any])
-
-            // Each bad field is a 422 naming it; nothing stored.
-            let cases: [(String, Any, String)] = [
-                ("segment", ["all": [["attribute": "plan", "op": "like", "value": "x"]]], "segment.all[0].op"),
-                ("segment", "plan = gold", "segment: expected an object"),
-                ("send_rate", "fast", "send_rate"),
-                ("send_window", ["start": "9am", "end": "18:00"], "send_window.start"),
-                ("send_window", ["start": "09:00", "end": "18:00", "time_zone": "Moon/Base"], "send_window.time_zone"),
-            ]
-            for (field, value, message) in cases {
-                var bad = CampaignHTTPTests.campaignBody(f)
-                bad[field] = value
-                let reply = try await api.call(.post, "/v1/campaigns", key: a, json: bad)
-                #expect(reply.status == .unprocessableContent && reply.isProblem, "\(field): \(reply.json)")
-                #expect(reply.detail.contains(message), "\(field): \(reply.detail)")
-            }
-            #expect(try await f.int("SELECT count(*) FROM campaigns") == 1)
         }
     }
 }

@@ -4,6 +4,8 @@ import Spool
 import Testing
 
 @testable import Campaigns
+@testable import CampaignStore
+@testable import Postgres
 
 @Suite("Campaign stats recorder", .serialized, .enabled(if: PostgresServer.isAvailable))
 struct CampaignStatsRecorderTests {

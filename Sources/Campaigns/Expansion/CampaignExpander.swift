@@ -1,5 +1,8 @@
+import CampaignStore
 import Foundation
 import Logging
+import Postgres
+import Rendering
 import Spool
 
 /// What one ``CampaignExpander/run(campaign:)`` did.
@@ -38,22 +41,22 @@ public struct ExpansionReport: Sendable, Equatable {
 /// rows are written then. The campaign's status is read between chunks, so `pause` and
 /// `cancel` stop the expansion after the chunk in hand.
 public actor CampaignExpander {
-    public let db: PostgresClient
-    public let store: CampaignStore
-    public let writer: SpoolWriter
+    public nonisolated let db: PostgresClient
+    public nonisolated let store: CampaignStore
+    public nonisolated let writer: SpoolWriter
     /// Base of unsubscribe links (`http.public_url`), e.g. `https://mail.example.com`.
-    public let publicURL: String
+    public nonisolated let publicURL: String
     /// The unsubscribe-token key (at least ``UnsubscribeToken/minimumKeyLength`` bytes).
-    public let secret: [UInt8]
+    public nonisolated let secret: [UInt8]
     /// The domain of `Message-ID`s.
-    public let hostname: String
+    public nonisolated let hostname: String
     /// This expander's name in `campaign_chunks.claimed_by`.
-    public let node: String
+    public nonisolated let node: String
     /// A chunk claimed longer ago than this and not done is taken over (its claimer is
     /// presumed dead).
-    public let claimTimeout: TimeInterval
+    public nonisolated let claimTimeout: TimeInterval
     /// Spool commits in flight at once.
-    public let concurrency: Int
+    public nonisolated let concurrency: Int
     let logger: Logger
 
     private var running: [Int64: Task<ExpansionReport, any Error>] = [:]
@@ -173,7 +176,7 @@ public actor CampaignExpander {
         }
     }
 
-    func makeRenderer(_ campaign: Campaign) throws -> MessageRenderer {
+    public func makeRenderer(_ campaign: Campaign) throws -> MessageRenderer {
         let template = try CampaignTemplate(subject: campaign.subject, html: campaign.html, text: campaign.text)
         return try MessageRenderer(template: template, campaign: campaign.templateFields,
                                    from: try MailAddress(parsing: campaign.from),
@@ -429,20 +432,5 @@ public actor CampaignExpander {
         var x = a
         for _ in 0..<6 { x = x &* (2 &- a &* x) }
         return x & mask
-    }
-}
-
-extension PGText {
-    /// A `text[]` parameter: `{"a","b",NULL}`.
-    static func textArray(_ values: [String?]) -> String {
-        "{" + values.map { value -> String in
-            guard let value else { return "NULL" }
-            var quoted = "\""
-            for character in value.unicodeScalars {
-                if character == "\"" || character == "\\" { quoted.unicodeScalars.append("\\") }
-                quoted.unicodeScalars.append(character)
-            }
-            return quoted + "\""
-        }.joined(separator: ",") + "}"
     }
 }

@@ -1,4 +1,6 @@
+import CampaignStore
 import Foundation
+import Postgres
 import Spool
 
 /// What pause, resume and cancel do to a campaign's messages already in the spool.
@@ -112,7 +114,7 @@ public struct CampaignSpoolActions: Sendable {
 
     /// Waits for the expander's chunk in hand (its messages are recorded when it ends,
     /// and the run stops there as the campaign is no longer `sending`), then holds.
-    public static func afterPause(campaign id: Int64, expander: CampaignExpander?) async throws {
+    public static func afterPause(campaign id: Int64, expander: CampaignExpander?) async throws(CampaignSpoolError) {
         guard let expander else { return }
         _ = try? await expander.wait(campaign: id)
         try await wrap("paused", "held", id) {
@@ -121,7 +123,7 @@ public struct CampaignSpoolActions: Sendable {
     }
 
     /// Releases the held messages (before the route restarts expansion).
-    public static func afterResume(campaign id: Int64, expander: CampaignExpander?) async throws {
+    public static func afterResume(campaign id: Int64, expander: CampaignExpander?) async throws(CampaignSpoolError) {
         guard let expander else { return }
         try await wrap("resumed", "released", id) {
             try await CampaignSpoolActions(db: expander.db, writer: expander.writer).release(campaign: id)
@@ -129,7 +131,7 @@ public struct CampaignSpoolActions: Sendable {
     }
 
     /// Waits for the chunk in hand, then deletes what is undelivered.
-    public static func afterCancel(campaign id: Int64, expander: CampaignExpander?) async throws {
+    public static func afterCancel(campaign id: Int64, expander: CampaignExpander?) async throws(CampaignSpoolError) {
         guard let expander else { return }
         _ = try? await expander.wait(campaign: id)
         try await wrap("cancelled", "deleted", id) {
@@ -138,14 +140,30 @@ public struct CampaignSpoolActions: Sendable {
     }
 
     private static func wrap(_ status: String, _ verb: String, _ id: Int64,
-                             _ body: () async throws -> Outcome) async throws {
+                             _ body: () async throws -> Outcome) async throws(CampaignSpoolError) {
         do {
             _ = try await body()
-        } catch let problem as Problem {
-            throw problem
         } catch {
-            throw Problem(.internalServerError,
-                          "Campaign \(id) is \(status), but its messages in the spool could not all be \(verb): \(error)")
+            throw CampaignSpoolError(campaign: id, status: status, verb: verb, underlying: error)
         }
     }
+}
+
+/// A pause, resume or cancel whose status change is recorded but whose spool action
+/// (hold, release, delete) did not finish for every message.
+public struct CampaignSpoolError: Error, CustomStringConvertible {
+    public var campaign: Int64
+    /// The status the campaign now has: `paused`, `resumed`, `cancelled`.
+    public var status: String
+    /// What was to happen to its messages: `held`, `released`, `deleted`.
+    public var verb: String
+    /// The spool or database error that stopped it.
+    public var underlying: any Error
+
+    /// What happened, without the underlying error (which is for the log).
+    public var message: String {
+        "Campaign \(campaign) is \(status), but its messages in the spool could not all be \(verb)"
+    }
+
+    public var description: String { "\(message): \(underlying)" }
 }

@@ -1,5 +1,7 @@
+import CampaignStore
 import Foundation
 import Logging
+import Postgres
 
 /// One recipient outcome as the stats recorder needs it. Campaigns does not depend on
 /// Delivery: the process wiring (`HeraldApp`) turns Delivery's `DeliveryOutcomeEvent`

@@ -1,0 +1,376 @@
+import Foundation
+import Postgres
+import Rendering
+import Spool
+
+public enum CampaignStatus: String, Sendable, Codable, CaseIterable, Equatable {
+    case draft, scheduled, sending, paused, cancelled, sent, expired
+}
+
+/// A campaign of one tenant: who it is from, its templates, and the lists it goes to.
+public struct Campaign: Sendable, Equatable {
+    public var id: Int64
+    public var tenant: TenantID
+    public var name: String
+    public var from: String
+    public var replyTo: String?
+    public var subject: String
+    public var html: String?
+    public var text: String?
+    public var listIDs: [Int64]
+    /// Only subscribers whose attributes match (nil: every active subscriber of the lists).
+    public var segment: Segment?
+    /// At most this many of the campaign's messages per unit, over all destinations
+    /// (`"100/m"`), enforced by the delivery queue manager; nil = only the configured throttles.
+    public var sendRate: String?
+    /// Delivery attempts of its messages start only inside this daily window.
+    public var sendWindow: CampaignSendWindow?
+    /// The zone `send_at` was given in (`schedule`), and the window's default zone.
+    public var timeZone: String
+    public var status: CampaignStatus
+    /// When `send` moved it to `sending` (the time part of its messages' queue ids).
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    /// The `{{campaign.*}}` values templates see.
+    public var templateFields: [String: TemplateValue] {
+        var fields: [String: TemplateValue] = ["id": .string(String(id)), "name": .string(name),
+                                               "subject": .string(subject), "from": .string(from)]
+        if let replyTo { fields["reply_to"] = .string(replyTo) }
+        return fields
+    }
+}
+
+/// What a create or update request carries. On update, nil leaves a field as it is
+/// (`reply_to`, `html` and `text` can be cleared with an empty string).
+public struct CampaignInput: Sendable, Equatable {
+    public var name: String?
+    public var from: String?
+    public var replyTo: String?
+    public var subject: String?
+    public var html: String?
+    public var text: String?
+    public var listIDs: [Int64]?
+    /// nil leaves the field as it is; `.some(nil)` clears it.
+    public var segment: Segment??
+    public var sendRate: String??
+    public var sendWindow: CampaignSendWindow??
+
+    public init(name: String? = nil, from: String? = nil, replyTo: String? = nil, subject: String? = nil,
+                html: String? = nil, text: String? = nil, listIDs: [Int64]? = nil, segment: Segment?? = nil,
+                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil) {
+        self.name = name
+        self.from = from
+        self.replyTo = replyTo
+        self.subject = subject
+        self.html = html
+        self.text = text
+        self.listIDs = listIDs
+        self.segment = segment
+        self.sendRate = sendRate
+        self.sendWindow = sendWindow
+    }
+}
+
+/// A campaign's counters (`GET /v1/campaigns/{id}/stats`).
+public struct CampaignStats: Sendable, Equatable {
+    public var status: CampaignStatus
+    public var total: Int64
+    public var expanded: Int64
+    public var skipped: Int64
+    public var sent: Int64
+    public var deferred: Int64
+    public var bounced: Int64
+    public var failed: Int64
+    public var unsubscribed: Int64
+    public var chunks: Int64
+    public var chunksDone: Int64
+}
+
+/// Campaigns, tenant-scoped like ``ListStore``: another tenant's campaign id behaves like
+/// one that does not exist (nil).
+///
+/// Status machine: `draft` → (`send`) `sending` → `sent` when every chunk is expanded;
+/// `sending` ⇄ `paused` (`pause`/`resume`); `draft`, `scheduled`, `sending`, `paused` →
+/// `cancelled`. Only a draft can be edited. A transition from any other state is a
+/// ``StoreError`` `.conflict` that names the current state.
+public struct CampaignStore: Sendable {
+    public let db: PostgresClient
+    /// Recipients per expansion chunk (``CampaignExpander`` claims a chunk at a time).
+    public let chunkSize: Int
+
+    public init(_ db: PostgresClient, chunkSize: Int = 1000) {
+        self.db = db
+        self.chunkSize = max(1, chunkSize)
+    }
+
+    static let columns = """
+        c.id, c.tenant_id, c.name, c.from_address, c.reply_to, c.subject, c.html, c.text, c.list_ids, c.status,
+        c.started_at, c.finished_at, c.created_at, c.updated_at, c.segment, c.send_rate, c.send_window, c.time_zone
+        """
+
+    // MARK: - Create, read, update
+
+    public func create(tenant: TenantID, _ input: CampaignInput) async throws -> Campaign {
+        guard let name = input.name else { throw StoreError(.invalid, "name: this field is required") }
+        guard let from = input.from else { throw StoreError(.invalid, "from: this field is required") }
+        guard let subject = input.subject else { throw StoreError(.invalid, "subject: this field is required") }
+        let fields = try Self.validate(name: name, from: from, replyTo: input.replyTo.flatMap(Self.nonEmpty),
+                                       subject: subject, html: input.html.flatMap(Self.nonEmpty),
+                                       text: input.text.flatMap(Self.nonEmpty), listIDs: input.listIDs ?? [],
+                                       segment: input.segment ?? nil, sendRate: input.sendRate ?? nil,
+                                       sendWindow: input.sendWindow ?? nil)
+        let tenantParameter = tenant.parameter
+        return try await db.transaction { connection in
+            try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
+            let row = try connection.query("""
+                INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
+                                            segment, segment_path, send_rate, send_window)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[], $9::jsonb, $10::jsonpath, $11, $12::jsonb)
+                RETURNING \(Self.columns)
+                """, [tenantParameter, fields.name, fields.from, fields.replyTo, fields.subject, fields.html,
+                      fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows[0]
+            return Self.campaign(row)
+        }
+    }
+
+    public func campaign(tenant: TenantID, id: Int64) async throws -> Campaign? {
+        try await db.query("SELECT \(Self.columns) FROM campaigns c WHERE c.tenant_id = $1 AND c.id = $2",
+                           [tenant.parameter, String(id)]).first.map(Self.campaign)
+    }
+
+    /// A campaign by id alone, for the expander (which works for every tenant).
+    public func campaign(id: Int64) async throws -> Campaign? {
+        try await db.query("SELECT \(Self.columns) FROM campaigns c WHERE c.id = $1", [String(id)])
+            .first.map(Self.campaign)
+    }
+
+    /// The tenant's campaigns in id order, `limit` at a time after the id `after`.
+    public func campaigns(tenant: TenantID, after: Int64? = nil, limit: Int = 100) async throws -> [Campaign] {
+        try await db.query("""
+            SELECT \(Self.columns) FROM campaigns c
+            WHERE c.tenant_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3
+            """, [tenant.parameter, String(after ?? 0), String(max(1, min(limit, 1000)))]).map(Self.campaign)
+    }
+
+    /// Changes a draft. nil when there is no such campaign; `.conflict` when it is no
+    /// longer a draft.
+    public func update(tenant: TenantID, id: Int64, _ input: CampaignInput) async throws -> Campaign? {
+        guard let current = try await campaign(tenant: tenant, id: id) else { return nil }
+        guard current.status == .draft else {
+            throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue); only a draft can be changed")
+        }
+        let fields = try Self.validate(
+            name: input.name ?? current.name, from: input.from ?? current.from,
+            replyTo: input.replyTo.map(Self.nonEmpty) ?? current.replyTo, subject: input.subject ?? current.subject,
+            html: input.html.map(Self.nonEmpty) ?? current.html, text: input.text.map(Self.nonEmpty) ?? current.text,
+            listIDs: input.listIDs ?? current.listIDs, segment: input.segment ?? current.segment,
+            sendRate: input.sendRate ?? current.sendRate, sendWindow: input.sendWindow ?? current.sendWindow)
+        let tenantParameter = tenant.parameter
+        let row: [String?]?? = try await db.transaction { connection in
+            try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
+            let rows = try connection.query("""
+                UPDATE campaigns AS c SET name = $3, from_address = $4, reply_to = $5, subject = $6, html = $7,
+                    text = $8, list_ids = $9::bigint[], segment = $10::jsonb, segment_path = $11::jsonpath,
+                    send_rate = $12, send_window = $13::jsonb, updated_at = now()
+                WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = 'draft' RETURNING \(Self.columns)
+                """, [tenantParameter, String(id), fields.name, fields.from, fields.replyTo, fields.subject,
+                      fields.html, fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows
+            return rows.first
+        }
+        guard let row = row ?? nil else {
+            throw StoreError(.conflict, "campaign \(id) is no longer a draft; only a draft can be changed")
+        }
+        return Self.campaign(row)
+    }
+
+    // MARK: - Status machine
+
+    /// `draft` → `sending`: computes the recipient set (active subscribers of the
+    /// campaign's lists, not suppressed for the tenant, each once), records it as chunks
+    /// of subscriber-id ranges for ``CampaignExpander``, and sets `total`. One
+    /// transaction: either all of that happens or none. nil when there is no campaign.
+    public func send(tenant: TenantID, id: Int64) async throws -> Campaign? {
+        let parameters = [tenant.parameter, String(id), String(chunkSize)]
+        let result: Result<[String?], StoreError>? = try await db.transaction { connection in
+            guard let row = try connection.query("""
+                SELECT \(Self.columns) FROM campaigns c WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE
+                """, [parameters[0], parameters[1]]).rows.first
+            else { return nil }
+            let current = Self.campaign(row)
+            guard current.status == .draft || current.status == .scheduled else {
+                return .failure(StoreError(.conflict, "campaign \(id) is \(current.status.rawValue); only a draft can be sent"))
+            }
+            guard !current.listIDs.isEmpty else {
+                return .failure(StoreError(.invalid, "list_ids: the campaign has no lists to send to"))
+            }
+            try connection.execute("""
+                WITH r AS (\(Self.recipientsSQL(tenant: "$1", lists: "c.list_ids")) AND c.id = $2),
+                numbered AS (SELECT id, (row_number() OVER (ORDER BY id) - 1) / $3::bigint AS chunk_no FROM r)
+                INSERT INTO campaign_chunks (tenant_id, campaign_id, chunk_no, first_subscriber_id, last_subscriber_id)
+                SELECT $1, $2, chunk_no, min(id), max(id) FROM numbered GROUP BY chunk_no
+                """, parameters)
+            try connection.execute("""
+                INSERT INTO campaign_counters (tenant_id, campaign_id, total)
+                SELECT $1, $2, count(*) FROM (\(Self.recipientsSQL(tenant: "$1", lists: "c.list_ids")) AND c.id = $2) r
+                ON CONFLICT (campaign_id) DO UPDATE SET total = excluded.total, updated_at = now()
+                """, [parameters[0], parameters[1]])
+            let updated = try connection.query("""
+                UPDATE campaigns AS c SET status = 'sending', started_at = clock_timestamp(), updated_at = now()
+                WHERE c.tenant_id = $1 AND c.id = $2 RETURNING \(Self.columns)
+                """, [parameters[0], parameters[1]]).rows[0]
+            return .success(updated)
+        }
+        guard let result else { return nil }
+        return Self.campaign(try result.get())
+    }
+
+    /// The recipient set of a campaign `c` joined in the query: active subscribers of
+    /// its lists, not suppressed, each once (a SELECT of `s.id` and the subscriber
+    /// columns; callers append conditions with AND).
+    public static func recipientsSQL(tenant: String, lists: String, columns: String = "s.id") -> String {
+        """
+        SELECT \(columns) FROM subscribers s JOIN campaigns c ON c.tenant_id = s.tenant_id
+        WHERE s.tenant_id = \(tenant) AND s.status = 'active'
+          AND (c.segment_path IS NULL OR s.attributes @@ c.segment_path)
+          AND EXISTS (SELECT 1 FROM list_members m WHERE m.tenant_id = s.tenant_id AND m.subscriber_id = s.id
+                      AND m.list_id = ANY (\(lists)))
+          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.tenant_id = s.tenant_id AND x.email = s.email)
+        """
+    }
+
+    public func pause(tenant: TenantID, id: Int64) async throws -> Campaign? {
+        try await transition(tenant: tenant, id: id, from: [.sending], to: .paused, verb: "paused")
+    }
+
+    public func resume(tenant: TenantID, id: Int64) async throws -> Campaign? {
+        try await transition(tenant: tenant, id: id, from: [.paused], to: .sending, verb: "resumed")
+    }
+
+    public func cancel(tenant: TenantID, id: Int64) async throws -> Campaign? {
+        try await transition(tenant: tenant, id: id, from: [.draft, .scheduled, .sending, .paused], to: .cancelled,
+                             verb: "cancelled")
+    }
+
+    func transition(tenant: TenantID, id: Int64, from: Set<CampaignStatus>, to: CampaignStatus,
+                    verb: String) async throws -> Campaign? {
+        let allowed = "{" + from.map(\.rawValue).sorted().joined(separator: ",") + "}"
+        let finished = to == .cancelled ? ", finished_at = now()" : ""
+        if let row = try await db.query("""
+            UPDATE campaigns AS c SET status = $3, updated_at = now()\(finished)
+            WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = ANY ($4::text[]) RETURNING \(Self.columns)
+            """, [tenant.parameter, String(id), to.rawValue, allowed]).first {
+            return Self.campaign(row)
+        }
+        guard let current = try await campaign(tenant: tenant, id: id) else { return nil }
+        throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue) and cannot be \(verb)")
+    }
+
+    /// `sending` → `sent` once no chunk is left to expand. True when it changed.
+    @discardableResult
+    public func finishIfComplete(id: Int64) async throws -> Bool {
+        try await db.execute("""
+            UPDATE campaigns SET status = 'sent', finished_at = now(), updated_at = now()
+            WHERE id = $1 AND status = 'sending'
+              AND NOT EXISTS (SELECT 1 FROM campaign_chunks k WHERE k.campaign_id = $1 AND NOT k.done)
+            """, [String(id)]) == 1
+    }
+
+    public func stats(tenant: TenantID, id: Int64) async throws -> CampaignStats? {
+        guard let row = try await db.query("""
+            SELECT c.status, coalesce(n.total, 0), coalesce(n.expanded, 0), coalesce(n.skipped, 0),
+                   coalesce(n.sent, 0), coalesce(n.deferred, 0), coalesce(n.bounced, 0), coalesce(n.failed, 0),
+                   coalesce(n.unsubscribed, 0),
+                   (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id),
+                   (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done)
+            FROM campaigns c LEFT JOIN campaign_counters n ON n.campaign_id = c.id
+            WHERE c.tenant_id = $1 AND c.id = $2
+            """, [tenant.parameter, String(id)]).first
+        else { return nil }
+        func n(_ i: Int) -> Int64 { PGText.int64(row[i]) ?? 0 }
+        return CampaignStats(status: row[0].flatMap(CampaignStatus.init(rawValue:)) ?? .draft, total: n(1),
+                             expanded: n(2), skipped: n(3), sent: n(4), deferred: n(5), bounced: n(6), failed: n(7),
+                             unsubscribed: n(8), chunks: n(9), chunksDone: n(10))
+    }
+
+    // MARK: - Validation
+
+    struct Fields {
+        var name: String
+        var from: String
+        var replyTo: String?
+        var subject: String
+        var html: String?
+        var text: String?
+        var listIDs: [Int64]
+        var segment: Segment?
+        var sendRate: String?
+        var sendWindow: CampaignSendWindow?
+
+        /// segment, segment_path, send_rate, send_window as query parameters.
+        var policyParameters: [String?] {
+            [segment?.jsonText, segment?.jsonPath, sendRate, sendWindow?.jsonText]
+        }
+    }
+
+    static func nonEmpty(_ text: String) -> String? {
+        text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : text
+    }
+
+    /// Checks everything that does not need the database. Template problems throw the
+    /// ``TemplateValidationError`` (each issue names field, line and variable).
+    static func validate(name: String, from: String, replyTo: String?, subject: String, html: String?, text: String?,
+                         listIDs: [Int64], segment: Segment?, sendRate: String?,
+                         sendWindow: CampaignSendWindow?) throws -> Fields {
+        let name = try NameRules.validate(name, what: "name", limit: 500)
+        do {
+            _ = try MailAddress(parsing: from)
+        } catch {
+            throw StoreError(.invalid, "from: \(error)")
+        }
+        if let replyTo {
+            do {
+                _ = try MailAddress(parsing: replyTo)
+            } catch {
+                throw StoreError(.invalid, "reply_to: \(error)")
+            }
+        }
+        guard subject.utf8.count <= 2000 else { throw StoreError(.invalid, "subject: longer than 2000 octets") }
+        for (field, value) in [("html", html), ("text", text)] {
+            if let value, value.utf8.count > 1_000_000 {
+                throw StoreError(.invalid, "\(field): longer than 1,000,000 octets")
+            }
+        }
+        guard listIDs.count <= 100 else { throw StoreError(.invalid, "list_ids: at most 100 lists") }
+        if let sendRate { try CampaignSendWindow.validateRate(sendRate) }
+        if let sendWindow { try sendWindow.validate() }
+        _ = try CampaignTemplate(subject: subject, html: html, text: text)
+        var seen = Set<Int64>()
+        return Fields(name: name, from: from, replyTo: replyTo, subject: subject, html: html, text: text,
+                      listIDs: listIDs.filter { seen.insert($0).inserted }, segment: segment, sendRate: sendRate,
+                      sendWindow: sendWindow)
+    }
+
+    /// Every list must be the tenant's (another tenant's list reads as not found).
+    static func checkLists(_ connection: PostgresConnection, tenant: String, _ ids: [Int64]) throws {
+        guard !ids.isEmpty else { return }
+        let found = Set(try connection.query("SELECT id FROM lists WHERE tenant_id = $1 AND id = ANY ($2::bigint[])",
+                                             [tenant, PGText.array(ids)]).rows.compactMap { PGText.int64($0[0]) })
+        if let missing = ids.first(where: { !found.contains($0) }) {
+            throw StoreError(.invalid, "list_ids: list \(missing) not found")
+        }
+    }
+
+    static func campaign(_ row: [String?]) -> Campaign {
+        Campaign(id: PGText.int64(row[0]) ?? 0, tenant: TenantID(PGText.int64(row[1]) ?? 0), name: row[2] ?? "",
+                 from: row[3] ?? "", replyTo: row[4], subject: row[5] ?? "", html: row[6], text: row[7],
+                 listIDs: PGText.int64Array(row[8]), segment: row[14].flatMap { try? Segment(jsonText: $0) },
+                 sendRate: row[15], sendWindow: row[16].flatMap { try? CampaignSendWindow(jsonText: $0) },
+                 timeZone: row[17] ?? "UTC", status: row[9].flatMap(CampaignStatus.init(rawValue:)) ?? .draft,
+                 startedAt: PGText.timestamp(row[10]), finishedAt: PGText.timestamp(row[11]),
+                 createdAt: PGText.timestamp(row[12]) ?? Date(timeIntervalSince1970: 0),
+                 updatedAt: PGText.timestamp(row[13]) ?? Date(timeIntervalSince1970: 0))
+    }
+}

@@ -1,0 +1,305 @@
+import Campaigns
+import CampaignStore
+import Foundation
+import Hummingbird
+import Rendering
+
+/// Campaigns:
+/// - `POST /v1/campaigns {"name", "from", "reply_to"?, "subject", "html"?, "text"?, "list_ids"}` → 201;
+/// - `GET /v1/campaigns?after=&limit=` → `{"data": [...], "next"}`; `GET /v1/campaigns/{id}`;
+/// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
+/// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
+/// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 200 with the campaign;
+///   expansion stops (or resumes) between chunks; messages already in the spool are
+///   held by `pause`, released by `resume`, deleted by `cancel` (``CampaignSpoolActions``).
+/// - `GET /v1/campaigns/{id}/stats` → `{"status", "total", "expanded", "sent", "deferred",
+///   "bounced", "failed", "unsubscribed", "skipped", "chunks", "chunks_done"}`. Delivery
+///   outcomes are not fed back yet, so sent … unsubscribed stay 0.
+///
+/// Template problems are a 422 whose `errors` name field, line and variable
+/// (`html line 3: unknown variable "frist_name"`). Another tenant's campaign id is a 404.
+public struct CampaignsV1: Sendable {
+    public static let maxPageSize = 500
+
+    struct CampaignJSON: Encodable, ResponseEncodable {
+        var id: Int64
+        var name: String
+        var from: String
+        var reply_to: String?
+        var subject: String
+        var html: String?
+        var text: String?
+        var list_ids: [Int64]
+        var segment: TemplateValue?
+        var send_rate: String?
+        var send_window: CampaignSendWindow?
+        var time_zone: String
+        var status: String
+        var started_at: Date?
+        var finished_at: Date?
+        var created_at: Date
+        var updated_at: Date
+
+        init(_ c: Campaign) {
+            id = c.id
+            name = c.name
+            from = c.from
+            reply_to = c.replyTo
+            subject = c.subject
+            html = c.html
+            text = c.text
+            list_ids = c.listIDs
+            segment = c.segment?.json
+            send_rate = c.sendRate
+            send_window = c.sendWindow
+            time_zone = c.timeZone
+            status = c.status.rawValue
+            started_at = c.startedAt
+            finished_at = c.finishedAt
+            created_at = c.createdAt
+            updated_at = c.updatedAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, time_zone,
+                 status, started_at, finished_at, created_at, updated_at
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(from, forKey: .from)
+            try c.encode(reply_to, forKey: .reply_to)
+            try c.encode(subject, forKey: .subject)
+            try c.encode(html, forKey: .html)
+            try c.encode(text, forKey: .text)
+            try c.encode(list_ids, forKey: .list_ids)
+            try c.encode(segment, forKey: .segment)
+            try c.encode(send_rate, forKey: .send_rate)
+            try c.encode(send_window, forKey: .send_window)
+            try c.encode(time_zone, forKey: .time_zone)
+            try c.encode(status, forKey: .status)
+            try c.encode(started_at, forKey: .started_at)
+            try c.encode(finished_at, forKey: .finished_at)
+            try c.encode(created_at, forKey: .created_at)
+            try c.encode(updated_at, forKey: .updated_at)
+        }
+    }
+
+    struct Page: Encodable, ResponseEncodable {
+        var data: [CampaignJSON]
+        var next: Int64?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(data, forKey: .data)
+            try c.encode(next, forKey: .next)
+        }
+
+        enum CodingKeys: String, CodingKey { case data, next }
+    }
+
+    struct StatsJSON: Encodable, ResponseEncodable {
+        var status: String
+        var total: Int64
+        var expanded: Int64
+        var sent: Int64
+        var deferred: Int64
+        var bounced: Int64
+        var failed: Int64
+        var unsubscribed: Int64
+        var skipped: Int64
+        var chunks: Int64
+        var chunks_done: Int64
+        /// Recipients without a final outcome yet (total - skipped - sent - bounced - failed).
+        var remaining: Int64
+        /// Final outcomes per minute over the last minute, as this node recorded them.
+        var rate_per_minute: Int?
+        var estimated_completion: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, chunks, chunks_done,
+                 remaining, rate_per_minute, estimated_completion
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(status, forKey: .status)
+            for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
+                                 (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
+                                 (.skipped, skipped), (.chunks, chunks), (.chunks_done, chunks_done),
+                                 (.remaining, remaining)] {
+                try c.encode(value, forKey: key)
+            }
+            try c.encode(rate_per_minute, forKey: .rate_per_minute)
+            try c.encode(estimated_completion, forKey: .estimated_completion)
+        }
+    }
+
+    /// A create or update body. `segment`, `send_rate` and `send_window` tell "left out"
+    /// (keep) from `null` (clear) on update.
+    struct Body: Decodable {
+        var name: String?
+        var from: String?
+        var reply_to: String?
+        var subject: String?
+        var html: String?
+        var text: String?
+        var list_ids: [Int64]?
+        var segment: TemplateValue??
+        var send_rate: String??
+        var send_window: CampaignSendWindow??
+
+        enum CodingKeys: String, CodingKey {
+            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window
+        }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decodeIfPresent(String.self, forKey: .name)
+            from = try c.decodeIfPresent(String.self, forKey: .from)
+            reply_to = try c.decodeIfPresent(String.self, forKey: .reply_to)
+            subject = try c.decodeIfPresent(String.self, forKey: .subject)
+            html = try c.decodeIfPresent(String.self, forKey: .html)
+            text = try c.decodeIfPresent(String.self, forKey: .text)
+            list_ids = try c.decodeIfPresent([Int64].self, forKey: .list_ids)
+            func nullable<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T?? {
+                guard c.contains(key) else { return nil }
+                if try c.decodeNil(forKey: key) { return .some(nil) }
+                return .some(try c.decode(T.self, forKey: key))
+            }
+            segment = try nullable(TemplateValue.self, .segment)
+            send_rate = try nullable(String.self, .send_rate)
+            send_window = try nullable(CampaignSendWindow.self, .send_window)
+        }
+
+        func input() throws -> CampaignInput {
+            var segmentInput: Segment?? = nil
+            if let segment {
+                segmentInput = .some(try segment.map { try Segment($0) })
+            }
+            return CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
+                                 listIDs: list_ids, segment: segmentInput, sendRate: send_rate,
+                                 sendWindow: send_window)
+        }
+    }
+
+    let stores: HTTPStores
+
+    public init(stores: HTTPStores) { self.stores = stores }
+
+    /// Runs a store call, turning template and store errors into problems.
+    static func call<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await APIInput.store(body)
+        } catch let error as TemplateValidationError {
+            throw Problem.unprocessable("The templates do not validate: \(error.description)",
+                                        errors: error.issues.map(\.message))
+        }
+    }
+
+    /// A spool action after pause/resume/cancel that did not finish: 500, the status
+    /// change stands; the underlying error goes to the log, not to the client.
+    static func spool(_ context: HeraldRequestContext,
+                      _ body: () async throws(CampaignSpoolError) -> Void) async throws(Problem) {
+        do {
+            try await body()
+        } catch {
+            context.logger.error("campaign spool action failed: \(error)")
+            throw Problem(.internalServerError, "\(error.message); the error is in Herald's log.")
+        }
+    }
+
+    public func add(to group: RouterGroup<HeraldRequestContext>) {
+        let campaigns = stores.campaigns
+        let expander = stores.expander
+        let statsRecorder = stores.statsRecorder
+        group.post("campaigns") { request, context -> Response in
+            let tenant = try context.databaseTenant()
+            let body = try await APIInput.decode(Body.self, from: request)
+            let campaign = try await Self.call { try await campaigns.create(tenant: tenant, try body.input()) }
+            return try APIInput.created(CampaignJSON(campaign), location: "/v1/campaigns/\(campaign.id)",
+                                        request: request, context: context)
+        }
+        group.get("campaigns") { request, context -> Page in
+            let tenant = try context.databaseTenant()
+            let limit = try APIInput.limit(request, max: Self.maxPageSize)
+            let after = try APIInput.after(request)
+            let found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
+            let page = APIInput.page(found, limit: limit, cursor: \.id)
+            return Page(data: page.rows.map(CampaignJSON.init), next: page.next)
+        }
+        group.get("campaigns/:id") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await campaigns.campaign(tenant: tenant, id: id) else {
+                throw Problem.notFound("campaign \(id)")
+            }
+            return CampaignJSON(campaign)
+        }
+        group.patch("campaigns/:id") { request, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            let body = try await APIInput.decode(Body.self, from: request)
+            guard let campaign = try await Self.call({
+                try await campaigns.update(tenant: tenant, id: id, try body.input())
+            })
+            else { throw Problem.notFound("campaign \(id)") }
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/send") { request, context -> Response in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.send(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            await expander?.start(campaign: id)
+            var response = try CampaignJSON(campaign).response(from: request, context: context)
+            response.status = .accepted
+            return response
+        }
+        group.post("campaigns/:id/pause") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.pause(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            try await Self.spool(context) { () async throws(CampaignSpoolError) in
+                try await CampaignSpoolActions.afterPause(campaign: id, expander: expander)
+            }
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/resume") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.resume(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            try await Self.spool(context) { () async throws(CampaignSpoolError) in
+                try await CampaignSpoolActions.afterResume(campaign: id, expander: expander)
+            }
+            await expander?.start(campaign: id)
+            return CampaignJSON(campaign)
+        }
+        group.post("campaigns/:id/cancel") { _, context -> CampaignJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await Self.call({ try await campaigns.cancel(tenant: tenant, id: id) })
+            else { throw Problem.notFound("campaign \(id)") }
+            try await Self.spool(context) { () async throws(CampaignSpoolError) in
+                try await CampaignSpoolActions.afterCancel(campaign: id, expander: expander)
+            }
+            return CampaignJSON(campaign)
+        }
+        group.get("campaigns/:id/stats") { _, context -> StatsJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let s = try await campaigns.stats(tenant: tenant, id: id) else { throw Problem.notFound("campaign \(id)") }
+            let remaining = max(0, s.total - s.skipped - s.sent - s.bounced - s.failed)
+            let progress = try await statsRecorder?.progress(tenant: tenant, campaign: id)
+            return StatsJSON(status: s.status.rawValue, total: s.total, expanded: s.expanded, sent: s.sent,
+                             deferred: s.deferred, bounced: s.bounced, failed: s.failed, unsubscribed: s.unsubscribed,
+                             skipped: s.skipped, chunks: s.chunks, chunks_done: s.chunksDone, remaining: remaining,
+                             rate_per_minute: progress?.ratePerMinute,
+                             estimated_completion: remaining == 0 ? nil : progress?.estimatedCompletion)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Campaigns
+import Hummingbird
+import Spool
+
+/// Herald's HTTP API: `/healthz`, and under `/v1` (bearer API key, every object scoped to
+/// the key's tenant) the endpoints in docs/openapi.yaml. Errors are RFC 9457 problems.
+public enum HTTPAPI {
+    /// - Parameter stores: the PostgreSQL stores, when a database is configured. Then the
+    ///   lists, subscribers and import routes exist, and the database's API keys
+    ///   (``DatabaseAPIKeys``) are accepted after `verifier`'s.
+    /// - Parameter unsubscribeKey: the key of the unsubscribe tokens (``UnsubscribeToken``);
+    ///   with `stores`, `GET`/`POST /u/{token}` exist (``UnsubscribeV1``).
+    public static func makeRouter(spool: Spool, writer: SpoolWriter, verifier: any APIKeyVerifier, hostname: String,
+                                  databasePing: (@Sendable () async -> Bool)? = nil,
+                                  stores: HTTPStores? = nil,
+                                  unsubscribeKey: [UInt8]? = nil) -> Router<HeraldRequestContext> {
+        let router = Router(context: HeraldRequestContext.self)
+        router.add(middleware: ProblemMiddleware())
+        Health(spool: spool, database: databasePing).add(to: router)
+        let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
+        let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
+        MessagesV1(writer: writer, hostname: hostname).add(to: v1)
+        if let stores {
+            ListsV1(stores: stores).add(to: v1)
+            SubscribersV1(stores: stores).add(to: v1)
+            ImportV1(stores: stores).add(to: v1)
+            CampaignsV1(stores: stores).add(to: v1)
+            CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
+            // `/u/{token}`: outside /v1, the signed token is the credential.
+            if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }
+        }
+        return router
+    }
+}

@@ -1,0 +1,228 @@
+import Campaigns
+import CampaignStore
+import Foundation
+import Hummingbird
+import NIOCore
+import Postgres
+
+/// The PostgreSQL stores behind the database-backed endpoints (lists, subscribers,
+/// import). Hand one to ``HTTPAPI/makeRouter(spool:writer:verifier:hostname:databasePing:stores:)``
+/// when a database is configured; without it those routes do not exist (404).
+public struct HTTPStores: Sendable {
+    public let tenants: TenantStore
+    public let lists: ListStore
+    public let subscribers: SubscriberStore
+    public let campaigns: CampaignStore
+    /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
+    /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
+    public let expander: CampaignExpander?
+    /// Current rate and estimated completion in campaign stats (nil: not shown).
+    public let statsRecorder: CampaignStatsRecorder?
+
+    public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil) {
+        self.statsRecorder = statsRecorder
+        tenants = TenantStore(db)
+        lists = ListStore(db)
+        subscribers = SubscriberStore(db)
+        campaigns = CampaignStore(db, chunkSize: expander?.store.chunkSize ?? 1000)
+        self.expander = expander
+    }
+}
+
+/// API keys issued by `herald tenant create` / `key-add`, checked against the database
+/// (SHA-256 of the key; revoked keys fail). The tenant string is the ``TenantID``'s
+/// decimal description, which the database-backed routes read back with
+/// ``HeraldRequestContext/databaseTenant()``.
+public struct DatabaseAPIKeys: APIKeyVerifier {
+    let store: TenantStore
+
+    public init(_ store: TenantStore) { self.store = store }
+
+    public func tenant(forKey key: String) async throws -> String? {
+        try await store.authenticate(bearerKey: key)?.description
+    }
+}
+
+extension HeraldRequestContext {
+    /// The tenant as a database id. A key from the config file (`[[api_key]]`) names a
+    /// tenant that has no lists or subscribers: 403, telling how to get a database key.
+    func databaseTenant() throws -> TenantID {
+        guard let tenant, let id = Int64(tenant), id > 0 else {
+            throw Problem(.forbidden, "This API key comes from the config file and has no lists or subscribers; "
+                + "use a key made with `herald tenant create NAME` (or `herald tenant key-add NAME`).")
+        }
+        return TenantID(id)
+    }
+}
+
+/// Helpers shared by the database-backed routes.
+enum APIInput {
+    /// Keyset pagination: the store was asked for `limit + 1` rows; keeps `limit` and
+    /// returns the cursor of the last kept row when there was more (nil on the last page).
+    static func page<Row>(_ fetched: [Row], limit: Int, cursor: (Row) -> Int64) -> (rows: [Row], next: Int64?) {
+        guard fetched.count > limit else { return (fetched, nil) }
+        let rows = Array(fetched.prefix(limit))
+        return (rows, rows.last.map(cursor))
+    }
+
+    /// `201 Created` with the object as JSON and its `Location`.
+    static func created(_ body: some ResponseEncodable, location: String, request: Request,
+                        context: some RequestContext) throws -> Response {
+        var response = try body.response(from: request, context: context)
+        response.status = .created
+        response.headers[.location] = location
+        return response
+    }
+
+    /// Largest JSON body the list and subscriber endpoints take (a subscriber with its
+    /// attributes fits many times over). Larger bodies are a 413 problem.
+    static let maxJSONBody = 1024 * 1024
+
+    /// Decodes a JSON body of at most `limit` bytes (413 beyond; 400 when malformed).
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = maxJSONBody) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw Problem(.contentTooLarge, "The request body is larger than \(limit) bytes; send less "
+                + "(for many subscribers, use POST /v1/lists/{id}/import with a CSV file).")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw Problem.badRequest("The request body is empty: send a JSON object (Content-Type: application/json).")
+        }
+        return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+    }
+
+    /// The path parameter `name` as a positive id. Anything else cannot name an object,
+    /// so it is a 404, like an id that does not exist.
+    static func id(_ context: HeraldRequestContext, _ name: String, what: String) throws -> Int64 {
+        guard let text = context.parameters.get(name), let id = Int64(text), id > 0 else {
+            throw Problem.notFound(what)
+        }
+        return id
+    }
+
+    /// `?limit=` (default `defaultValue`, 1 ... `max`).
+    static func limit(_ request: Request, default defaultValue: Int = 100, max: Int) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return defaultValue }
+        guard let value = Int(text), value >= 1, value <= max else {
+            throw Problem.badRequest("limit: give an integer from 1 to \(max) (got \"\(text)\")")
+        }
+        return value
+    }
+
+    /// `?after=` (a cursor: the `next` of the previous page; absent for the first page).
+    static func after(_ request: Request) throws -> Int64? {
+        guard let text = request.uri.queryParameters.get("after"), !text.isEmpty else { return nil }
+        guard let value = Int64(text), value >= 0 else {
+            throw Problem.badRequest("after: give the `next` cursor of the previous page, an integer (got \"\(text)\")")
+        }
+        return value
+    }
+
+    /// Runs a store call, turning a ``StoreError`` into its problem (422, 409, 404).
+    static func store<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            throw Problem(error)
+        }
+    }
+}
+
+extension Problem {
+    init(_ error: StoreError) {
+        switch error.kind {
+        case .invalid: self = .unprocessable(error.message)
+        case .conflict: self = Problem(.conflict, error.message)
+        case .notFound: self = Problem(.notFound, error.message)
+        }
+    }
+}
+
+/// Lists:
+/// - `POST /v1/lists {"name"}` → 201 with the list;
+/// - `GET /v1/lists?after=&limit=` → `{"data": [...], "next": <cursor or null>}` in id order;
+/// - `GET /v1/lists/{id}`, `PATCH /v1/lists/{id} {"name"}` (rename);
+/// - `DELETE /v1/lists/{id}` → 204 (memberships go; the subscribers stay with the tenant).
+///
+/// A list is `{"id", "name", "subscriber_count", "created_at", "updated_at"}`.
+/// Another tenant's list id answers 404 exactly like one that does not exist.
+public struct ListsV1: Sendable {
+    public static let maxPageSize = 500
+
+    struct ListJSON: Encodable, ResponseEncodable {
+        var id: Int64
+        var name: String
+        var subscriber_count: Int
+        var created_at: Date
+        var updated_at: Date
+
+        init(_ list: MailingList) {
+            id = list.id
+            name = list.name
+            subscriber_count = list.subscriberCount
+            created_at = list.createdAt
+            updated_at = list.updatedAt
+        }
+    }
+
+    struct Page: Encodable, ResponseEncodable {
+        var data: [ListJSON]
+        var next: Int64?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(data, forKey: .data)
+            try c.encode(next, forKey: .next)
+        }
+
+        enum CodingKeys: String, CodingKey { case data, next }
+    }
+
+    struct NameBody: Decodable {
+        var name: String
+    }
+
+    let stores: HTTPStores
+
+    public init(stores: HTTPStores) { self.stores = stores }
+
+    public func add(to group: RouterGroup<HeraldRequestContext>) {
+        let lists = stores.lists
+        group.post("lists") { request, context -> Response in
+            let tenant = try context.databaseTenant()
+            let body = try await APIInput.decode(NameBody.self, from: request)
+            let list = try await APIInput.store { try await lists.createList(tenant: tenant, name: body.name) }
+            return try APIInput.created(ListJSON(list), location: "/v1/lists/\(list.id)", request: request, context: context)
+        }
+        group.get("lists") { request, context -> Page in
+            let tenant = try context.databaseTenant()
+            let limit = try APIInput.limit(request, max: Self.maxPageSize)
+            let after = try APIInput.after(request)
+            let found = try await lists.lists(tenant: tenant, after: after, limit: limit + 1)
+            let page = APIInput.page(found, limit: limit, cursor: \.id)
+            return Page(data: page.rows.map(ListJSON.init), next: page.next)
+        }
+        group.get("lists/:id") { _, context -> ListJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "list")
+            guard let list = try await lists.list(tenant: tenant, id: id) else { throw Problem.notFound("list \(id)") }
+            return ListJSON(list)
+        }
+        group.patch("lists/:id") { request, context -> ListJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "list")
+            let body = try await APIInput.decode(NameBody.self, from: request)
+            guard let list = try await APIInput.store({ try await lists.renameList(tenant: tenant, id: id, name: body.name) })
+            else { throw Problem.notFound("list \(id)") }
+            return ListJSON(list)
+        }
+        group.delete("lists/:id") { _, context -> HTTPResponse.Status in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "list")
+            guard try await lists.deleteList(tenant: tenant, id: id) else { throw Problem.notFound("list \(id)") }
+            return .noContent
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Campaigns
+import Foundation
+import Hummingbird
+import Rendering
+import Spool
+
+/// `POST /v1/messages`: one template plus up to 10,000 recipients with their own
+/// variables, rendered and committed straight into the spool (no database needed).
+///
+/// The whole request is validated (templates, addresses, headers) before anything is
+/// written, so a bad request leaves nothing behind. Commits run concurrently so that
+/// they share disk flushes. The reply lists each recipient's queue id: `202 Accepted`,
+/// because delivery happens later (watch `delivery.jsonl` or campaign stats).
+public struct MessagesV1: Sendable {
+    public static let maxRecipients = 10_000
+
+    struct Body: Decodable {
+        struct Recipient: Decodable {
+            var email: String
+            var first_name: String?
+            var last_name: String?
+            var name: String?
+            var attributes: [String: TemplateValue]?
+            var unsubscribe_url: String?
+        }
+        var from: String
+        var reply_to: String?
+        var subject: String
+        var html: String?
+        var text: String?
+        var headers: [String: String]?
+        var recipients: [Recipient]
+    }
+
+    struct Accepted: Encodable, ResponseEncodable {
+        struct Item: Encodable {
+            var email: String
+            var id: String
+            var message_id: String
+        }
+        var accepted: Int
+        var messages: [Item]
+    }
+
+    struct Committed: Sendable {
+        var index: Int
+        var result: Result<Envelope, any Error>
+    }
+
+    let writer: SpoolWriter
+    let hostname: String
+
+    public init(writer: SpoolWriter, hostname: String) {
+        self.writer = writer
+        self.hostname = hostname
+    }
+
+    public func add(to group: RouterGroup<HeraldRequestContext>) {
+        group.post("messages") { request, context in
+            try await self.handle(request, context)
+        }
+    }
+
+    func handle(_ request: Request, _ context: HeraldRequestContext) async throws -> Response {
+        let body = try await request.decode(as: Body.self, context: context)
+        guard !body.recipients.isEmpty else { throw Problem.unprocessable("recipients: give at least one recipient") }
+        guard body.recipients.count <= Self.maxRecipients else {
+            throw Problem.unprocessable("recipients: at most \(Self.maxRecipients) per request, got \(body.recipients.count)")
+        }
+        let template: CampaignTemplate
+        do {
+            template = try CampaignTemplate(subject: body.subject, html: body.html, text: body.text)
+        } catch {
+            throw Problem.unprocessable("The templates do not validate: \(error.description)",
+                                        errors: error.issues.map(\.message))
+        }
+        let from: MailAddress
+        let replyTo: MailAddress?
+        do {
+            from = try MailAddress(parsing: body.from)
+        } catch {
+            throw Problem.unprocessable("from: \(error)")
+        }
+        do {
+            replyTo = try body.reply_to.map { try MailAddress(parsing: $0) }
+        } catch {
+            throw Problem.unprocessable("reply_to: \(error)")
+        }
+        let renderer: MessageRenderer
+        do {
+            renderer = try MessageRenderer(
+                template: template, from: from, replyTo: replyTo, messageIDDomain: hostname,
+                extraHeaders: (body.headers ?? [:]).sorted { $0.key < $1.key }.map { ExtraHeader($0.key, $0.value) })
+        } catch {
+            throw Problem.unprocessable("headers: \(error)")
+        }
+        // Render everything first: a bad recipient rejects the request before any commit.
+        var rendered: [(String, RenderedMessage)] = []
+        rendered.reserveCapacity(body.recipients.count)
+        var errors: [String] = []
+        let now = Date()
+        for (i, r) in body.recipients.enumerated() {
+            let vars = RecipientVariables(email: r.email, firstName: r.first_name, lastName: r.last_name, name: r.name,
+                                          attributes: r.attributes ?? [:], unsubscribeURL: r.unsubscribe_url)
+            do {
+                let unsubscribe = r.unsubscribe_url.map { ListUnsubscribe(url: $0) }
+                rendered.append((r.email, try renderer.render(recipient: vars, listUnsubscribe: unsubscribe, date: now)))
+            } catch {
+                errors.append("recipients[\(i)] (\(r.email)): \(error)")
+                if errors.count >= 100 { break }
+            }
+        }
+        guard errors.isEmpty else {
+            throw Problem.unprocessable("\(errors.count) recipient(s) cannot be rendered; nothing was queued", errors: errors)
+        }
+        let tenant = context.tenant
+        let sender = from.address
+        let writer = self.writer
+        // Commit concurrently (bounded), keeping the request's order in the reply.
+        var items = [Accepted.Item?](repeating: nil, count: rendered.count)
+        var failure: (any Error)?
+        // The child result is a named struct: returning an `(Int, Result<Envelope, any Error>)`
+        // tuple from the child tasks came back with a wrong index in release builds.
+        await withTaskGroup(of: Committed.self) { group in
+            var next = 0
+            var running = 0
+            while true {
+                while failure == nil && next < rendered.count && running < 128 {
+                    let i = next
+                    let (email, message) = rendered[i]
+                    next += 1
+                    running += 1
+                    let envelope = Envelope(
+                        id: QueueID.generate(), arrival: Date(), sender: sender,
+                        origin: EnvelopeOrigin(listener: "http", clientAddress: "api", authenticatedUser: tenant,
+                                               helo: nil, tls: false),
+                        recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME",
+                        smtputf8: message.needsSMTPUTF8, tenant: tenant)
+                    let bytes = message.bytes
+                    group.addTask {
+                        do {
+                            return Committed(index: i, result: .success(try await writer.commit(bytes, envelope)))
+                        } catch {
+                            return Committed(index: i, result: .failure(error))
+                        }
+                    }
+                }
+                guard let committed = await group.next() else { break }
+                running -= 1
+                let i = committed.index
+                switch committed.result {
+                case .success(let env):
+                    items[i] = .init(email: rendered[i].0, id: env.id.rawValue, message_id: rendered[i].1.messageID)
+                case .failure(let error):
+                    failure = failure ?? error
+                }
+            }
+        }
+        if let failure {
+            let queued = items.compactMap { $0 }
+            context.logger.error("spool commit failed: \(failure)")
+            let status: HTTPResponse.Status = (failure as? SpoolError)?.isDiskFull == true ? HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage") : .serviceUnavailable
+            throw Problem(status, "The spool is not accepting writes; \(queued.count) of \(rendered.count) message(s) were queued (listed in `queued`); retry the others later.",
+                          extensions: ["queued": .array(queued.map { .object(["email": .string($0.email), "id": .string($0.id)]) })])
+        }
+        let accepted = Accepted(accepted: items.count, messages: items.compactMap { $0 })
+        context.logger.info("messages queued", metadata: ["count": "\(accepted.accepted)"])
+        var response = try accepted.response(from: request, context: context)
+        response.status = .accepted
+        return response
+    }
+}
