@@ -102,6 +102,7 @@ let package = Package(
         .target(
             name: "Rendering",
             dependencies: [
+                "MailFormat",
                 "COpenSSLCrypto",
                 .product(name: "Mustache", package: "swift-mustache"),
             ]

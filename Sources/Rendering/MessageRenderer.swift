@@ -1,4 +1,5 @@
 import Foundation
+import MailFormat
 
 /// The unsubscribe targets of one message: the HTTPS URL (one-click POST, RFC 8058, and
 /// the confirmation page on GET) and optionally a `mailto:` URI.
@@ -154,7 +155,7 @@ public struct MessageRenderer: Sendable {
         add("To", to.headerField("To"))
         if let replyToField { add("Reply-To", replyToField) }
         add("Subject", MIME.unstructuredField(name: "Subject", value: parts.subject))
-        add("Date", Array("Date: \(Self.rfc5322Date(date))".utf8))
+        add("Date", Array("Date: \(MailDate.rfc5322(date))".utf8))
         add("Message-ID", Array("Message-ID: <\(messageID)>".utf8))
         add("MIME-Version", Array("MIME-Version: 1.0".utf8))
         if let unsubscribeField {
@@ -274,32 +275,6 @@ public struct MessageRenderer: Sendable {
         }
         if bits > 0 { out.append(base32Alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    /// `Tue, 05 Mar 2024 09:00:00 +0000` (RFC 5322 §3.3), in UTC.
-    static func rfc5322Date(_ date: Date) -> String {
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
-        var days = seconds / 86400
-        var rem = seconds % 86400
-        if rem < 0 { rem += 86400; days -= 1 }
-        // Days to civil date (proleptic Gregorian), after H. Hinnant's algorithm.
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        var weekday = (days + 4) % 7
-        if weekday < 0 { weekday += 7 }
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(weekdays[Int(weekday)]), \(two(day)) \(months[Int(month - 1)]) \(year) "
-            + "\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60)) +0000"
     }
 
     static func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
