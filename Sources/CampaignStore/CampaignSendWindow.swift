@@ -87,12 +87,10 @@ public struct CampaignSendWindow: Sendable, Equatable, Codable {
         return try? SendWindow(start: start, end: end, timeZone: zone, days: days)
     }
 
-    /// `send_rate`: `N/s`, `N/m`, `N/h` or `N/d` with N > 0 (decimals allowed).
+    /// `send_rate` in the spool's ``Rate`` grammar (`N/s`, `N/m`, `N/h` or `N/d`, N > 0),
+    /// at most a million per unit.
     static func validateRate(_ text: String) throws {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let n = Double(parts[0]), n > 0, n.isFinite, n <= 1_000_000,
-              ["s", "m", "h", "d"].contains(parts[1])
-        else {
+        guard let rate = Rate(text), rate.count <= 1_000_000 else {
             throw StoreError(.invalid, "send_rate: \"\(text)\" is not a rate like 100/m (per s, m, h or d)")
         }
     }

@@ -24,6 +24,7 @@
 /// next step, so a crash re-sends at most the transactions in flight.
 
 import Foundation
+import Spool
 import NIOCore
 import SMTPClient
 
@@ -103,34 +104,6 @@ public struct ThrottleRule: Sendable {
         self.rate = rate
         self.connections = connections
     }
-}
-
-/// `"50/s"`, `"1000/h"`, `"14/s"`.
-public struct Rate: Sendable, Hashable, CustomStringConvertible {
-    public var count: Double
-    public var per: Double  // seconds
-
-    public init(count: Double, per: Double) {
-        self.count = count
-        self.per = per
-    }
-
-    public init?(_ text: String) {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let n = Double(parts[0].trimmingCharacters(in: .whitespaces)), n > 0, n.isFinite else { return nil }
-        switch parts[1].trimmingCharacters(in: .whitespaces) {
-        case "s", "sec", "second": per = 1
-        case "m", "min", "minute": per = 60
-        case "h", "hour": per = 3600
-        case "d", "day": per = 86400
-        default: return nil
-        }
-        count = n
-    }
-
-    /// Seconds between two messages at this rate.
-    public var interval: Double { per / count }
-    public var description: String { "\(count)/\(per)s" }
 }
 
 public struct DeliveryConfiguration: Sendable {

@@ -283,10 +283,10 @@ struct DeliveryScheduler {
         return (s.open, s.until)
     }
 
-    /// The limiter bucket of a send policy's rate, when it has one. An unparsable rate
-    /// paces nothing (the expander validates rates before they reach an envelope).
+    /// The limiter bucket of a send policy's rate, when it has one (a rate applies only
+    /// with a key; an envelope whose rate does not parse never decodes).
     static func pacing(_ policy: SendPolicy) -> (String, Rate)? {
-        guard let key = policy.rateKey, let text = policy.rate, let rate = Rate(text) else { return nil }
+        guard let key = policy.rateKey, let rate = policy.rate else { return nil }
         return ("policy:\(key)", rate)
     }
 

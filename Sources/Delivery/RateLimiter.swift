@@ -1,4 +1,5 @@
 import Foundation
+import Spool
 
 /// Generic cell rate algorithm (GCRA) buckets keyed by name. A bucket at rate r allows
 /// one message every 1/r seconds with a burst of `burst` messages; `reserve` answers

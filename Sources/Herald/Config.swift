@@ -1,5 +1,6 @@
 import Delivery
 import Foundation
+import Spool
 import NIOCore
 import SMTPClient
 import SMTPServer

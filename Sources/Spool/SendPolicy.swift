@@ -3,16 +3,15 @@ import Foundation
 /// How a message's delivery is paced, beyond the configured throttles: set on campaign
 /// messages by the campaign expander, honoured by the delivery queue manager.
 public struct SendPolicy: Codable, Sendable, Equatable {
-    /// Messages per unit for every message sharing `rateKey`, e.g. `"100/m"` (`N/s`,
-    /// `N/m`, `N/h`, `N/d`, the `[[throttle]]` rate syntax).
-    public var rate: String?
+    /// Messages per unit for every message sharing `rateKey`, e.g. `"100/m"` in JSON.
+    public var rate: Rate?
     /// Bucket name shared by all messages with the same key (e.g. `"campaign:12"`);
     /// `rate` applies only with a key.
     public var rateKey: String?
     /// Attempts start only while this window is open.
     public var window: SendWindow?
 
-    public init(rate: String? = nil, rateKey: String? = nil, window: SendWindow? = nil) {
+    public init(rate: Rate? = nil, rateKey: String? = nil, window: SendWindow? = nil) {
         self.rate = rate
         self.rateKey = rateKey
         self.window = window

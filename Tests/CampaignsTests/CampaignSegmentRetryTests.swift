@@ -149,7 +149,7 @@ struct CampaignSegmentRetryTests {
             #expect(envelopes.count == f.expected.count)
             for envelope in envelopes {
                 let policy = try #require(envelope.sendPolicy)
-                #expect(policy.rate == "10/s" && policy.rateKey == "campaign:\(campaign.id)")
+                #expect(policy.rate?.text == "10/s" && policy.rateKey == "campaign:\(campaign.id)")
                 let zone = envelope.recipients[0].address == "user1@example.com" ? "Asia/Tokyo" : "Europe/Paris"
                 #expect(policy.window?.timeZone == zone, "\(envelope.recipients[0].address)")
                 #expect(policy.window?.start == "09:00" && policy.window?.end == "17:30")

@@ -188,7 +188,7 @@ import Testing
 
     @Test("a campaign's send rate releases one message per slot over all its domains")
     func campaignPacing() {
-        let policy = SendPolicy(rate: "1/s", rateKey: "campaign:7")
+        let policy = SendPolicy(rate: Rate("1/s"), rateKey: "campaign:7")
         var s = DeliveryScheduler(config: Self.config { $0.initialWindow = 10 })
         for domain in ["a.test", "b.test", "c.test"] {
             s.add(Self.envelope(["r@\(domain)"], sendPolicy: policy), now: Self.t0)

@@ -1,4 +1,5 @@
 @testable import Delivery
+import Spool
 import Testing
 
 /// GCRA buckets driven by a manual clock: `now` is a parameter, so every case is exact

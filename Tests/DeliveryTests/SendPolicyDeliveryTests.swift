@@ -87,7 +87,7 @@ import Testing
     @Test func policyRateIsOneBucketOverAllDomainsAndDoesNotHoldUpOtherMail() async throws {
         // Ten campaign messages over two domains wait in the spool when the manager starts;
         // three other messages to one of those domains arrive right after.
-        let policy = SendPolicy(rate: "4/s", rateKey: "campaign:1")
+        let policy = SendPolicy(rate: Rate("4/s"), rateKey: "campaign:1")
         let campaign = (0..<10).map { i in ("r\(i)@\(i % 2 == 0 ? "a" : "b").test", "paced\(i)", Optional(policy)) }
         try await Self.withManager(preload: campaign) { h in
             for i in 0..<3 {

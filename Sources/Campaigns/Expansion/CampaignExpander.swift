@@ -225,7 +225,8 @@ public actor CampaignExpander {
         }
         let idMicros = chunk.idMicros ?? startedMicros
         let rateKey = "campaign:\(campaign.id)"
-        let sendRate = campaign.sendRate
+        // Validated when the campaign was saved; the envelope carries the typed rate.
+        let sendRate = campaign.sendRate.flatMap(Rate.init)
         let sendWindow = campaign.sendWindow
         let campaignZone = campaign.timeZone
 
