@@ -3,6 +3,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
+import NIOSSL
+import HeraldTestSupport
 import SMTPCore
 import Testing
 
@@ -66,12 +68,13 @@ import Testing
     let timeouts = SMTPTimeouts(command: .seconds(60), data: .seconds(120))
 
     func makeChannel(sink: any SMTPMessageSink, counter: ReadCounter = ReadCounter(),
-                     weak: WeakHandler = WeakHandler()) async throws -> NIOAsyncTestingChannel {
+                     weak: WeakHandler = WeakHandler(), tls: NIOSSLContext? = nil) async throws -> NIOAsyncTestingChannel {
         var logger = Logger(label: "herald.smtp.test")
         logger.logLevel = .critical
+        let config = tls == nil ? sessionConfig() : sessionConfig(tls: .starttls, tlsAvailable: true)
         let settings = SMTPListenerSettings(
-            host: "127.0.0.1", port: 25, session: sessionConfig(), trustedNetworks: [try #require(IPNetwork("127.0.0.0/8"))],
-            tlsContext: nil, timeouts: timeouts)
+            host: "127.0.0.1", port: 25, session: config, trustedNetworks: [try #require(IPNetwork("127.0.0.0/8"))],
+            tlsContext: tls, timeouts: timeouts)
         let shared = SMTPServerShared(sink: sink, authenticator: NoUsers(), authThrottle: AuthFailureThrottle(),
                                       limiter: ConnectionLimiter(maxTotal: 10, maxPerClient: 10), logger: logger)
         let info = SMTPSessionInfo(sessionID: 1, listener: "127.0.0.1:25", clientIP: "127.0.0.1",
@@ -173,6 +176,33 @@ import Testing
         await channel.testingEventLoop.advanceTime(by: .seconds(31))
         #expect(try await written(channel).hasPrefix("421 4.4.2"))
         try await channel.closeFuture.get()
+    }
+
+    @Test("STARTTLS: TLS goes in front of the session; plaintext pipelined behind it is dropped, not answered")
+    func startTLSDiscardsPipelinedPlaintext() async throws {
+        let directory = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-tls")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try await Command.run("openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=mx.herald.test", "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
+        ], timeout: 30)
+        try #require(made.termination.succeeded, "\(made)")
+        let context = try NIOSSLContext(configuration: .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem))))
+        let channel = try await makeChannel(sink: GatedSink(), tls: context)
+        _ = try await written(channel)
+        try await send(channel, "EHLO c.test\r\nSTARTTLS\r\nMAIL FROM:<evil@c.test>\r\nRSET\r\n")
+        let replies = try await written(channel)
+        #expect(replies.contains("250-STARTTLS") || replies.contains("250 STARTTLS"))
+        #expect(replies.hasSuffix("\r\n220 2.0.0 Ready to start TLS\r\n"), "\(replies)")
+        #expect(!replies.contains("MAIL"))
+        #expect(replies.components(separatedBy: "\r\n220 ").count == 2, "one 220 for STARTTLS, nothing after it")
+        let hasTLS = try await channel.testingEventLoop.executeInContext {
+            (try? channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
+        }
+        #expect(hasTLS, "the TLS handler is in the pipeline")
+        _ = try? await channel.close()
     }
 
     @Test("a finished session is freed: nothing keeps its handler alive after close")
