@@ -444,6 +444,23 @@ public final class HeraldProcess: @unchecked Sendable {
                               currentDirectory: directory)
     }
 
+    /// The counts of `herald queue stats --json`: messages by queue, recipients by state.
+    public struct QueueCounts: Decodable, Sendable {
+        public var messages: [String: Int]
+        public var recipients: [String: Int]
+    }
+
+    /// `herald queue stats --json`, its counts decoded.
+    public func queueStats(timeout: Double = 60) async throws -> QueueCounts {
+        let r = try await cli(["queue", "stats", "--json"], timeout: timeout)
+        guard r.termination.succeeded else { throw SubprocessError("herald queue stats --json failed: \(r)") }
+        do {
+            return try JSONDecoder().decode(QueueCounts.self, from: Data(r.stdout))
+        } catch {
+            throw SubprocessError("cannot decode herald queue stats --json: \(error)\n\(r.stdoutText)")
+        }
+    }
+
     /// `herald queue list --json`, decoded.
     public func queueList() async throws -> [QueueEntry] {
         let r = try await cli(["queue", "list", "--json"])

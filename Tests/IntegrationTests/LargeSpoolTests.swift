@@ -41,13 +41,10 @@ extension Integration {
 
             // The postmaster's view of the stopped spool: every message, nothing corrupt.
             var started = Date()
-            let stats = try await herald.cli(["queue", "stats", "--json"], timeout: 300)
-            try #require(stats.termination.succeeded, "\(stats)")
-            let counts = try JSONSerialization.jsonObject(with: Data(stats.stdout)) as? [String: Any]
-            let messages = counts?["messages"] as? [String: Int]
-            #expect(messages?["queue"] == Self.backlog)
-            #expect(messages?["corrupt"] == 0)
-            #expect((counts?["recipients"] as? [String: Int])?["pending"] == Self.backlog)
+            let counts = try await herald.queueStats(timeout: 300)
+            #expect(counts.messages["queue"] == Self.backlog)
+            #expect(counts.messages["corrupt"] == 0)
+            #expect(counts.recipients["pending"] == Self.backlog)
             print("large spool: herald queue stats in \(seconds(since: started))")
 
             started = Date()
