@@ -2,9 +2,12 @@
 """A scripted remote MX for Herald's delivery tests and benchmarks (aiosmtpd).
 
 Listens on 127.0.0.1 only. Every accepted message is written to --out as
-<n>.eml (raw bytes as received) plus one JSON line in --out/index.jsonl
-(time, mail_from, rcpts, size, message_id, tls). The recipient's local part steers
-the behaviour:
+<n>.eml (raw bytes as received, n zero-padded to 7 digits) plus one JSON line in
+--out/index.jsonl (n, time, mail_from, rcpts, size, message_id, tls). Numbers go on
+across restarts: a sink started on a folder that holds messages already continues
+after the highest number found there (file names and index.jsonl), so it never
+overwrites what an earlier run received, and index.jsonl is only appended to.
+The recipient's local part steers the behaviour:
 
   tempfail@…            450 4.2.1 at RCPT
   permfail@…            550 5.1.1 at RCPT
@@ -23,14 +26,33 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
+def highest_number(out):
+    """The highest message number an earlier run left in `out` (0 when none)."""
+    high = 0
+    for name in os.listdir(out):
+        stem, dot, ext = name.partition(".")
+        if ext == "eml" and stem.isdigit():
+            high = max(high, int(stem))
+    try:
+        with open(os.path.join(out, "index.jsonl"), "rb") as f:
+            for line in f:
+                try:
+                    high = max(high, int(json.loads(line).get("n", 0)))
+                except (ValueError, AttributeError, TypeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return high
+
+
 class Handler:
     def __init__(self, out, slow):
         self.out = out
         self.slow = slow
-        self.count = 0
         self.seen_once = set()
         self.lock = threading.Lock()
         os.makedirs(out, exist_ok=True)
+        self.count = highest_number(out)
         self.index = open(os.path.join(out, "index.jsonl"), "a", buffering=1)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -69,7 +91,15 @@ class Handler:
         with self.lock:
             self.count += 1
             n = self.count
-        with open(os.path.join(self.out, f"{n:07d}.eml"), "wb") as f:
+            # "x": never replace a file, even one another sink on this folder wrote.
+            while True:
+                try:
+                    f = open(os.path.join(self.out, f"{n:07d}.eml"), "xb")
+                    break
+                except FileExistsError:
+                    self.count += 1
+                    n = self.count
+        with f:
             f.write(data)
         mid = ""
         for line in data.split(b"\r\n"):
