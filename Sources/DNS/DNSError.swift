@@ -1,8 +1,9 @@
 /// Why a lookup gave no usable answer, and what that means for a recipient.
 ///
 /// Permanent errors fail the recipient at once (a `5.x.x` DSN), temporary ones defer it.
-/// `description` is meant for logs and for the text of a DSN's diagnostic; it names the
-/// domain or host and the cause ("NXDOMAIN", "SERVFAIL", "timed out"...).
+/// `description` is meant for logs and for the text of a DSN's diagnostic: short and
+/// human, naming the domain or host and the cause (`example.invalid: no such domain`,
+/// `broken.example: temporary DNS failure (SERVFAIL)`).
 public struct DNSError: Error, Hashable, Sendable, CustomStringConvertible {
     private enum Code: Hashable, Sendable {
         /// RFC 7505 null MX: the domain says it accepts no mail.
@@ -88,13 +89,17 @@ public struct DNSError: Error, Hashable, Sendable, CustomStringConvertible {
         let subject = self.name.isEmpty ? "" : "\(self.name): "
         switch self.code {
         case .nullMX:
-            return "\(subject)domain does not accept mail (null MX, RFC 7505)"
+            return "\(subject)domain accepts no mail (null MX)"
         case .noSuchDomain:
-            return "\(subject)no such domain (\(self.reason))"
+            return subject + (self.reason == "NXDOMAIN" ? "no such domain" : self.reason)
         case .noMailExchanger:
-            return "\(subject)domain exists but has no MX and no A/AAAA records"
+            return "\(subject)no mail exchanger (no MX and no A/AAAA records)"
         case .noAddress:
-            return "\(subject)host has no address (\(self.reason))"
+            switch self.reason {
+            case "NXDOMAIN": return "\(subject)no such host"
+            case "no A or AAAA records": return "\(subject)host has no A or AAAA records"
+            default: return subject + self.reason
+            }
         case .temporary:
             return "\(subject)temporary DNS failure (\(self.reason))"
         }

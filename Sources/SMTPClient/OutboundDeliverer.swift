@@ -123,11 +123,11 @@ public final class OutboundDeliverer: Sendable {
                 site = hosts.map { $0.name.lowercased() }.sorted().joined(separator: ",")
             } catch let error as DNSError {
                 let reply = error.isPermanent
-                    ? SMTPReply(550, EnhancedStatusCode(parsing: error.enhancedStatus), "\(domain): \(error)")
-                    : SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(domain): DNS lookup failed: \(error)")
+                    ? SMTPReply(550, EnhancedStatusCode(parsing: error.enhancedStatus), Self.reason(domain, error))
+                    : SMTPReply(451, EnhancedStatusCode(4, 4, 3), Self.reason(domain, error))
                 return AttemptResult(outcomes: all(tx, reply), tls: false)
             } catch {
-                return AttemptResult(outcomes: all(tx, SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(domain): \(error)")), tls: false)
+                return AttemptResult(outcomes: all(tx, SMTPReply(451, EnhancedStatusCode(4, 4, 3), Self.reason(domain, error))), tls: false)
             }
         }
         var lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "\(domain): no reachable mail exchanger")
@@ -141,7 +141,7 @@ public final class OutboundDeliverer: Sendable {
                 do {
                     addresses = try await resolver.addresses(for: target.name)
                 } catch {
-                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 3), "\(target.name): \(error)")
+                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 3), Self.reason(target.name, error))
                     continue
                 }
             }
@@ -192,7 +192,8 @@ public final class OutboundDeliverer: Sendable {
                     }
                     logger.debug("attempt failed", metadata: ["host": "\(target.name)", "ip": "\(address)", "error": "\(e)"])
                 } catch {
-                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "\(target.name)[\(address)]: \(error)")
+                    lastReply = SMTPReply(451, EnhancedStatusCode(4, 4, 1), Self.reason(
+                        SMTPClientConnection.peerName(host: target.name, address: address, port: target.port), error))
                 }
             }
         }
@@ -204,6 +205,14 @@ public final class OutboundDeliverer: Sendable {
         r.throttled = throttled
         r.mxSite = site
         return r
+    }
+
+    /// `subject: what went wrong`, in short human words (``ErrorText``); a DNS error or a
+    /// client error already names its domain or host, so it is not named twice.
+    static func reason(_ subject: String, _ error: any Error) -> String {
+        if let e = error as? DNSError, !e.name.isEmpty { return e.description }
+        if let e = error as? SMTPClientError, !e.host.isEmpty { return e.description }
+        return subject + ": " + ErrorText.describe(error)
     }
 
     private func finish(_ outcomes: [RecipientOutcome], _ host: String, _ ip: String, _ tls: Bool, _ site: String?) -> AttemptResult {

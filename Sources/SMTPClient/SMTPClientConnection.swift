@@ -48,7 +48,7 @@ final class SMTPClientReplyHandler: ChannelInboundHandler {
                 }
             }
         } catch {
-            failAll(.protocolError("unparsable reply: \(error)"), context: context)
+            failAll(.protocolError("unparsable reply (\(error))"), context: context)
         }
     }
 
@@ -60,9 +60,9 @@ final class SMTPClientReplyHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let tlsPromise {
             self.tlsPromise = nil
-            tlsPromise.fail(SMTPClientError(.tlsFailed("\(error)"), phase: .tlsHandshake, host: ""))
+            tlsPromise.fail(SMTPClientError(.tlsFailed(ErrorText.describe(error)), phase: .tlsHandshake, host: ""))
         }
-        failAll(.protocolError("\(error)"), context: context)
+        failAll(.networkError(ErrorText.describe(error)), context: context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -144,12 +144,13 @@ public final class SMTPClientConnection: Sendable {
         do {
             channel = try await bootstrap.connect(host: address, port: port).get()
         } catch {
-            throw SMTPClientError(.connectFailed("\(error)"), phase: .connect, host: "\(host)[\(address)]:\(port)")
+            throw SMTPClientError(.connectFailed(ErrorText.describe(error)), phase: .connect,
+                                  host: Self.peerName(host: host, address: address, port: port))
         }
         guard let handler = box.withLockedValue({ $0 }) else {
             channel.close(promise: nil)
             throw SMTPClientError(.connectFailed("channel initializer did not run"), phase: .connect,
-                                  host: "\(host)[\(address)]:\(port)")
+                                  host: Self.peerName(host: host, address: address, port: port))
         }
         let connection = SMTPClientConnection(host: host, address: address, port: port, channel: channel,
                                               handler: handler, timeouts: timeouts)
@@ -161,7 +162,13 @@ public final class SMTPClientConnection: Sendable {
         return connection
     }
 
-    public var peer: String { "\(host)[\(address)]:\(port)" }
+    public var peer: String { Self.peerName(host: host, address: address, port: port) }
+
+    /// `mx.example.com[192.0.2.1]:25`, or `127.0.0.1:2600` (`[::1]:25`) when the host is the address.
+    public static func peerName(host: String, address: String, port: Int) -> String {
+        if host == address || host.isEmpty { return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
+        return "\(host)[\(address)]:\(port)"
+    }
 
     /// Writes `bytes` (if any) and waits for `replies` replies, within the phase's time-out.
     /// On time-out the connection is closed: its state is unknown.
@@ -262,7 +269,7 @@ public final class SMTPClientConnection: Sendable {
                 // The server hung up after its 220: complete the promise, report the error.
                 handler.value.tlsPromise = nil
                 promise.fail(error)
-                throw SMTPClientError(.tlsFailed("\(error)"), phase: .tlsHandshake, host: peer)
+                throw SMTPClientError(.tlsFailed(ErrorText.describe(error)), phase: .tlsHandshake, host: peer)
             }
             let task = channel.eventLoop.scheduleTask(in: timeout) {
                 handler.value.timedOut = true

@@ -63,13 +63,17 @@ public struct SMTPClientTimeouts: Sendable {
 }
 
 /// Why a connection or a transaction did not complete: the phase, the remote reply
-/// if there was one, and what happened.
+/// if there was one, and what happened. `description` is the short text that ends up in
+/// the delivery log and a recipient's last reply: `connect to 127.0.0.1:2600: connection
+/// refused`, `mx.example.com[192.0.2.1]:25: timed out waiting for the greeting`.
 public struct SMTPClientError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         case connectFailed(String)
         case timeout
         case connectionClosed
         case protocolError(String)
+        /// The connection failed under the session (reset, closed during TLS…), in a few words.
+        case networkError(String)
         case tlsFailed(String)
         /// The server answered with a failure at a phase that concerns the whole session.
         case rejected
@@ -99,13 +103,15 @@ public struct SMTPClientError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        var text = "\(host): "
+        if case .connectFailed(let why) = kind { return "connect to \(host): \(why)" }
+        var text = host.isEmpty ? "" : "\(host): "
         switch kind {
-        case .connectFailed(let why): text += "connect failed: \(why)"
-        case .timeout: text += "timeout \(phase)"
+        case .connectFailed: break
+        case .timeout: text += "timed out \(phase)"
         case .connectionClosed: text += "connection closed \(phase)"
+        case .networkError(let why): text += "\(why) \(phase)"
         case .protocolError(let why): text += "protocol error \(phase): \(why)"
-        case .tlsFailed(let why): text += "TLS failed: \(why)"
+        case .tlsFailed(let why): text += why.hasPrefix("TLS") ? why : "TLS failed: \(why)"
         case .rejected: text += "rejected \(phase): \(reply?.description ?? "")"
         case .tlsUnavailable: text += "TLS required but STARTTLS not offered"
         case .extensionMissing(let ext): text += "server lacks \(ext)"
