@@ -66,7 +66,20 @@ struct TenantCreate: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let (tenant, issued) = try await database.withStore { try await $0.createTenant(name: name) }
+        // A tenant that exists is not an error of the database but of the request: say
+        // so and name the command that gives it a new key (exit 1, nothing printed on
+        // stdout), so that a walk-through or a provisioning script can be run twice.
+        let created = try await database.withStore { store -> (tenant: Tenant, key: IssuedAPIKey)? in
+            do {
+                return try await store.createTenant(name: name)
+            } catch let error as StoreError where error.kind == .conflict {
+                return nil
+            }
+        }
+        guard let created else {
+            fail("tenant \"\(name)\" exists; to get a new API key run: herald tenant key-add \(shellWord(name))")
+        }
+        let (tenant, issued) = created
         let output = IssuedKeyOutput(tenantId: tenant.id.rawValue, tenant: tenant.name, keyId: issued.record.id,
                                      apiKey: issued.key)
         if json {
@@ -173,6 +186,14 @@ struct TenantKeyRevoke: AsyncParsableCommand {
         }
         print("key \(record.id) (\(record.prefix)…) revoked at \(iso8601(record.revokedAt ?? Date()))")
     }
+}
+
+/// `text` as one shell word: unchanged when it is plain, else in single quotes.
+private func shellWord(_ text: String) -> String {
+    let plain = !text.isEmpty && text.unicodeScalars.allSatisfy {
+        ($0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.@+%/:,=".unicodeScalars.contains($0)))
+    }
+    return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 private func pad(_ text: String, _ width: Int) -> String {
