@@ -58,17 +58,34 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// The selection of `hold|release|delete|retry`: ids, or `--all`.
+/// The selection of `hold|release|delete|retry`: ids (`-` reads them from standard
+/// input), `--all`, or selectors (`--campaign`, `--tenant`, `--domain`, `--state`,
+/// `--older`, the same as `queue list` takes). Ids cannot be mixed with the others;
+/// `--all` with selectors means the same as the selectors alone.
 struct Selection: ParsableArguments {
-    @Argument(help: "Queue ids.")
+    @Argument(help: "Queue ids; - reads ids from standard input (separated by white space).")
     var ids: [String] = []
 
     @Flag(help: "Every message the command applies to.")
     var all = false
 
+    @OptionGroup(title: "Selectors (instead of ids)")
+    var filter: MessageFilter
+
     func validate() throws {
-        if all == !ids.isEmpty { throw ValidationError("give queue ids or --all (not both)") }
+        if !ids.isEmpty && (all || filter.isActive) {
+            throw ValidationError(all ? "give queue ids or --all (not both)"
+                                      : "give queue ids or selectors (--campaign, --tenant, --domain, --state, --older), not both")
+        }
+        if ids.isEmpty && !all && !filter.isActive {
+            throw ValidationError("give queue ids, --all, or selectors (--campaign, --tenant, --domain, --state, --older)")
+        }
+        if ids.contains("-") && ids.count > 1 { throw ValidationError("- reads the ids from standard input: give no others") }
     }
+
+    /// Many messages picked by a rule rather than named: gone-meanwhile is not an error,
+    /// and a count is printed at the end.
+    var isBulk: Bool { ids.isEmpty }
 }
 
 /// Runs `action` on each selected message found in `from`; prints one line each.
@@ -76,10 +93,13 @@ func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], ve
            _ action: (QueueID, SpoolQueue) throws -> Void) -> Int32 {
     var targets: [(QueueID, SpoolQueue)] = []
     var status: Int32 = 0
-    if selection.all {
+    if selection.filter.isActive {
+        targets = access.select(from, selection.filter).map { ($0.envelope.id, $0.queue) }
+    } else if selection.all {
         for q in from { targets += ((try? access.spool.enumerate(q)) ?? []).map { ($0, q) } }
     } else {
-        for text in selection.ids {
+        let texts = selection.ids == ["-"] ? idsFromStandardInput() : selection.ids
+        for text in texts {
             guard let id = QueueID(text) else {
                 FileHandle.standardError.write(Data("herald: \(text): not a queue id\n".utf8))
                 status = 2
@@ -101,7 +121,7 @@ func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], ve
             done += 1
         } catch let error as SpoolError where error.isNotFound {
             // Gone meanwhile (delivered or deleted by someone else): not an error for --all.
-            if !selection.all {
+            if !selection.isBulk {
                 FileHandle.standardError.write(Data("herald: \(id): no such message\n".utf8))
                 status = 1
             }
@@ -110,7 +130,7 @@ func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], ve
             status = 1
         }
     }
-    if selection.all { print("\(done) message(s) \(verb)") }
+    if selection.isBulk { print("\(done) message(s) \(verb)") }
     return status
 }
 
