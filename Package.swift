@@ -35,12 +35,12 @@ let package = Package(
             providers: [.apt(["libpq-dev"])]
         ),
         .target(
-            name: "SMTPCore",
+            name: "MailFormat",
             dependencies: []
         ),
         .target(
-            name: "MailFormat",
-            dependencies: []
+            name: "SMTPCore",
+            dependencies: ["MailFormat"]
         ),
         .target(
             name: "Spool",
@@ -110,7 +110,7 @@ let package = Package(
         .target(
             name: "CampaignStore",
             dependencies: [
-                "Postgres", "Rendering", "Spool", "COpenSSLCrypto",
+                "Postgres", "Rendering", "MailFormat", "Spool", "COpenSSLCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

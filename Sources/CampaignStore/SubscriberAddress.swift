@@ -1,4 +1,5 @@
 import Foundation
+import MailFormat
 
 /// The rule for subscriber addresses, stricter than what SMTP or a `From:` header
 /// accepts, because these are addresses of people on a mailing list: a dot-atom local
@@ -47,7 +48,7 @@ public enum SubscriberAddress {
             if b == UInt8(ascii: ".") {
                 guard atom > 0 else { return "empty atom in the local part (\"..\" or a leading or trailing dot)" }
                 atom = 0
-            } else if isAtext(b) {
+            } else if AddressSyntax.isAtext(b) {
                 atom += 1
             } else {
                 return b == UInt8(ascii: "@") ? "more than one @" : "character not allowed in the local part"
@@ -70,20 +71,6 @@ public enum SubscriberAddress {
         }
         if labels.last!.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) { return "the top-level domain is numeric" }
         return nil
-    }
-
-    /// `atext` of RFC 5322 §3.2.3, plus UTF-8 octets (RFC 6532).
-    static func isAtext(_ b: UInt8) -> Bool {
-        if (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b >= 0x80 { return true }
-        switch b {
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "/"),
-             UInt8(ascii: "="), UInt8(ascii: "?"), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"),
-             UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
     }
 }
 

@@ -1,3 +1,5 @@
+import MailFormat
+
 /// A mailbox for a header: an optional display name and a validated addr-spec.
 ///
 /// The address is checked when the value is made (`init(_:name:)` throws), so a
@@ -54,80 +56,32 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: validation
 
+    /// Checks `address` as an RFC 5322 addr-spec with MailFormat's ``AddressSyntax``: at
+    /// most 254 octets (what fits in a 256-octet SMTP path), domain literals allowed.
     public static func validate(_ address: String) throws(AddressError) {
-        let b = Array(address.utf8)
-        guard !b.isEmpty else { throw .init(address, "empty address") }
-        guard b.count <= 254 else { throw .init(address, "longer than 254 octets") }
-        guard String(validating: b, as: UTF8.self) != nil else { throw .init(address, "invalid UTF-8") }
-        var i = 0
-        if b[0] == UInt8(ascii: "\"") {
-            i = 1
-            var closed = false
-            while i < b.count {
-                let c = b[i]
-                if c == UInt8(ascii: "\\") {
-                    guard i + 1 < b.count, (0x20...0x7E).contains(b[i + 1]) || b[i + 1] >= 0x80 else {
-                        throw .init(address, "bad quoted pair")
-                    }
-                    i += 2
-                    continue
-                }
-                if c == UInt8(ascii: "\"") { closed = true; i += 1; break }
-                guard c == 0x20 || c == 0x21 || (0x23...0x5B).contains(c) || (0x5D...0x7E).contains(c) || c >= 0x80 else {
-                    throw .init(address, "control character in the quoted local part")
-                }
-                i += 1
-            }
-            guard closed else { throw .init(address, "unterminated quoted local part") }
-        } else {
-            var atom = 0
-            while i < b.count, b[i] != UInt8(ascii: "@") {
-                let c = b[i]
-                if c == UInt8(ascii: ".") {
-                    guard atom > 0 else { throw .init(address, "empty part in the local part") }
-                    atom = 0
-                } else {
-                    guard isAtext(c) else { throw .init(address, "character \(describe(c)) not allowed in the local part") }
-                    atom += 1
-                }
-                i += 1
-            }
-            guard atom > 0 else { throw .init(address, i == 0 ? "empty local part" : "local part ends with '.'") }
-        }
-        guard i < b.count, b[i] == UInt8(ascii: "@") else { throw .init(address, "missing @domain") }
-        guard i <= 64 else { throw .init(address, "local part longer than 64 octets") }
-        let domain = Array(b[(i + 1)...])
-        guard isHostName(domain) || isAddressLiteral(domain) else { throw .init(address, "bad domain") }
-    }
-
-    static func isAtext(_ c: UInt8) -> Bool {
-        switch c {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return c >= 0x80 || "!#$%&'*+-/=?^_`{|}~".utf8.contains(c)
+        do {
+            _ = try AddressSyntax.check(Array(address.utf8), maxLength: 254, literals: .domain)
+        } catch {
+            throw AddressError(address, reason(error))
         }
     }
 
-    /// LDH labels (UTF-8 U-labels allowed), dot-separated, no empty label, ≤ 63 per label.
-    static func isHostName(_ d: [UInt8]) -> Bool {
-        guard !d.isEmpty, d.count <= 253 else { return false }
-        for label in d.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            guard !label.isEmpty, label.count <= 63, label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-")
-            else { return false }
-            for c in label {
-                let ok = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c >= 0x80
-                guard ok else { return false }
-            }
+    private static func reason(_ failure: AddressSyntax.Failure) -> String {
+        switch failure {
+        case .empty: return "empty address"
+        case .tooLong: return "longer than 254 octets"
+        case .invalidUTF8: return "invalid UTF-8"
+        case .badQuotedPair: return "bad quoted pair"
+        case .badQuotedCharacter: return "control character in the quoted local part"
+        case .unterminatedQuote: return "unterminated quoted local part"
+        case .emptyLocalPart: return "empty local part"
+        case .emptyAtom: return "empty part in the local part"
+        case .trailingDot: return "local part ends with '.'"
+        case .badLocalCharacter(let c): return "character \(describe(c)) not allowed in the local part"
+        case .missingDomain: return "missing @domain"
+        case .localPartTooLong: return "local part longer than 64 octets"
+        case .domainTooLong, .badDomain: return "bad domain"
         }
-        return true
-    }
-
-    static func isAddressLiteral(_ d: [UInt8]) -> Bool {
-        guard d.count >= 3, d.first == UInt8(ascii: "["), d.last == UInt8(ascii: "]") else { return false }
-        return d.dropFirst().dropLast().allSatisfy { (0x21...0x5A).contains($0) || (0x5E...0x7E).contains($0) }
     }
 
     private static func describe(_ c: UInt8) -> String {
@@ -151,7 +105,7 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
         let words = text.utf8.split(separator: 0x20).map(Array.init)
         let ascii = text.utf8.allSatisfy { (0x20...0x7E).contains($0) }
         func plain(_ word: [UInt8]) -> Bool {
-            word.allSatisfy { $0 < 0x80 && Self.isAtext($0) } && !MIME.containsEncodedWordStart(word)
+            word.allSatisfy { $0 < 0x80 && AddressSyntax.isAtext($0) } && !MIME.containsEncodedWordStart(word)
         }
         var tokens: [[UInt8]] = []
         if ascii && !text.contains("=?") {

@@ -95,7 +95,7 @@ public struct MessageRenderer: Sendable {
 
     public init(template: CampaignTemplate, campaign: [String: TemplateValue] = [:], from: MailAddress,
                 replyTo: MailAddress? = nil, messageIDDomain: String, extraHeaders: [ExtraHeader] = []) throws(RenderError) {
-        guard MailAddress.isHostName(Array(messageIDDomain.utf8)),
+        guard messageIDDomain.utf8.count <= 253, AddressSyntax.isDomain(Array(messageIDDomain.utf8)[...]),
               messageIDDomain.utf8.allSatisfy({ $0 < 0x80 }) else {
             throw .invalidMessageIDDomain(messageIDDomain)
         }

@@ -1,4 +1,8 @@
-/// Mailboxes and paths, RFC 5321 §4.1.2, with the RFC 6531 (SMTPUTF8) extensions.
+import MailFormat
+
+/// Mailboxes and paths, RFC 5321 §4.1.2, with the RFC 6531 (SMTPUTF8) extensions. The
+/// address grammar itself is MailFormat's ``AddressSyntax``; paths add the brackets, the
+/// null path, source routes and the 256-octet limit.
 
 /// `local-part@domain`, as the client wrote it (a quoted local part keeps its quotes).
 public struct Mailbox: Hashable, Sendable, CustomStringConvertible {
@@ -68,20 +72,7 @@ public enum ForwardPath: Hashable, Sendable, CustomStringConvertible {
 }
 
 enum PathParser {
-    static let maxLocalPart = 64
-    static let maxDomain = 255
     static let maxPath = 256
-
-    /// `atext` of RFC 5322 §3.2.3, plus UTF-8 octets when SMTPUTF8 is allowed.
-    static func isAtext(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-/=?^_`{|}~".utf8.contains(b) || b >= 0x80
-        }
-    }
 
     /// Parses `<…>` (already cut out of the command, brackets included) into a mailbox.
     /// A source route (`<@a,@b:user@c>`) is accepted and ignored, as §4.1.1.3 asks; the
@@ -100,7 +91,7 @@ enum PathParser {
             }
             let route = inner[..<colon]
             for hop in route.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-                guard hop.first == UInt8(ascii: "@"), isDomain(Array(hop.dropFirst())) else {
+                guard hop.first == UInt8(ascii: "@"), AddressSyntax.isDomain(hop.dropFirst()) else {
                     throw .syntax("bad source route")
                 }
             }
@@ -109,92 +100,34 @@ enum PathParser {
         return try parseMailbox(inner)
     }
 
+    /// `Local-part "@" ( Domain / address-literal )`, checked by MailFormat's
+    /// ``AddressSyntax`` with RFC 5321's address literals.
     static func parseMailbox(_ bytes: [UInt8]) throws(PathError) -> Mailbox {
-        guard !bytes.isEmpty else { throw .syntax("empty address") }
-        var i = 0
-        // Local part.
-        if bytes[0] == UInt8(ascii: "\"") {
-            i = 1
-            var closed = false
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\\") {
-                    guard i + 1 < bytes.count, (32...126).contains(bytes[i + 1]) || bytes[i + 1] >= 0x80 else {
-                        throw .syntax("bad quoted pair")
-                    }
-                    i += 2
-                    continue
-                }
-                if b == UInt8(ascii: "\"") { closed = true; i += 1; break }
-                guard b == 32 || b == 33 || (35...91).contains(b) || (93...126).contains(b) || b >= 0x80 else {
-                    throw .syntax("bad character in quoted local part")
-                }
-                i += 1
-            }
-            guard closed else { throw .syntax("unterminated quoted local part") }
-        } else {
-            var atomLength = 0
-            while i < bytes.count, bytes[i] != UInt8(ascii: "@") {
-                let b = bytes[i]
-                if b == UInt8(ascii: ".") {
-                    guard atomLength > 0 else { throw .syntax("empty atom in local part") }
-                    atomLength = 0
-                } else {
-                    guard isAtext(b) else { throw .syntax("bad character in local part") }
-                    atomLength += 1
-                }
-                i += 1
-            }
-            guard atomLength > 0 else { throw .syntax("empty atom in local part") }
+        let at: Int
+        do {
+            at = try AddressSyntax.check(bytes, maxLength: maxPath, literals: .address)
+        } catch {
+            throw PathError(error)
         }
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "@") else {
-            throw .syntax("missing @domain")
-        }
-        let local = Array(bytes[0..<i])
-        let domain = Array(bytes[(i + 1)...])
-        if local.count > maxLocalPart { throw .tooLong }
-        if domain.count > maxDomain { throw .tooLong }
-        guard isDomain(domain) || isAddressLiteral(domain) else { throw .syntax("bad domain") }
-        guard let l = String(validating: local, as: UTF8.self),
-              let d = String(validating: domain, as: UTF8.self)
-        else { throw .syntax("invalid UTF-8") }
-        return Mailbox(localPart: l, domain: d)
+        // Valid UTF-8 as a whole, so also on either side of the ASCII "@".
+        return Mailbox(localPart: String(decoding: bytes[..<at], as: UTF8.self),
+                       domain: String(decoding: bytes[(at + 1)...], as: UTF8.self))
     }
+}
 
-    /// `sub-domain *("." sub-domain)`; U-labels allowed (validated as UTF-8 by the caller).
-    static func isDomain(_ d: [UInt8]) -> Bool {
-        guard !d.isEmpty, d.count <= maxDomain else { return false }
-        for label in d.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            guard !label.isEmpty, label.count <= 63 else { return false }
-            guard label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-") else { return false }
-            for b in label {
-                let ok = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b)
-                    || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b)
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b)
-                    || b == UInt8(ascii: "-") || b >= 0x80
-                guard ok else { return false }
-            }
+extension PathError {
+    init(_ failure: AddressSyntax.Failure) {
+        switch failure {
+        case .empty: self = .syntax("empty address")
+        case .tooLong, .localPartTooLong, .domainTooLong: self = .tooLong
+        case .invalidUTF8: self = .syntax("invalid UTF-8")
+        case .badQuotedPair: self = .syntax("bad quoted pair")
+        case .badQuotedCharacter: self = .syntax("bad character in quoted local part")
+        case .unterminatedQuote: self = .syntax("unterminated quoted local part")
+        case .emptyLocalPart, .emptyAtom, .trailingDot: self = .syntax("empty atom in local part")
+        case .badLocalCharacter: self = .syntax("bad character in local part")
+        case .missingDomain: self = .syntax("missing @domain")
+        case .badDomain: self = .syntax("bad domain")
         }
-        return true
-    }
-
-    /// `[1.2.3.4]`, `[IPv6:…]` or a general literal `[tag:…]`.
-    static func isAddressLiteral(_ d: [UInt8]) -> Bool {
-        guard d.count >= 3, d.first == UInt8(ascii: "["), d.last == UInt8(ascii: "]") else { return false }
-        let inner = d[1..<(d.count - 1)]
-        guard let text = String(validating: inner, as: UTF8.self) else { return false }
-        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
-        if octets.count == 4, octets.allSatisfy({ o in
-            o.count >= 1 && o.count <= 3 && o.allSatisfy(\.isASCII) && o.allSatisfy(\.isNumber) && Int(o)! <= 255
-        }) { return true }
-        if text.lowercased().hasPrefix("ipv6:") {
-            let v6 = text.dropFirst(5)
-            return !v6.isEmpty && v6.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-        }
-        guard let colon = text.firstIndex(of: ":") else { return false }
-        let tag = text[..<colon]
-        let content = text[text.index(after: colon)...]
-        return !tag.isEmpty && tag.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-            && !content.isEmpty && content.unicodeScalars.allSatisfy { (33...90).contains($0.value) || (94...126).contains($0.value) }
     }
 }
