@@ -104,39 +104,6 @@ struct CSVReader {
                 line += 1
                 try endRecord(emit)
             }
-        case .fieldStart:
-            switch byte {
-            case 0x22:
-                sawQuote = true
-                state = .quoted
-            case 0x2C:
-                fields.append(field)
-                field = []
-            case 0x0A:
-                fields.append(field)
-                line += 1
-                try endRecord(emit)
-            case 0x0D:
-                break
-            default:
-                field.append(byte)
-                state = .unquoted
-            }
-        case .unquoted:
-            switch byte {
-            case 0x2C:
-                fields.append(field)
-                field = []
-                state = .fieldStart
-            case 0x0A:
-                fields.append(field)
-                line += 1
-                try endRecord(emit)
-            case 0x0D:
-                break
-            default:
-                field.append(byte)
-            }
         case .quoted:
             if byte == 0x22 {
                 state = .quoteInQuoted
@@ -144,11 +111,11 @@ struct CSVReader {
                 if byte == 0x0A { line += 1 }
                 field.append(byte)
             }
-        case .quoteInQuoted:
+        case .fieldStart, .unquoted, .quoteInQuoted:
+            // Outside quotes (or just after a closing one) a comma ends the field, LF the
+            // record, and CR is dropped; a quote opens a field only at its start, and
+            // doubled inside a quoted field it stands for itself.
             switch byte {
-            case 0x22:
-                field.append(0x22)
-                state = .quoted
             case 0x2C:
                 fields.append(field)
                 field = []
@@ -159,8 +126,14 @@ struct CSVReader {
                 try endRecord(emit)
             case 0x0D:
                 break
+            case 0x22 where state == .fieldStart:
+                sawQuote = true
+                state = .quoted
+            case 0x22 where state == .quoteInQuoted:
+                field.append(0x22)
+                state = .quoted
             default:
-                problem = problem ?? "a character follows a closing quote"
+                if state == .quoteInQuoted { problem = problem ?? "a character follows a closing quote" }
                 field.append(byte)
                 state = .unquoted
             }
