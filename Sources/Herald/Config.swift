@@ -187,15 +187,10 @@ public struct HeraldConfig: Sendable {
             guard let tls = OutboundTLSPolicy(rawValue: r.tls ?? "opportunistic") else {
                 throw ConfigError("route[\(i)].tls: must be off, opportunistic or required")
             }
-            var rate: Rate?
-            if let text = r.rate, !text.isEmpty {
-                guard let parsed = Rate(text) else { throw ConfigError("route[\(i)].rate: use e.g. \"14/s\"") }
-                rate = parsed
-            }
-            if let c = r.connections, c < 1 { throw ConfigError("route[\(i)].connections: must be positive") }
             routes.append(Route(pattern: pattern, host: host, port: port, tls: tls, username: try env(r.username),
                                 password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false,
-                                rate: rate, connections: r.connections))
+                                rate: try rate(r.rate, "route[\(i)].rate", example: "\"14/s\""),
+                                connections: try connections(r.connections, "route[\(i)].connections")))
         }
         var throttles: [ThrottleRule] = []
         for (i, t) in (raw.throttle ?? []).enumerated() {
@@ -209,18 +204,9 @@ public struct HeraldConfig: Sendable {
                 guard let p = DomainPattern(t.match) else { throw ConfigError("throttle[\(i)].match: bad pattern") }
                 target = .domain(p)
             }
-            var rate: Rate?
-            if let r = t.rate {
-                guard let parsed = Rate(r) else { throw ConfigError("throttle[\(i)].rate: use e.g. \"50/s\", \"1000/h\"") }
-                rate = parsed
-            }
-            if let c = t.connections, c < 1 { throw ConfigError("throttle[\(i)].connections: must be positive") }
-            throttles.append(ThrottleRule(target: target, rate: rate, connections: t.connections))
-        }
-        var globalRate: Rate?
-        if let r = d.rate, !r.isEmpty {
-            guard let parsed = Rate(r) else { throw ConfigError("delivery.rate: use e.g. \"14/s\"") }
-            globalRate = parsed
+            throttles.append(ThrottleRule(target: target,
+                                          rate: try rate(t.rate, "throttle[\(i)].rate", example: "\"50/s\", \"1000/h\""),
+                                          connections: try connections(t.connections, "throttle[\(i)].connections")))
         }
         var retry = RetrySchedule()
         retry.minimal = try duration(d.minimal_backoff ?? "300s", "delivery.minimal_backoff")
@@ -232,16 +218,16 @@ public struct HeraldConfig: Sendable {
             mxPort: d.mx_port ?? 25,
             routes: routes,
             throttles: throttles,
-            globalRate: globalRate,
+            globalRate: try rate(d.rate, "delivery.rate", example: "\"14/s\""),
             maxConcurrentDeliveries: try positive(d.max_concurrent ?? 200, "delivery.max_concurrent"),
             connectionsPerDestination: try positive(d.connections_per_destination ?? 20, "delivery.connections_per_destination"),
             initialWindow: try positive(d.initial_window ?? 5, "delivery.initial_window"),
             messagesPerConnection: try positive(d.messages_per_connection ?? 100, "delivery.messages_per_connection"),
-            connectionIdleTimeout: .nanoseconds(Int64(try duration(d.idle_timeout ?? "10s", "delivery.idle_timeout") * 1e9)),
+            connectionIdleTimeout: try timeAmount(d.idle_timeout ?? "10s", "delivery.idle_timeout"),
             timeouts: try clientTimeouts(d),
             retry: retry,
-            throttleBackoff: .nanoseconds(Int64(try duration(d.throttle_backoff ?? "60s", "delivery.throttle_backoff") * 1e9)),
-            rescanInterval: .nanoseconds(Int64(try duration(d.rescan_interval ?? "30s", "delivery.rescan_interval") * 1e9)),
+            throttleBackoff: try timeAmount(d.throttle_backoff ?? "60s", "delivery.throttle_backoff"),
+            rescanInterval: try timeAmount(d.rescan_interval ?? "30s", "delivery.rescan_interval"),
             logPath: logDir.map { ($0 as NSString).appendingPathComponent("delivery.jsonl") },
             logMaxBytes: try positive(d.log_max_size ?? 100 * 1024 * 1024, "delivery.log_max_size"),
             sourceAddress: d.source_address)
@@ -249,14 +235,11 @@ public struct HeraldConfig: Sendable {
 
     static func clientTimeouts(_ d: RawConfig.Delivery) throws(ConfigError) -> SMTPClientTimeouts {
         var t = SMTPClientTimeouts()
-        func amount(_ s: String?, _ def: String, _ key: String) throws(ConfigError) -> TimeAmount {
-            .nanoseconds(Int64(try duration(s ?? def, key) * 1e9))
-        }
-        t.connect = try amount(d.connect_timeout, "30s", "delivery.connect_timeout")
-        let command = try amount(d.command_timeout, "300s", "delivery.command_timeout")
+        t.connect = try timeAmount(d.connect_timeout ?? "30s", "delivery.connect_timeout")
+        let command = try timeAmount(d.command_timeout ?? "300s", "delivery.command_timeout")
         t.greeting = command; t.ehlo = command; t.starttls = command; t.mailFrom = command; t.rcptTo = command
-        t.data = try amount(d.data_timeout, "120s", "delivery.data_timeout")
-        t.dot = try amount(d.dot_timeout, "600s", "delivery.dot_timeout")
+        t.data = try timeAmount(d.data_timeout ?? "120s", "delivery.data_timeout")
+        t.dot = try timeAmount(d.dot_timeout ?? "600s", "delivery.dot_timeout")
         return t
     }
 
@@ -315,6 +298,24 @@ public struct HeraldConfig: Sendable {
     static func atLeast(_ v: Int, _ min: Int, _ key: String) throws(ConfigError) -> Int {
         guard v >= min else { throw ConfigError("\(key): must be at least \(min) (RFC 5321 §4.5.3.1)") }
         return v
+    }
+
+    /// A `rate` key: nil when absent or empty, else a ``Rate`` (`example` shows the forms).
+    static func rate(_ text: String?, _ key: String, example: String) throws(ConfigError) -> Rate? {
+        guard let text, !text.isEmpty else { return nil }
+        guard let rate = Rate(text) else { throw ConfigError("\(key): use e.g. \(example)") }
+        return rate
+    }
+
+    /// A `connections` key: nil when absent, else at least 1.
+    static func connections(_ value: Int?, _ key: String) throws(ConfigError) -> Int? {
+        guard let value else { return nil }
+        return try positive(value, key)
+    }
+
+    /// A duration key as a NIO `TimeAmount`.
+    static func timeAmount(_ text: String, _ key: String) throws(ConfigError) -> TimeAmount {
+        .nanoseconds(Int64(try duration(text, key) * 1e9))
     }
 
     /// `"300s"`, `"5m"`, `"250ms"`, `"1h"` → seconds.
