@@ -192,5 +192,48 @@ extension Integration {
                 #expect(try await ids(herald, []).isEmpty)
             }
         }
+
+        @Test("a live daemon's reasons: refused connection and NXDOMAIN in the log, the retry time in queue list",
+              .enabled(if: Dnsmasq.isAvailable))
+        func liveReasons() async throws {
+            let closed = try HeraldProcess.freeLoopbackPort()
+            let dns = try Dnsmasq([], localDomains: ["test", "invalid"])
+            defer { dns.stop() }
+            let toml = [DeliveryIT.route("*.refused.test", port: closed),
+                        "[dns]\nservers = [\"\(dns.server)\"]\ntimeout = \"2s\""]
+            // A long backoff: the refused recipient stays deferred while we look.
+            let options = DeliveryIT.options(delivery: ["minimal_backoff = \"10m\"", "maximal_backoff = \"20m\""], toml: toml)
+            try await HeraldProcess.with(options) { herald in
+                let ids = try await DeliveryIT.submitAccepted(port: herald.port(), [
+                    DeliveryIT.mail("refused", to: ["r@a.refused.test"]),
+                    DeliveryIT.mail("nxdomain", to: ["n@example.invalid"]),
+                ])
+                #expect(ids.count == 2)
+                let logged = await DeliveryIT.waitUntil(timeout: 20) {
+                    !DeliveryIT.logLines(herald, result: "deferred", recipient: "r@a.refused.test").isEmpty
+                        && !DeliveryIT.deliveryLog(herald).filter { $0["recipient"] as? String == "n@example.invalid" }.isEmpty
+                }
+                #expect(logged, "\(herald.diagnostics())")
+                let refused = DeliveryIT.logLines(herald, result: "deferred", recipient: "r@a.refused.test").first
+                #expect(refused?["reply"] as? String == "connect to 127.0.0.1:\(closed): connection refused", "\(String(describing: refused))")
+                let nx = DeliveryIT.deliveryLog(herald).first { $0["recipient"] as? String == "n@example.invalid" }
+                #expect(nx?["result"] as? String == "failed")
+                #expect(nx?["reply"] as? String == "example.invalid: no such domain", "\(String(describing: nx))")
+
+                // queue list: the deferred message waits for its retry, the reason under it.
+                let rows = try await list(herald, ["--domain", "a.refused.test"])
+                #expect(rows.map(\.id) == [ids[0]])
+                let next = try #require(refused?["next_attempt"] as? String)
+                let iso = ISO8601DateFormatter()
+                iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                let nextDate = try #require(iso.date(from: next))
+                let expected = "retry at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: nextDate.timeIntervalSince1970.rounded(.down)))
+                #expect(rows.first?.waiting == expected || rows.first?.waiting == "retry at " + ISO8601DateFormatter().string(from: nextDate),
+                        "\(String(describing: rows.first))")
+                let text = try await herald.cli(["queue", "list", "--state", "deferred"])
+                #expect(text.stdoutText.contains("451 4.4.1 connect to 127.0.0.1:\(closed): connection refused"), "\(text.stdoutText)")
+                #expect(!text.stdoutText.contains("NIOConnectionError"))
+            }
+        }
     }
 }
