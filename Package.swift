@@ -117,8 +117,9 @@ let package = Package(
         .target(
             name: "Campaigns",
             dependencies: [
-                "CampaignStore", "Rendering", "Postgres", "Spool",
+                "CampaignStore", "Delivery", "Rendering", "Postgres", "Spool",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(

@@ -85,16 +85,49 @@ public struct CampaignStats: Sendable, Equatable {
     public var bounced: Int64
     public var failed: Int64
     public var unsubscribed: Int64
+    /// Recipients whose mail a cancel removed before delivery (recorded ones; see ``unexpanded``).
+    public var cancelled: Int64
     public var chunks: Int64
     public var chunksDone: Int64
+    /// The campaign's send rate, its send window and zone (for the estimated completion).
+    public var sendRate: String?
+    public var sendWindow: CampaignSendWindow?
+    public var timeZone: String
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    /// Recipients not expanded into the spool (yet): none once expansion is done.
+    public var unexpanded: Int64 { max(0, total - expanded - skipped) }
+
+    /// Recipients that will get no mail because of a cancel: the recorded ones, and
+    /// once the campaign is `cancelled`, those never expanded.
+    public var cancelledTotal: Int64 { cancelled + (status == .cancelled ? unexpanded : 0) }
+
+    /// Recipients still waiting for a final outcome (0 once the campaign is cancelled or done).
+    public var remaining: Int64 {
+        guard status != .cancelled && status != .expired else { return 0 }
+        return max(0, total - skipped - sent - bounced - failed - cancelled)
+    }
+
+    /// How a campaign that went out to the end (`sent`) went: `complete` (every
+    /// recipient delivered or skipped), `partial` (some delivered, some bounced or
+    /// failed), `failed` (none delivered). nil in every other status (a cancelled or
+    /// expired campaign says so in its status).
+    public var completion: String? {
+        guard status == .sent else { return nil }
+        if bounced + failed + cancelledTotal == 0 { return "complete" }
+        return sent > 0 ? "partial" : "failed"
+    }
 }
 
 /// Campaigns, tenant-scoped like ``ListStore``: another tenant's campaign id behaves like
 /// one that does not exist (nil).
 ///
-/// Status machine: `draft` → (`send`) `sending` → `sent` when every chunk is expanded;
-/// `sending` ⇄ `paused` (`pause`/`resume`); `draft`, `scheduled`, `sending`, `paused` →
-/// `cancelled`. Only a draft can be edited. A transition from any other state is a
+/// Status machine: `draft` → (`send`) `sending` → `sent` when every chunk is expanded
+/// and every recipient has a final outcome (delivered, bounced, failed, cancelled,
+/// skipped; ``finishCompleted(_:campaigns:)``), with `finished_at` at the last outcome;
+/// `sending` ⇄ `paused` (`pause`/`resume`, as long as mail waits); `draft`, `scheduled`,
+/// `sending`, `paused` → `cancelled`. Only a draft can be edited. A transition from any other state is a
 /// ``StoreError`` `.conflict` that names the current state.
 public struct CampaignStore: Sendable {
     public let db: PostgresClient
@@ -245,13 +278,50 @@ public struct CampaignStore: Sendable {
         try await transition(tenant: tenant, id: id, from: [.sending], to: .paused, verb: "paused")
     }
 
+    /// `paused` → `sending`; straight on to `sent` when nothing waits any more (every
+    /// outcome came in while it was paused).
     public func resume(tenant: TenantID, id: Int64) async throws -> Campaign? {
-        try await transition(tenant: tenant, id: id, from: [.paused], to: .sending, verb: "resumed")
+        guard let resumed = try await transition(tenant: tenant, id: id, from: [.paused], to: .sending,
+                                                 verb: "resumed")
+        else { return nil }
+        guard try await finishIfComplete(id: id) else { return resumed }
+        return try await campaign(tenant: tenant, id: id)
     }
 
+    /// → `cancelled`, and in the same transaction every recipient still waiting
+    /// (`queued`, `deferred`) is recorded as `cancelled`. The mail itself is removed by
+    /// each node's campaign control pass (a late delivery still counts as sent).
     public func cancel(tenant: TenantID, id: Int64) async throws -> Campaign? {
-        try await transition(tenant: tenant, id: id, from: [.draft, .scheduled, .sending, .paused], to: .cancelled,
-                             verb: "cancelled")
+        let parameters = [tenant.parameter, String(id)]
+        let row: [String?]? = try await db.transaction { connection in
+            guard let row = try connection.query("""
+                UPDATE campaigns AS c SET status = 'cancelled', updated_at = now(), finished_at = now()
+                WHERE c.tenant_id = $1 AND c.id = $2 AND c.status IN ('draft', 'scheduled', 'sending', 'paused')
+                RETURNING \(Self.columns)
+                """, parameters).rows.first
+            else { return nil }
+            let changed = try connection.query("""
+                WITH old AS (
+                    SELECT campaign_id, subscriber_id, state FROM campaign_recipients
+                    WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('queued', 'deferred') FOR UPDATE
+                ), changed AS (
+                    UPDATE campaign_recipients AS r SET state = 'cancelled', reason = 'campaign cancelled',
+                        updated_at = now()
+                    FROM old WHERE r.campaign_id = old.campaign_id AND r.subscriber_id = old.subscriber_id
+                    RETURNING old.state
+                )
+                SELECT count(*), count(*) FILTER (WHERE state = 'deferred') FROM changed
+                """, parameters).rows[0]
+            try connection.execute("""
+                UPDATE campaign_counters SET cancelled = cancelled + $3, deferred = greatest(deferred - $4, 0),
+                    updated_at = now()
+                WHERE tenant_id = $1 AND campaign_id = $2
+                """, parameters + [changed[0], changed[1]])
+            return row
+        }
+        if let row { return Self.campaign(row) }
+        guard let current = try await campaign(tenant: tenant, id: id) else { return nil }
+        throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue) and cannot be cancelled")
     }
 
     func transition(tenant: TenantID, id: Int64, from: Set<CampaignStatus>, to: CampaignStatus,
@@ -268,31 +338,51 @@ public struct CampaignStore: Sendable {
         throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue) and cannot be \(verb)")
     }
 
-    /// `sending` → `sent` once no chunk is left to expand. True when it changed.
+    /// `sending` → `sent` when it is complete (see ``finishCompleted(_:campaigns:)``).
+    /// True when it changed.
     @discardableResult
     public func finishIfComplete(id: Int64) async throws -> Bool {
-        try await db.execute("""
-            UPDATE campaigns SET status = 'sent', finished_at = now(), updated_at = now()
-            WHERE id = $1 AND status = 'sending'
-              AND NOT EXISTS (SELECT 1 FROM campaign_chunks k WHERE k.campaign_id = $1 AND NOT k.done)
-            """, [String(id)]) == 1
+        try await db.transaction { connection in try Self.finishCompleted(connection, campaigns: [id]) } == 1
+    }
+
+    /// Marks `sent` each of `campaigns` that is `sending`, has no chunk left to expand
+    /// and no recipient left waiting (`pending`, `queued`, `deferred`), with
+    /// `finished_at` at its last recipient outcome. Returns how many changed. Cheap per
+    /// campaign (index lookups), so the stats recorder calls it after every batch.
+    @discardableResult
+    public static func finishCompleted(_ connection: PostgresConnection, campaigns: [Int64]) throws -> Int {
+        guard !campaigns.isEmpty else { return 0 }
+        return try connection.execute("""
+            UPDATE campaigns AS c SET status = 'sent', updated_at = now(),
+                finished_at = coalesce((SELECT max(r.updated_at) FROM campaign_recipients r
+                                        WHERE r.campaign_id = c.id), now())
+            WHERE c.id = ANY ($1::bigint[]) AND c.status = 'sending'
+              AND NOT EXISTS (SELECT 1 FROM campaign_chunks k WHERE k.campaign_id = c.id AND NOT k.done)
+              AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = c.id
+                              AND r.state IN ('pending', 'queued', 'deferred'))
+            """, [PGText.array(campaigns)])
     }
 
     public func stats(tenant: TenantID, id: Int64) async throws -> CampaignStats? {
         guard let row = try await db.query("""
             SELECT c.status, coalesce(n.total, 0), coalesce(n.expanded, 0), coalesce(n.skipped, 0),
                    coalesce(n.sent, 0), coalesce(n.deferred, 0), coalesce(n.bounced, 0), coalesce(n.failed, 0),
-                   coalesce(n.unsubscribed, 0),
+                   coalesce(n.unsubscribed, 0), coalesce(n.cancelled, 0),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id),
-                   (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done)
+                   (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done),
+                   c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at
             FROM campaigns c LEFT JOIN campaign_counters n ON n.campaign_id = c.id
             WHERE c.tenant_id = $1 AND c.id = $2
             """, [tenant.parameter, String(id)]).first
         else { return nil }
-        func n(_ i: Int) -> Int64 { PGText.int64(row[i]) ?? 0 }
-        return CampaignStats(status: row[0].flatMap(CampaignStatus.init(rawValue:)) ?? .draft, total: n(1),
-                             expanded: n(2), skipped: n(3), sent: n(4), deferred: n(5), bounced: n(6), failed: n(7),
-                             unsubscribed: n(8), chunks: n(9), chunksDone: n(10))
+        func n(_ i: Int) throws -> Int64 { try PGText.require(row, i, PGText.int64) }
+        return CampaignStats(
+            status: try PGText.require(row, 0, CampaignStatus.init(rawValue:)), total: try n(1), expanded: try n(2),
+            skipped: try n(3), sent: try n(4), deferred: try n(5), bounced: try n(6), failed: try n(7),
+            unsubscribed: try n(8), cancelled: try n(9), chunks: try n(10), chunksDone: try n(11), sendRate: row[12],
+            sendWindow: try row[13].map { try CampaignSendWindow(jsonText: $0) },
+            timeZone: try PGText.require(row, 14, { $0 }), startedAt: PGText.timestamp(row[15]),
+            finishedAt: PGText.timestamp(row[16]))
     }
 
     // MARK: - Validation

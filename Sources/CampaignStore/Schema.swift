@@ -24,6 +24,7 @@ public enum Schema {
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "campaign store", sql: version1),
         Migration(version: 2, name: "segments and retries", sql: version2),
+        Migration(version: 3, name: "campaigns end with their mail", sql: version3),
     ]
 
     /// The newest version this build knows.
@@ -182,5 +183,16 @@ public enum Schema {
         ALTER TABLE campaigns ADD COLUMN segment_path jsonpath;
         ALTER TABLE campaign_chunks ADD COLUMN retry boolean NOT NULL DEFAULT false;
         ALTER TABLE campaign_chunks ADD COLUMN id_time timestamptz;
+        """
+
+    /// A campaign stays `sending` until every recipient has a final outcome; a cancel
+    /// records the recipients it stops as `cancelled` (counted here, like the others).
+    /// Campaigns marked `sent` by an earlier version when their expansion finished go
+    /// back to `sending` while recipients still wait, so they finish with their mail.
+    static let version3 = """
+        ALTER TABLE campaign_counters ADD COLUMN cancelled bigint NOT NULL DEFAULT 0;
+        UPDATE campaigns c SET status = 'sending', finished_at = NULL
+        WHERE c.status = 'sent' AND EXISTS (SELECT 1 FROM campaign_recipients r
+                                            WHERE r.campaign_id = c.id AND r.state IN ('queued', 'deferred'));
         """
 }

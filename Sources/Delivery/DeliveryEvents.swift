@@ -14,6 +14,10 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
         case failed
         /// Still deferred when the message passed its maximum lifetime (final).
         case expired
+        /// Removed before delivery because its campaign was cancelled (final).
+        case cancelled
+        /// Removed from `queue/` by the postmaster (`herald queue delete`) before delivery (final).
+        case deleted
     }
 
     public var time: Date
@@ -39,8 +43,8 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
     public var reply: String?
 
     public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
-                result: Result, code: Int?, enhanced: String?, firstAttempt: Bool, wasDeferred: Bool,
-                isBounceMessage: Bool = false, reply: String? = nil) {
+                result: Result, code: Int? = nil, enhanced: String? = nil, firstAttempt: Bool = true,
+                wasDeferred: Bool = false, isBounceMessage: Bool = false, reply: String? = nil) {
         self.reply = reply
         self.time = time
         self.queueID = queueID

@@ -31,7 +31,7 @@ public final class DeliveryLog: Sendable {
         public var mxHost: String?
         public var ip: String?
         public var tls: Bool
-        public var result: String          // delivered | deferred | failed | bounced | expired
+        public var result: String          // delivered | deferred | failed | bounced | expired | cancelled | deleted
         public var code: Int?
         public var enhanced: String?
         public var reply: String?

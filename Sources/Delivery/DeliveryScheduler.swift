@@ -21,6 +21,12 @@ import Spool
 /// - Retries: a deferred recipient gets its next attempt from ``RetrySchedule``; the
 ///   waiting set remembers when each message is next due, so the retry pass looks at
 ///   those only.
+/// - Held campaigns (a paused campaign, ``setHeldCampaigns(_:now:)``): their messages
+///   stay indexed but are not scheduled; one already waiting in a destination queue or a
+///   paced queue is dropped from it when it reaches the head, without taking a slot.
+///   Releasing the campaign schedules its messages again in arrival order, so pacing
+///   continues from the bucket's state. The per-campaign index (``byCampaign``) makes
+///   both, and ``removeCampaign(_:)`` (cancel), cost the campaign's size, not the queue's.
 struct DeliveryScheduler {
     struct Entry {
         var envelope: Envelope
@@ -82,6 +88,10 @@ struct DeliveryScheduler {
     /// The earliest time in `waiting` (nil: nothing waits).
     private(set) var nextDue: Date?
     private var destinationCache: [String: String] = [:]
+    /// Campaign tags whose messages are not scheduled now.
+    private(set) var heldCampaigns: Set<String> = []
+    /// The indexed messages of each campaign tag.
+    private(set) var byCampaign: [String: Set<QueueID>] = [:]
 
     init(config: DeliveryConfiguration) {
         self.config = config
@@ -95,6 +105,7 @@ struct DeliveryScheduler {
     mutating func add(_ envelope: Envelope, stamp: Int64 = 0, now: Date) -> Bool {
         guard entries[envelope.id] == nil else { return false }
         entries[envelope.id] = Entry(envelope: envelope, stamp: stamp)
+        if let tag = envelope.campaign { byCampaign[tag, default: []].insert(envelope.id) }
         schedule(envelope.id, now: now)
         return true
     }
@@ -118,16 +129,56 @@ struct DeliveryScheduler {
         schedule(envelope.id, now: now)
     }
 
-    /// Forgets idle messages that are no longer in `queue/` (held or deleted).
-    mutating func forgetIdle(notIn present: Set<QueueID>) {
+    /// Forgets idle messages that are no longer in `queue/` (held or deleted by the
+    /// postmaster) and returns their last known envelopes.
+    @discardableResult
+    mutating func forgetIdle(notIn present: Set<QueueID>) -> [Envelope] {
+        var gone: [Envelope] = []
         for (id, e) in entries where !present.contains(id) && e.busy.isEmpty && !e.writing {
+            gone.append(e.envelope)
             forget(id)
         }
+        return gone
     }
 
     private mutating func forget(_ id: QueueID) {
+        if let tag = entries[id]?.envelope.campaign {
+            byCampaign[tag]?.remove(id)
+            if byCampaign[tag]?.isEmpty == true { byCampaign[tag] = nil }
+        }
         entries[id] = nil
         waiting[id] = nil
+    }
+
+    // MARK: - Campaign holds
+
+    /// Whether the message belongs to a held campaign.
+    func isHeld(_ envelope: Envelope) -> Bool {
+        guard let tag = envelope.campaign else { return false }
+        return heldCampaigns.contains(tag)
+    }
+
+    /// Replaces the set of held campaign tags. Messages of a campaign that is no longer
+    /// held are scheduled again, oldest first (queue ids sort by arrival).
+    mutating func setHeldCampaigns(_ tags: Set<String>, now: Date) {
+        let released = heldCampaigns.subtracting(tags)
+        heldCampaigns = tags
+        for tag in released.sorted() {
+            for id in (byCampaign[tag] ?? []).sorted() { schedule(id, now: now) }
+        }
+    }
+
+    /// Forgets the campaign's idle messages and returns them (the caller removes their
+    /// files). Messages with an attempt in flight or an envelope write running stay:
+    /// a later call takes them once they are idle, unless they finished meanwhile.
+    mutating func removeCampaign(_ tag: String) -> [Envelope] {
+        var removed: [Envelope] = []
+        for id in (byCampaign[tag] ?? []).sorted() {
+            guard let e = entries[id], e.busy.isEmpty, !e.writing else { continue }
+            removed.append(e.envelope)
+            forget(id)
+        }
+        return removed
     }
 
     /// Schedules every message whose next attempt (a retry, a window opening) is due.
@@ -146,6 +197,11 @@ struct DeliveryScheduler {
     /// bucket's ``PacedQueue``.
     private mutating func schedule(_ id: QueueID, now: Date, released: Bool = false) {
         guard var entry = entries[id] else { return }
+        if isHeld(entry.envelope) {
+            // Held with its campaign: nothing is due until the campaign is released.
+            waiting[id] = nil
+            return
+        }
         var destinations: [String] = []
         var earliest: Date?
         for r in entry.envelope.recipients where r.state == .pending || r.state == .deferred {
@@ -338,6 +394,14 @@ struct DeliveryScheduler {
                 queues[domain] = q
                 continue
             }
+            if isHeld(entry.envelope) {
+                // Its campaign was held while it was queued: it leaves the queue, slot untaken.
+                _ = q.pop()
+                queues[domain] = q
+                entry.queued.remove(domain)
+                entries[id] = entry
+                continue
+            }
             if let closes = entry.windowClosesAt, closes <= now {
                 // Its send window closed while it was queued: wait for the next opening.
                 _ = q.pop()
@@ -392,6 +456,13 @@ struct DeliveryScheduler {
             while let id = bucket.todo.peek() {
                 guard var entry = entries[id], entry.paced else {
                     _ = bucket.todo.pop()   // forgotten, or a stale duplicate of a re-scheduled id
+                    continue
+                }
+                if isHeld(entry.envelope) {
+                    // Its campaign is held: out of the bucket without a slot; a release re-queues it.
+                    _ = bucket.todo.pop()
+                    entry.paced = false
+                    entries[id] = entry
                     continue
                 }
                 // A closed window sends it back to waiting (schedule sees the window) without a slot.

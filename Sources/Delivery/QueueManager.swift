@@ -28,6 +28,8 @@ public actor QueueManager {
     private var lastRescan = Date()
     private var wake: CheckedContinuation<Void, Never>?
     private var lastStateWrite = Date.distantPast
+    /// ``loadIndex()`` ran: `run()` does not scan again at start.
+    private var indexLoaded = false
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
                 logger: Logger, onOutcome: DeliveryOutcomeHandler? = nil) {
@@ -39,6 +41,12 @@ public actor QueueManager {
         self.deliverer = Deliverer(config: config, resolver: resolver, group: group, logger: logger)
         self.log = DeliveryLog(path: config.logPath, maxBytes: config.logMaxBytes)
         self.bounces = BounceBuilder(hostname: config.heloName)
+        // What this node last learnt about paused campaigns holds their mail from the start.
+        do {
+            scheduler.setHeldCampaigns(try spool.heldCampaigns(), now: Date())
+        } catch {
+            logger.error("cannot read the held campaigns", metadata: ["path": "\(spool.heldCampaignsPath)", "error": "\(error)"])
+        }
     }
 
     // MARK: - Input
@@ -47,6 +55,13 @@ public actor QueueManager {
     public func enqueue(_ envelope: Envelope) {
         guard !stopping, scheduler.add(envelope, now: Date()) else { return }
         dispatch()
+    }
+
+    /// Loads the index from `queue/` before `run()` (which then starts from it), so that
+    /// decisions about queued mail (campaign control) can be made before any delivery.
+    public func loadIndex() {
+        scan()
+        indexLoaded = true
     }
 
     /// Loads everything in `queue/` (start-up, rescans).
@@ -74,8 +89,86 @@ public actor QueueManager {
                 logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
             }
         }
-        // Gone from queue/ (held or deleted by the postmaster) and idle: forget.
-        scheduler.forgetIdle(notIn: Set(ids))
+        // Gone from queue/ (held or deleted by the postmaster) and idle: forget. A
+        // deletion is the final outcome of the recipients still waiting.
+        for envelope in scheduler.forgetIdle(notIn: Set(ids)) where spool.locate(envelope.id) == nil {
+            finish(envelope, as: .deleted, reason: "deleted from the queue by the postmaster", now: now)
+        }
+    }
+
+    /// Logs and reports a final outcome for every recipient of `envelope` still waiting
+    /// (pending or deferred) when the message left the queue without an attempt.
+    private func finish(_ envelope: Envelope, as result: DeliveryOutcomeEvent.Result, reason: String, now: Date) {
+        for r in envelope.recipients where r.state == .pending || r.state == .deferred {
+            log.write(.init(time: now, queueId: envelope.id.rawValue, recipient: r.address,
+                            domain: DeliveryScheduler.domain(of: r.address), mxHost: nil, ip: nil, tls: false,
+                            result: result.rawValue, code: nil, enhanced: nil, reply: reason, attempt: r.attempts,
+                            nextAttempt: nil, tenant: envelope.tenant, campaign: envelope.campaign, durationMs: nil))
+            onOutcome?(DeliveryOutcomeEvent(
+                time: now, queueID: envelope.id.rawValue, recipient: r.address, tenant: envelope.tenant,
+                campaign: envelope.campaign, result: result, firstAttempt: r.attempts == 0,
+                wasDeferred: r.state == .deferred,
+                isBounceMessage: envelope.sender.isEmpty && envelope.origin.listener == "bounce", reply: reason))
+        }
+    }
+
+    // MARK: - Campaign control
+
+    /// The campaign tags of the messages this node has queued or holds, for the
+    /// campaign control loop to look up.
+    public func campaignTags() -> Set<String> {
+        Set(scheduler.byCampaign.keys).union(scheduler.heldCampaigns)
+    }
+
+    /// What ``controlCampaigns(held:cancelled:)`` did.
+    public struct CampaignControlReport: Sendable, Equatable {
+        /// Messages removed because their campaign is cancelled.
+        public var removed = 0
+        /// Messages of cancelled campaigns with an attempt in flight: removed by a later call.
+        public var busy = 0
+        public init() {}
+    }
+
+    /// Applies campaign decisions to this node's spool: `held` becomes the set of
+    /// campaigns whose mail waits (written to the spool first, so a restart keeps it),
+    /// and the queued messages of each campaign in `cancelled` are deleted, their waiting
+    /// recipients reported as `cancelled`.
+    public func controlCampaigns(held: Set<String>, cancelled: Set<String>) async throws -> CampaignControlReport {
+        if held != scheduler.heldCampaigns {
+            try await spool.offload { spool in try spool.setHeldCampaigns(held) }
+            let previous = scheduler.heldCampaigns
+            scheduler.setHeldCampaigns(held, now: Date())
+            logger.notice("held campaigns changed", metadata: [
+                "held": "\(held.sorted())", "released": "\(previous.subtracting(held).sorted())",
+            ])
+        }
+        var report = CampaignControlReport()
+        for tag in cancelled.sorted() {
+            let removed = scheduler.removeCampaign(tag)
+            report.busy += scheduler.byCampaign[tag]?.count ?? 0
+            guard !removed.isEmpty else { continue }
+            let ids = removed.map(\.id)
+            try await spool.offload { spool in
+                for id in ids {
+                    do {
+                        // Not durable one by one: a crash re-reads the rest and the next
+                        // control pass removes them again.
+                        try spool.remove(id, from: .queue, durable: false)
+                    } catch let error as SpoolError where error.isNotFound {
+                        continue   // held or deleted by the postmaster meanwhile
+                    }
+                }
+            }
+            let now = Date()
+            for envelope in removed {
+                finish(envelope, as: .cancelled, reason: "campaign \(tag) cancelled", now: now)
+            }
+            report.removed += removed.count
+            logger.notice("cancelled campaign's messages removed", metadata: ["campaign": "\(tag)", "count": "\(removed.count)"])
+        }
+        dispatch()
+        wakeUp()
+        return report
     }
 
     /// The `.env` file's modification time in nanoseconds (0 when it cannot be read).
@@ -249,7 +342,8 @@ public actor QueueManager {
     /// Scans the spool, then dispatches until shutdown: on every commit and completion,
     /// and on a timer for retries, paused destinations and rate-limit slots.
     public func run() async {
-        scan()
+        if !indexLoaded { scan() }
+        indexLoaded = true
         while !Task.isCancelled && !stopping {
             let now = Date()
             scheduler.releaseDue(now: now)
@@ -354,12 +448,16 @@ public actor QueueManager {
         public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
         /// Messages waiting for a slot of their send-policy rate, by bucket key.
         public var paced: [String: Int]
+        /// Indexed messages per campaign tag, and the tags held now.
+        public var campaigns: [String: Int]
+        public var heldCampaigns: Set<String>
     }
 
     public func snapshot() -> Snapshot {
         Snapshot(messages: scheduler.entries.count, inFlight: scheduler.inFlight,
                  destinations: scheduler.queues.mapValues { ($0.count, $0.active, $0.window, $0.pauseReason) },
-                 paced: scheduler.paced.mapValues { $0.todo.count })
+                 paced: scheduler.paced.mapValues { $0.todo.count },
+                 campaigns: scheduler.byCampaign.mapValues(\.count), heldCampaigns: scheduler.heldCampaigns)
     }
 
     /// When a message's next attempt is due, if it waits for one (a retry, a send window).

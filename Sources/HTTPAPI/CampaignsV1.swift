@@ -9,12 +9,14 @@ import Rendering
 /// - `GET /v1/campaigns?after=&limit=` → `{"data": [...], "next"}`; `GET /v1/campaigns/{id}`;
 /// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
 /// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
-/// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 200 with the campaign;
-///   expansion stops (or resumes) between chunks; messages already in the spool are
-///   held by `pause`, released by `resume`, deleted by `cancel` (``CampaignSpoolActions``).
-/// - `GET /v1/campaigns/{id}/stats` → `{"status", "total", "expanded", "sent", "deferred",
-///   "bounced", "failed", "unsubscribed", "skipped", "chunks", "chunks_done"}`. Delivery
-///   outcomes are not fed back yet, so sent … unsubscribed stay 0.
+/// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 202 with the campaign: the
+///   status changes at once; expansion stops (or resumes) between chunks, and each
+///   node's ``CampaignControl`` holds, releases or deletes the campaign's messages in its
+///   spool (this node's right away, cancel's deletions in the background, other nodes
+///   within their control interval). A campaign stays `sending` until its last
+///   recipient's final outcome, so all three work as long as mail waits.
+/// - `GET /v1/campaigns/{id}/stats` → counters (``StatsJSON``), `remaining`, the rate
+///   and `estimated_completion` (absent when unknown), and `completion` once finished.
 ///
 /// Template problems are a 422 whose `errors` name field, line and variable
 /// (`html line 3: unknown variable "frist_name"`). Another tenant's campaign id is a 404.
@@ -110,17 +112,46 @@ public struct CampaignsV1: Sendable {
         var failed: Int64
         var unsubscribed: Int64
         var skipped: Int64
+        /// Recipients whose mail a cancel stopped (with those never expanded, once cancelled).
+        var cancelled: Int64
         var chunks: Int64
         var chunks_done: Int64
-        /// Recipients without a final outcome yet (total - skipped - sent - bounced - failed).
+        /// Recipients without a final outcome yet (total - skipped - sent - bounced -
+        /// failed - cancelled); 0 once cancelled.
         var remaining: Int64
         /// Final outcomes per minute over the last minute, as this node recorded them.
         var rate_per_minute: Int?
+        /// Absent when unknown (paused, no rate yet), never a guess.
         var estimated_completion: Date?
+        var started_at: Date?
+        var finished_at: Date?
+        /// Once finished: `complete`, `partial` or `failed` (``CampaignStats/completion``).
+        var completion: String?
+
+        init(_ s: CampaignStats, progress: CampaignStatsRecorder.Progress?) {
+            status = s.status.rawValue
+            total = s.total
+            expanded = s.expanded
+            sent = s.sent
+            deferred = s.deferred
+            bounced = s.bounced
+            failed = s.failed
+            unsubscribed = s.unsubscribed
+            skipped = s.skipped
+            cancelled = s.cancelledTotal
+            chunks = s.chunks
+            chunks_done = s.chunksDone
+            remaining = s.remaining
+            rate_per_minute = progress?.ratePerMinute
+            estimated_completion = progress?.estimatedCompletion
+            started_at = s.startedAt
+            finished_at = s.finishedAt
+            completion = s.completion
+        }
 
         enum CodingKeys: String, CodingKey {
-            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, chunks, chunks_done,
-                 remaining, rate_per_minute, estimated_completion
+            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, chunks,
+                 chunks_done, remaining, rate_per_minute, estimated_completion, started_at, finished_at, completion
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -128,12 +159,15 @@ public struct CampaignsV1: Sendable {
             try c.encode(status, forKey: .status)
             for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
                                  (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
-                                 (.skipped, skipped), (.chunks, chunks), (.chunks_done, chunks_done),
-                                 (.remaining, remaining)] {
+                                 (.skipped, skipped), (.cancelled, cancelled), (.chunks, chunks),
+                                 (.chunks_done, chunks_done), (.remaining, remaining)] {
                 try c.encode(value, forKey: key)
             }
             try c.encode(rate_per_minute, forKey: .rate_per_minute)
-            try c.encode(estimated_completion, forKey: .estimated_completion)
+            try c.encodeIfPresent(estimated_completion, forKey: .estimated_completion)
+            try c.encode(started_at, forKey: .started_at)
+            try c.encode(finished_at, forKey: .finished_at)
+            try c.encodeIfPresent(completion, forKey: .completion)
         }
     }
 
@@ -199,22 +233,32 @@ public struct CampaignsV1: Sendable {
         }
     }
 
-    /// A spool action after pause/resume/cancel that did not finish: 500, the status
-    /// change stands; the underlying error goes to the log, not to the client.
-    static func spool(_ context: HeraldRequestContext,
-                      _ body: () async throws(CampaignSpoolError) -> Void) async throws(Problem) {
-        do {
-            try await body()
-        } catch {
-            context.logger.error("campaign spool action failed: \(error)")
-            throw Problem(.internalServerError, "\(error.message); the error is in Herald's log.")
+    /// After a pause, resume or cancel: this node's control pass. The status change is
+    /// what counts (every node's next pass applies it), so a failed pass is logged, not
+    /// an error for the client. `wait`: the answer leaves once the pass is done (pause,
+    /// resume: a set of campaign tags); otherwise the pass runs in the background
+    /// (cancel: deletes the campaign's messages, possibly many).
+    static func applyNow(_ control: CampaignControl?, wait: Bool, _ context: HeraldRequestContext) async {
+        guard let control else { return }
+        let logger = context.logger
+        let pass = Task {
+            do { try await control.reconcile() } catch { logger.error("campaign control pass failed: \(error)") }
         }
+        if wait { await pass.value }
+    }
+
+    /// A status change's answer: 202 (its effect on the spool may still be running).
+    static func accepted(_ campaign: Campaign, _ request: Request, _ context: HeraldRequestContext) throws -> Response {
+        var response = try CampaignJSON(campaign).response(from: request, context: context)
+        response.status = .accepted
+        return response
     }
 
     public func add(to group: RouterGroup<HeraldRequestContext>) {
         let campaigns = stores.campaigns
         let expander = stores.expander
         let statsRecorder = stores.statsRecorder
+        let control = stores.control
         group.post("campaigns") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let body = try await APIInput.decode(Body.self, from: request)
@@ -258,48 +302,36 @@ public struct CampaignsV1: Sendable {
             response.status = .accepted
             return response
         }
-        group.post("campaigns/:id/pause") { _, context -> CampaignJSON in
+        group.post("campaigns/:id/pause") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.pause(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
-            try await Self.spool(context) { () async throws(CampaignSpoolError) in
-                try await CampaignSpoolActions.afterPause(campaign: id, expander: expander)
-            }
-            return CampaignJSON(campaign)
+            await Self.applyNow(control, wait: true, context)
+            return try Self.accepted(campaign, request, context)
         }
-        group.post("campaigns/:id/resume") { _, context -> CampaignJSON in
+        group.post("campaigns/:id/resume") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.resume(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
-            try await Self.spool(context) { () async throws(CampaignSpoolError) in
-                try await CampaignSpoolActions.afterResume(campaign: id, expander: expander)
-            }
-            await expander?.start(campaign: id)
-            return CampaignJSON(campaign)
+            await Self.applyNow(control, wait: true, context)
+            if campaign.status == .sending { await expander?.start(campaign: id) }
+            return try Self.accepted(campaign, request, context)
         }
-        group.post("campaigns/:id/cancel") { _, context -> CampaignJSON in
+        group.post("campaigns/:id/cancel") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let campaign = try await Self.call({ try await campaigns.cancel(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
-            try await Self.spool(context) { () async throws(CampaignSpoolError) in
-                try await CampaignSpoolActions.afterCancel(campaign: id, expander: expander)
-            }
-            return CampaignJSON(campaign)
+            await Self.applyNow(control, wait: false, context)
+            return try Self.accepted(campaign, request, context)
         }
         group.get("campaigns/:id/stats") { _, context -> StatsJSON in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             guard let s = try await campaigns.stats(tenant: tenant, id: id) else { throw Problem.notFound("campaign \(id)") }
-            let remaining = max(0, s.total - s.skipped - s.sent - s.bounced - s.failed)
-            let progress = try await statsRecorder?.progress(tenant: tenant, campaign: id)
-            return StatsJSON(status: s.status.rawValue, total: s.total, expanded: s.expanded, sent: s.sent,
-                             deferred: s.deferred, bounced: s.bounced, failed: s.failed, unsubscribed: s.unsubscribed,
-                             skipped: s.skipped, chunks: s.chunks, chunks_done: s.chunksDone, remaining: remaining,
-                             rate_per_minute: progress?.ratePerMinute,
-                             estimated_completion: remaining == 0 ? nil : progress?.estimatedCompletion)
+            return StatsJSON(s, progress: await statsRecorder?.progress(s, campaign: id))
         }
     }
 }

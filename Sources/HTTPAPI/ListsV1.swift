@@ -18,9 +18,14 @@ public struct HTTPStores: Sendable {
     public let expander: CampaignExpander?
     /// Current rate and estimated completion in campaign stats (nil: not shown).
     public let statsRecorder: CampaignStatsRecorder?
+    /// Carries pause, resume and cancel to this node's spool at once (other nodes follow
+    /// within their control interval); nil: only the status changes here.
+    public let control: CampaignControl?
 
-    public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil) {
+    public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
+                control: CampaignControl? = nil) {
         self.statsRecorder = statsRecorder
+        self.control = control
         tenants = TenantStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)

@@ -42,7 +42,7 @@ public enum HeraldApp {
             queueManager = QueueManager(spool: spool, config: config.delivery, resolver: r,
                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger,
                                         onOutcome: statsRecorder.map { recorder in
-                                            { @Sendable event in recorder.record(CampaignDeliveryOutcome(event)) }
+                                            { @Sendable event in recorder.record(event) }
                                         })
         }
         defer { resolver?.shutdown() }
@@ -78,7 +78,19 @@ public enum HeraldApp {
             services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace),
                                                            statsRecorder: statsRecorder)))
         }
+        // Pause, resume and cancel reach this node's spool: the first pass runs before
+        // any delivery starts (the index is loaded for it), then every second.
+        var control: CampaignControl?
+        if let db = database {
+            await queueManager?.loadIndex()
+            let c = CampaignControl(db: db, mail: queueManager.map { $0 as any CampaignMailControl }
+                                        ?? SpoolHeldCampaigns(spool: spool), logger: logger)
+            await c.start()
+            services.append(.init(service: c))
+            control = c
+        }
         services.append(.init(service: service))
+        var campaignServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = config.httpAddress {
             let writer = SpoolWriter(spool: spool, onCommit: { [queueManager] envelope in
                 await queueManager?.enqueue(envelope)
@@ -92,18 +104,14 @@ public enum HeraldApp {
                 let expander = CampaignExpander(db: db, writer: writer, publicURL: config.publicURL,
                                                 secret: unsubscribeKey, hostname: config.hostname,
                                                 node: "\(config.hostname):\(spool.path)", logger: logger)
-                stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder)
+                stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder, control: control)
                 ping = { (try? await db.query("SELECT 1")) != nil }
-                // Campaigns that were expanding when Herald stopped carry on from their checkpoints.
-                Task {
-                    // Also every 30 s: chunks whose lease expired on a dead node are taken over.
-                    while !Task.isCancelled {
-                        do { try await expander.resumeAll() } catch { logger.error("cannot resume campaigns: \(error)") }
-                        try? await Task.sleep(for: .seconds(30))
-                    }
-                }
+                // Campaigns that were expanding when Herald stopped carry on from their
+                // checkpoints; every 30 s, chunks whose lease expired on a dead node are taken over.
+                campaignServices.append(.init(service: CampaignExpansionService(expander: expander, logger: logger)))
                 // Scheduled campaigns start at their send_at, or expire past their deadline.
-                Task { await CampaignScheduler(store: expander.store, expander: expander, logger: logger).run() }
+                campaignServices.append(.init(service: CampaignSchedulerService(
+                    scheduler: CampaignScheduler(store: expander.store, expander: expander, logger: logger))))
             }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
@@ -119,6 +127,8 @@ public enum HeraldApp {
                                   logger: logger)
             services.append(.init(service: app))
         }
+        // Last in, first stopped: no new expansion or scheduled start during shutdown.
+        services += campaignServices
         let group = ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -179,18 +189,6 @@ struct DeliveryService: Service {
         await manager.shutdown(grace: grace)
         // Then their campaign counters (the last outcomes) reach the database.
         await statsRecorder?.shutdown()
-    }
-}
-
-extension CampaignDeliveryOutcome {
-    /// Delivery's event as the campaign stats recorder takes it (a DSN Herald sends
-    /// keeps the original's campaign tag, but is not one of its recipients: untagged).
-    init(_ event: DeliveryOutcomeEvent) {
-        self.init(time: event.time, queueID: event.queueID, recipient: event.recipient, tenant: event.tenant,
-                  campaign: event.isBounceMessage ? nil : event.campaign,
-                  result: Result(rawValue: event.result.rawValue) ?? .failed, code: event.code,
-                  enhanced: event.enhanced, firstAttempt: event.firstAttempt, wasDeferred: event.wasDeferred,
-                  reply: event.reply)
     }
 }
 

@@ -26,7 +26,8 @@ struct StoreMigrationTests {
             #expect(tables == Self.tables)
             let recorded = try await db.query(
                 "SELECT version, name, applied_at IS NOT NULL FROM schema_migrations ORDER BY version")
-            #expect(recorded == [["1", "campaign store", "t"], ["2", "segments and retries", "t"]])
+            #expect(recorded == [["1", "campaign store", "t"], ["2", "segments and retries", "t"],
+                                 ["3", "campaigns end with their mail", "t"]])
         }
     }
 

@@ -107,7 +107,7 @@ struct CampaignSegmentRetryTests {
             }.map { "user\($0)@example.com" })
             #expect(try await store.stats(tenant: f.tenant, id: campaign.id)?.total == Int64(expected.count))
             let report = try await f.expander().run(campaign: campaign.id)
-            #expect(report.status == .sent)
+            #expect(report.status == .sending)
             #expect(Set(try f.spooled(campaign: campaign.id).map { $0.recipients[0].address }) == expected)
 
             // PATCH semantics: left out keeps the segment, null clears it.
@@ -245,7 +245,7 @@ struct CampaignSegmentRetryTests {
             let mid = try #require(try await store.stats(tenant: f.tenant, id: c))
             #expect(mid.bounced == 1 && mid.failed == 0 && mid.expanded == before.expanded - 2)
             let report = try await f.expander().run(campaign: c)
-            #expect(report.committed == 2 && report.status == .sent)
+            #expect(report.committed == 2 && report.status == .sending)
             let after = try f.spooled(campaign: c)
             for email in ["user2@example.com", "user3@example.com"] {
                 let copies = after.filter { $0.recipients[0].address == email }
@@ -256,7 +256,7 @@ struct CampaignSegmentRetryTests {
             }
             #expect(after.filter { $0.recipients[0].address == "user4@example.com" }.count == 1, "not re-sent")
             let final = try #require(try await store.stats(tenant: f.tenant, id: c))
-            #expect(final.expanded == before.expanded && final.bounced == 1 && final.status == .sent)
+            #expect(final.expanded == before.expanded && final.bounced == 1 && final.status == .sending)
             // The new messages' outcomes land on the same rows.
             recorder.record(try Self.outcome(f, after, "user2@example.com", .delivered, code: 250, enhanced: "2.0.0",
                                              reply: "250 ok"))

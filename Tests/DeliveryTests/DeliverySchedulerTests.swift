@@ -10,12 +10,13 @@ import Testing
 @Suite struct DeliverySchedulerTests {
     static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
-    static func envelope(_ recipients: [String], arrival: Date = t0, tenant: String? = nil,
+    static func envelope(_ recipients: [String], arrival: Date = t0, tenant: String? = nil, campaign: String? = nil,
                          sendPolicy: SendPolicy? = nil) -> Envelope {
         Envelope(id: .generate(now: arrival), arrival: arrival, sender: "s@sender.test",
                  origin: EnvelopeOrigin(listener: "127.0.0.1:2525", clientAddress: "127.0.0.1:1", authenticatedUser: nil,
                                         helo: "c.test", tls: false),
-                 recipients: recipients.map { EnvelopeRecipient(address: $0) }, tenant: tenant, sendPolicy: sendPolicy)
+                 recipients: recipients.map { EnvelopeRecipient(address: $0) }, tenant: tenant, campaign: campaign,
+                 sendPolicy: sendPolicy)
     }
 
     static func config(_ change: (inout DeliveryConfiguration) -> Void = { _ in }) -> DeliveryConfiguration {
@@ -224,5 +225,92 @@ import Testing
         s.releaseDue(now: opening)
         let r18 = s.dispatch(now: opening)
         #expect(r18.attempts.count == 1)
+    }
+
+    @Test("a held campaign's mail is not attempted, wherever it waits; release resumes its pace in arrival order")
+    func heldCampaign() throws {
+        let policy = SendPolicy(rate: Rate("1/s"), rateKey: "campaign:7")
+        var s = DeliveryScheduler(config: Self.config { $0.initialWindow = 10 })
+        // Campaign 7: paced, one message per second. Campaign 8: unpaced, one queued for a.test.
+        var seven: [Envelope] = []
+        for n in 0..<4 {
+            let e = Self.envelope(["r\(n)@a.test"], arrival: Self.t0.addingTimeInterval(Double(n)), campaign: "7",
+                                  sendPolicy: policy)
+            seven.append(e)
+            s.add(e, now: Self.t0)
+        }
+        let first = s.dispatch(now: Self.t0).attempts
+        #expect(first.map(\.id) == [seven[0].id], "one slot at t0")
+        #expect(s.paced["policy:campaign:7"]?.todo.count == 3)
+
+        // Held: the three waiting in the paced queue leave it without taking slots, even
+        // long after their slots would have come; other mail goes on.
+        s.setHeldCampaigns(["7"], now: Self.t0)
+        let other = Self.envelope(["x@a.test"], campaign: "8")
+        s.add(other, now: Self.t0)
+        let meanwhile = s.dispatch(now: Self.t0.addingTimeInterval(30)).attempts
+        #expect(meanwhile.map(\.id) == [other.id])
+        #expect(s.paced["policy:campaign:7"] == nil)
+        // A held message arriving now (a chunk committed after the pause) is not queued either.
+        let late = Self.envelope(["r9@b.test"], arrival: Self.t0.addingTimeInterval(9), campaign: "7")
+        s.add(late, now: Self.t0.addingTimeInterval(30))
+        let r1 = s.dispatch(now: Self.t0.addingTimeInterval(31)).attempts
+        #expect(r1.isEmpty)
+        #expect(s.byCampaign["7"]?.count == 5)
+
+        // Released at t+60: the paced ones come back one per second, oldest first.
+        s.setHeldCampaigns([], now: Self.t0.addingTimeInterval(60))
+        var order: [QueueID] = []
+        for second in 60..<64 {
+            order += s.dispatch(now: Self.t0.addingTimeInterval(Double(second))).attempts.filter { $0.envelope.campaign == "7" }
+                .map(\.id)
+        }
+        #expect(order.contains(late.id), "the unpaced late one goes at once")
+        #expect(order.filter { $0 != late.id } == [seven[1].id, seven[2].id, seven[3].id])
+    }
+
+    @Test("a message queued for its destination when its campaign is held leaves the queue without an attempt")
+    func heldWhileQueued() {
+        var s = DeliveryScheduler(config: Self.config { $0.initialWindow = 1 })
+        let blocker = Self.envelope(["a@one.test"])
+        let held = Self.envelope(["b@one.test"], campaign: "7")
+        s.add(blocker, now: Self.t0)
+        s.add(held, now: Self.t0)
+        let running = s.dispatch(now: Self.t0).attempts
+        #expect(running.map(\.id) == [blocker.id], "window 1: the campaign's message waits in the queue")
+        s.setHeldCampaigns(["7"], now: Self.t0)
+        _ = s.completed(running[0], result: Self.result([.delivered(Self.ok)]), began: Self.t0, now: Self.t0)
+        let r1 = s.dispatch(now: Self.t0).attempts
+        #expect(r1.isEmpty)
+        #expect(s.queues["one.test"]?.isEmpty ?? true)
+        s.setHeldCampaigns([], now: Self.t0)
+        let r2 = s.dispatch(now: Self.t0).attempts
+        #expect(r2.map(\.id) == [held.id])
+    }
+
+    @Test("removing a cancelled campaign takes its idle messages; one in flight stays until it is idle")
+    func removeCampaign() {
+        var s = DeliveryScheduler(config: Self.config { $0.initialWindow = 1 })
+        let a = Self.envelope(["a@one.test"], campaign: "7")
+        let b = Self.envelope(["b@one.test"], arrival: Self.t0.addingTimeInterval(1), campaign: "7")
+        let c = Self.envelope(["c@two.test"], campaign: "8")
+        for e in [a, b, c] { s.add(e, now: Self.t0) }
+        let running = s.dispatch(now: Self.t0).attempts
+        #expect(Set(running.map(\.id)) == [a.id, c.id])
+        let removed = s.removeCampaign("7")
+        #expect(removed.map(\.id) == [b.id])
+        #expect(s.entries[b.id] == nil && s.entries[a.id] != nil && s.entries[c.id] != nil)
+        #expect(s.byCampaign["7"] == [a.id])
+        let done = s.completed(running.first { $0.id == a.id }!, result: Self.result([.deferred(Self.later)]),
+                               began: Self.t0, now: Self.t0)
+        #expect(done != nil)
+        // Idle again once its envelope write finished: the next removal takes it.
+        let writing = s.beginWrite(a.id)
+        #expect(writing)
+        _ = s.nextWrite(a.id)
+        _ = s.wrote(a.id, removed: false, done: false, stamp: { 1 }, now: Self.t0)
+        let second = s.removeCampaign("7")
+        #expect(second.map(\.id) == [a.id])
+        #expect(s.byCampaign["7"] == nil)
     }
 }

@@ -23,7 +23,9 @@ struct CampaignHTTPTests {
             let expander = f.expander()
             let router = HTTPAPI.makeRouter(
                 spool: f.spool, writer: SpoolWriter(spool: f.spool),
-                verifier: StaticAPIKeys([]), hostname: "herald.test", stores: HTTPStores(f.db, expander: expander))
+                verifier: StaticAPIKeys([]), hostname: "herald.test",
+                stores: HTTPStores(f.db, expander: expander,
+                                   control: CampaignControl(db: f.db, mail: SpoolHeldCampaigns(spool: f.spool))))
             try await Application(router: router).test(.router) { client in
                 try await body(f, expander, API(client: client), keyA, issuedB.key)
             }
@@ -120,20 +122,29 @@ struct CampaignHTTPTests {
                 #expect(stats.json[key] != nil, "stats.\(key)")
             }
             #expect(stats.json["total"] as? Int == expected && stats.json["expanded"] as? Int == expected)
-            #expect(stats.json["status"] as? String == "sent")
+            // Expanded, but no recipient has an outcome yet: still sending, all remaining.
+            #expect(stats.json["status"] as? String == "sending")
+            #expect(stats.json["remaining"] as? Int == expected && stats.json["cancelled"] as? Int == 0)
+            #expect(stats.json["completion"] == nil && stats.json["finished_at"] is NSNull)
             #expect(try f.spooled(campaign: Int64(id)).count == expected)
 
-            // Only drafts change or send; a sent campaign cannot be paused or cancelled.
+            // Only drafts change or send.
             let patch = try await api.call(.patch, "/v1/campaigns/\(id)", key: a, json: ["name": "late"])
             #expect(patch.status == .conflict && patch.isProblem)
             #expect(try await api.call(.post, "/v1/campaigns/\(id)/send", key: a).status == .conflict)
+            // Its mail still waits: it can be cancelled; every waiting recipient is cancelled.
+            let stopped = try await api.call(.post, "/v1/campaigns/\(id)/cancel", key: a)
+            #expect(stopped.status == .accepted && stopped.json["status"] as? String == "cancelled")
+            let after = try await api.call(.get, "/v1/campaigns/\(id)/stats", key: a)
+            #expect(after.json["cancelled"] as? Int == expected && after.json["remaining"] as? Int == 0, "\(after.json)")
+            #expect(after.json["estimated_completion"] == nil)
             #expect(try await api.call(.post, "/v1/campaigns/\(id)/cancel", key: a).status == .conflict)
 
             // Another campaign: cancel from draft; resume only from paused.
             let other = try await api.call(.post, "/v1/campaigns", key: a, json: Self.campaignBody(f)).id
             #expect(try await api.call(.post, "/v1/campaigns/\(other)/resume", key: a).status == .conflict)
             let cancelled = try await api.call(.post, "/v1/campaigns/\(other)/cancel", key: a)
-            #expect(cancelled.status == .ok && cancelled.json["status"] as? String == "cancelled")
+            #expect(cancelled.status == .accepted && cancelled.json["status"] as? String == "cancelled")
             #expect(try await api.call(.post, "/v1/campaigns/\(other)/send", key: a).status == .conflict)
         }
     }

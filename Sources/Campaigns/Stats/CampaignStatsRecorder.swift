@@ -1,47 +1,17 @@
 import CampaignStore
+import Delivery
 import Foundation
 import Logging
 import Postgres
+import Spool
 
-/// One recipient outcome as the stats recorder needs it. Campaigns does not depend on
-/// Delivery: the process wiring (`HeraldApp`) turns Delivery's `DeliveryOutcomeEvent`
-/// into this.
-public struct CampaignDeliveryOutcome: Sendable, Equatable {
-    public enum Result: String, Sendable, Equatable {
-        case delivered, deferred, failed, expired
-    }
+/// One recipient outcome as the stats recorder takes it: Delivery's event itself (the
+/// queue manager reports every recipient outcome, including cancellations and postmaster
+/// deletions). A DSN Herald sends keeps the original's campaign tag but is not one of its
+/// recipients: the recorder ignores it.
+public typealias CampaignDeliveryOutcome = DeliveryOutcomeEvent
 
-    public var time: Date
-    public var queueID: String
-    public var recipient: String
-    /// The envelope's tags: tenant id and campaign id, as text (nil: not a campaign's).
-    public var tenant: String?
-    public var campaign: String?
-    public var result: Result
-    public var code: Int?
-    public var enhanced: String?
-    public var firstAttempt: Bool
-    /// The recipient was `deferred` before this attempt.
-    public var wasDeferred: Bool
-    /// The reply (or local reason) the outcome rests on, e.g. `550 5.1.1 no such user`.
-    public var reply: String?
-
-    public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
-                result: Result, code: Int? = nil, enhanced: String? = nil, firstAttempt: Bool = true,
-                wasDeferred: Bool = false, reply: String? = nil) {
-        self.reply = reply
-        self.time = time
-        self.queueID = queueID
-        self.recipient = recipient
-        self.tenant = tenant
-        self.campaign = campaign
-        self.result = result
-        self.code = code
-        self.enhanced = enhanced
-        self.firstAttempt = firstAttempt
-        self.wasDeferred = wasDeferred
-    }
-
+extension DeliveryOutcomeEvent {
     /// A permanent failure: enhanced status class 5, or a 5xx reply without one.
     public var isPermanentFailure: Bool {
         guard result == .failed else { return false }
@@ -56,6 +26,7 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
         case .deferred: return "deferred"
         case .failed: return isPermanentFailure ? "bounced" : "failed"
         case .expired: return "failed"
+        case .cancelled, .deleted: return "cancelled"
         }
     }
 
@@ -114,7 +85,7 @@ public struct CampaignDeliveryOutcome: Sendable, Equatable {
 /// and is retried after ``interval``; beyond ``maxBuffered`` events the oldest are
 /// dropped (and logged).
 ///
-/// Current rate and estimated completion: ``progress(tenant:campaign:)`` — the rate is
+/// Current rate and estimated completion: ``progress(_:campaign:now:)`` — the rate is
 /// what *this process* recorded as delivered/bounced/failed in the last minute (an
 /// in-memory window; with several Herald nodes each sees its own share).
 public actor CampaignStatsRecorder {
@@ -196,7 +167,7 @@ public actor CampaignStatsRecorder {
 
     /// Buffers one outcome (non-blocking; safe from any thread or actor).
     public nonisolated func record(_ event: CampaignDeliveryOutcome) {
-        guard event.campaign != nil else { return }
+        guard event.campaign != nil, !event.isBounceMessage else { return }
         if buffer.append(event) { scheduleWrite() }
     }
 
@@ -234,48 +205,66 @@ public actor CampaignStatsRecorder {
         var campaign: Int64
     }
 
-    struct Deltas {
+    /// Counter changes of one campaign.
+    struct Deltas: Equatable {
         var sent: Int64 = 0
         var deferred: Int64 = 0
         var bounced: Int64 = 0
         var failed: Int64 = 0
+        var cancelled: Int64 = 0
+        /// Recipients that reached a final state (the rate).
         var finished: Int = 0
     }
 
-    /// The per-campaign counter changes of a batch, and its hard bounces.
-    static func aggregate(_ events: [CampaignDeliveryOutcome])
-        -> (deltas: [Key: Deltas], hardBounces: [(key: Key, email: String)])
-    {
-        var deltas: [Key: Deltas] = [:]
-        var hard: [(key: Key, email: String)] = []
-        for event in events {
-            guard let c = event.campaign.flatMap({ Int64($0) }), let t = event.tenant.flatMap({ Int64($0) })
-            else { continue }
-            let key = Key(tenant: t, campaign: c)
-            var d = deltas[key] ?? Deltas()
-            switch event.result {
-            case .delivered:
-                d.sent += 1
-            case .deferred:
-                break
-            case .failed:
-                if event.isPermanentFailure { d.bounced += 1 } else { d.failed += 1 }
-                if event.isHardBounce {
-                    let email = (try? SubscriberAddress.normalize(event.recipient).get()) ?? event.recipient.lowercased()
-                    hard.append((key, email))
-                }
-            case .expired:
-                d.failed += 1
-            }
-            if event.result == .deferred {
-                if !event.wasDeferred { d.deferred += 1 }
-            } else {
-                d.finished += 1
-                if event.wasDeferred { d.deferred -= 1 }
-            }
-            deltas[key] = d
+    /// The counter each `campaign_recipients.state` is counted in (`queued` and
+    /// `pending` are in none: they are what remains).
+    static func counter(_ state: String) -> WritableKeyPath<Deltas, Int64>? {
+        switch state {
+        case "sent": return \.sent
+        case "deferred": return \.deferred
+        case "bounced": return \.bounced
+        case "failed": return \.failed
+        case "cancelled": return \.cancelled
+        default: return nil
         }
-        return (deltas, hard)
+    }
+
+    static func isFinal(_ state: String) -> Bool {
+        ["sent", "bounced", "failed", "cancelled", "skipped"].contains(state)
+    }
+
+    /// One recipient row's change of state, as the update returned it.
+    struct Transition: Equatable {
+        var key: Key
+        var old: String
+        var new: String
+    }
+
+    /// The counters follow the rows: each changed row leaves the counter of its old
+    /// state and joins the one of its new state. So a recipient deferred five times
+    /// counts once in `deferred`, a cancelled recipient whose attempt was already in
+    /// flight moves from `cancelled` to `sent`, and the counters always add up to the
+    /// rows, whatever order the outcomes arrive in (or how often one is replayed).
+    static func deltas(_ transitions: [Transition]) -> [Key: Deltas] {
+        var deltas: [Key: Deltas] = [:]
+        for t in transitions where t.old != t.new {
+            var d = deltas[t.key] ?? Deltas()
+            if let k = counter(t.old) { d[keyPath: k] -= 1 }
+            if let k = counter(t.new) { d[keyPath: k] += 1 }
+            if isFinal(t.new) && !isFinal(t.old) { d.finished += 1 }
+            deltas[t.key] = d
+        }
+        return deltas
+    }
+
+    /// The hard bounces among `events` (subscriber and suppression updates).
+    static func hardBounces(_ events: [CampaignDeliveryOutcome]) -> [(key: Key, email: String)] {
+        events.compactMap { event in
+            guard event.isHardBounce, let c = event.campaign.flatMap({ Int64($0) }),
+                  let t = event.tenant.flatMap({ Int64($0) }) else { return nil }
+            let email = (try? SubscriberAddress.normalize(event.recipient).get()) ?? event.recipient.lowercased()
+            return (Key(tenant: t, campaign: c), email)
+        }
     }
 
     /// One recipient's outcome for `campaign_recipients`.
@@ -288,7 +277,8 @@ public actor CampaignStatsRecorder {
         var reason: String
 
         init?(_ event: CampaignDeliveryOutcome) {
-            guard let c = event.campaign.flatMap({ Int64($0) }), let t = event.tenant.flatMap({ Int64($0) }),
+            guard !event.isBounceMessage,
+                  let c = event.campaign.flatMap({ Int64($0) }), let t = event.tenant.flatMap({ Int64($0) }),
                   let s = CampaignExpander.subscriber(fromQueueID: event.queueID, campaign: c)
             else { return nil }
             tenant = t
@@ -317,35 +307,49 @@ public actor CampaignStatsRecorder {
         ]
         do {
             let (matched, deltas): (Set<[Int64]>, [Key: Deltas]) = try await db.transaction { connection in
-                // The latest outcome per recipient, on the row that carries its queue id.
+                // The latest outcome per recipient, on the row that carries its queue id,
+                // with the state the row had (locked, so concurrent writers serialise).
                 var matched = Set<[Int64]>()
+                var transitions: [Transition] = []
                 for row in try connection.query("""
+                    WITH u AS (
+                        SELECT DISTINCT ON (u.campaign_id, u.subscriber_id) u.*
+                        FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                             WITH ORDINALITY AS u(tenant_id, campaign_id, subscriber_id, queue_id, state, reason, ord)
+                        ORDER BY u.campaign_id, u.subscriber_id, u.ord DESC
+                    ), old AS (
+                        SELECT r.campaign_id, r.subscriber_id, r.state FROM campaign_recipients r JOIN u
+                          ON r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
+                         AND r.tenant_id = u.tenant_id AND r.queue_id = u.queue_id
+                        FOR UPDATE OF r
+                    )
                     UPDATE campaign_recipients AS r SET state = u.state, reason = u.reason, updated_at = now()
-                    FROM (SELECT DISTINCT ON (u.campaign_id, u.subscriber_id) u.*
-                          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-                               WITH ORDINALITY AS u(tenant_id, campaign_id, subscriber_id, queue_id, state, reason, ord)
-                          ORDER BY u.campaign_id, u.subscriber_id, u.ord DESC) u
+                    FROM u JOIN old ON old.campaign_id = u.campaign_id AND old.subscriber_id = u.subscriber_id
                     WHERE r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
-                      AND r.tenant_id = u.tenant_id AND r.queue_id = u.queue_id
-                    RETURNING r.campaign_id, r.subscriber_id
+                    RETURNING r.tenant_id, r.campaign_id, r.subscriber_id, old.state, r.state
                     """, recipients).rows {
-                    matched.insert([PGText.int64(row[0]) ?? 0, PGText.int64(row[1]) ?? 0])
+                    let tenant = try PGText.require(row, 0, PGText.int64), campaign = try PGText.require(row, 1, PGText.int64)
+                    matched.insert([campaign, try PGText.require(row, 2, PGText.int64)])
+                    transitions.append(Transition(key: Key(tenant: tenant, campaign: campaign),
+                                                  old: row[3] ?? "", new: row[4] ?? ""))
                 }
-                let (deltas, hard) = Self.aggregate(candidates.filter { matched.contains($0.1.key) }.map(\.0))
-                guard !deltas.isEmpty else { return (matched, deltas) }
-                let keys = Array(deltas.keys)
-                try connection.execute("""
-                    UPDATE campaign_counters AS n SET sent = n.sent + u.sent,
-                        deferred = greatest(n.deferred + u.deferred, 0),
-                        bounced = n.bounced + u.bounced, failed = n.failed + u.failed, updated_at = now()
-                    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-                         AS u(tenant_id, campaign_id, sent, deferred, bounced, failed)
-                    WHERE n.tenant_id = u.tenant_id AND n.campaign_id = u.campaign_id
-                    """, [
-                        PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)),
-                        PGText.array(keys.map { deltas[$0]!.sent }), PGText.array(keys.map { deltas[$0]!.deferred }),
-                        PGText.array(keys.map { deltas[$0]!.bounced }), PGText.array(keys.map { deltas[$0]!.failed }),
-                    ])
+                let deltas = Self.deltas(transitions)
+                let hard = Self.hardBounces(candidates.filter { matched.contains($0.1.key) }.map(\.0))
+                if !deltas.isEmpty {
+                    let keys = Array(deltas.keys)
+                    func column(_ k: KeyPath<Deltas, Int64>) -> String? { PGText.array(keys.map { deltas[$0]![keyPath: k] }) }
+                    try connection.execute("""
+                        UPDATE campaign_counters AS n SET sent = n.sent + u.sent, deferred = n.deferred + u.deferred,
+                            bounced = n.bounced + u.bounced, failed = n.failed + u.failed,
+                            cancelled = n.cancelled + u.cancelled, updated_at = now()
+                        FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                    $7::bigint[]) AS u(tenant_id, campaign_id, sent, deferred, bounced, failed, cancelled)
+                        WHERE n.tenant_id = u.tenant_id AND n.campaign_id = u.campaign_id
+                        """, [PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)), column(\.sent),
+                              column(\.deferred), column(\.bounced), column(\.failed), column(\.cancelled)])
+                    // A campaign whose last recipient just got its final outcome is complete.
+                    try CampaignStore.finishCompleted(connection, campaigns: keys.map(\.campaign))
+                }
                 guard !hard.isEmpty else { return (matched, deltas) }
                 try connection.execute("""
                     WITH b AS (
@@ -416,23 +420,51 @@ public actor CampaignStatsRecorder {
     public struct Progress: Sendable, Equatable {
         /// Final outcomes per minute (last minute, this process).
         public var ratePerMinute: Int
-        /// Recipients without a final outcome yet: total - skipped - sent - bounced - failed.
-        public var remaining: Int64
-        /// When the rest would be done at the current rate; nil when the rate is 0.
+        /// When the rest would be done (``CampaignProgress/estimatedCompletion``); nil when unknown.
         public var estimatedCompletion: Date?
     }
 
-    /// The campaign's current rate and estimated completion; nil when the tenant has
-    /// no such campaign (or it was never sent).
-    public func progress(tenant: TenantID, campaign: Int64) async throws -> Progress? {
-        guard let row = try await db.query("""
-            SELECT greatest(total - skipped - sent - bounced - failed, 0) FROM campaign_counters
-            WHERE tenant_id = $1 AND campaign_id = $2
-            """, [tenant.parameter, String(campaign)]).first else { return nil }
-        let remaining = PGText.int64(row[0]) ?? 0
+    /// The campaign's current rate and estimated completion from its stats.
+    public func progress(_ stats: CampaignStats, campaign: Int64, now: Date = Date()) -> Progress {
         let rate = ratePerMinute(campaign: campaign)
-        let eta: Date? = remaining == 0 ? Date()
-            : rate > 0 ? Date().addingTimeInterval(Double(remaining) / Double(rate) * 60) : nil
-        return Progress(ratePerMinute: rate, remaining: remaining, estimatedCompletion: eta)
+        return Progress(ratePerMinute: rate, estimatedCompletion: CampaignProgress.estimatedCompletion(
+            stats, observedPerMinute: rate, now: now))
+    }
+}
+
+/// When a campaign's remaining recipients will have been sent.
+public enum CampaignProgress {
+    /// - With a `send_rate`, the rate is the pace (the queue manager holds the campaign
+    ///   to it); with a send window in one zone as well, only the window's open hours
+    ///   count (2,000 at 10/m: 3 h 20 min of open window). A window in each recipient's
+    ///   own zone has no single calendar: nil.
+    /// - Without a rate: the outcomes this node saw in the last minute, if any.
+    /// - nil when nothing remains, while paused, and when the pace is unknown: absent
+    ///   rather than wrong. Retries of deferred recipients are not foreseen.
+    public static func estimatedCompletion(_ stats: CampaignStats, observedPerMinute: Int, now: Date) -> Date? {
+        let remaining = stats.remaining
+        guard remaining > 0, stats.status == .sending else { return nil }
+        guard let rate = stats.sendRate.flatMap(Rate.init) else {
+            return observedPerMinute > 0 ? now.addingTimeInterval(Double(remaining) / Double(observedPerMinute) * 60) : nil
+        }
+        let perSecond = rate.count / rate.per
+        guard let policy = stats.sendWindow else { return now.addingTimeInterval(Double(remaining) / perSecond) }
+        guard !policy.recipientTimeZone,
+              let window = policy.window(campaignZone: stats.timeZone, attributes: [:]) else { return nil }
+        var time = now
+        var left = Double(remaining)
+        // Open stretch by open stretch; a window is open at least a minute a week, so
+        // a few thousand stretches cover years.
+        for _ in 0..<5000 {
+            guard let closes = window.openUntil(at: time) else {
+                time = window.nextOpening(atOrAfter: time)
+                continue
+            }
+            let capacity = closes.timeIntervalSince(time) * perSecond
+            if capacity >= left { return time.addingTimeInterval(left / perSecond) }
+            left -= capacity
+            time = closes
+        }
+        return nil
     }
 }
