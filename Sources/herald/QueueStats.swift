@@ -122,8 +122,8 @@ struct QueueStats: ParsableCommand {
                         t.backoffReason = d.reason
                     }
                     destinations[d.domain] = t
-                    // Route keys are not domains: only real domains go to the domain table.
-                    guard !d.domain.hasPrefix("[") else { continue }
+                    // The domain table has always listed the daemon's queues by their key, route
+                    // keys (`[host]:port (pattern)`) included: scripts read their backoff there.
                     var entry = domains[d.domain] ?? .init(domain: d.domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
                     entry.window = d.window
                     entry.active = d.active
