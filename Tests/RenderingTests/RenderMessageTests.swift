@@ -89,6 +89,36 @@ struct RenderMessageTests {
         #expect(throws: AddressError.self) { try MailAddress(parsing: "News <>") }
     }
 
+    @Test("MailAddress says what is wrong with an address")
+    func addressReasons() {
+        func reason(_ address: String) -> String? {
+            do {
+                _ = try MailAddress(address)
+                return nil
+            } catch {
+                return error.reason
+            }
+        }
+        #expect(reason("a@b.example") == nil)
+        #expect(reason("\"a b\"@b.example") == nil)
+        // A header may carry any domain literal, not only the ones SMTP knows.
+        #expect(reason("a@[foo]") == nil)
+        #expect(reason("") == "empty address")
+        #expect(reason("@b.example") == "empty local part")
+        #expect(reason("a..b@b.example") == "empty part in the local part")
+        #expect(reason("a.@b.example") == "local part ends with '.'")
+        #expect(reason("a<b@b.example") == "character '<' not allowed in the local part")
+        #expect(reason("a b@b.example") == "character 0x20 not allowed in the local part")
+        #expect(reason("\"a\u{1}\"@b.example") == "control character in the quoted local part")
+        #expect(reason("a@b.example\nBcc: c@d.example") == "bad domain")
+        #expect(reason(String(repeating: "l", count: 65) + "@b.example") == "local part longer than 64 octets")
+        let a254 = String(repeating: "l", count: 64) + "@" + ["a", "b", "c"].map { String(repeating: $0, count: 63) }
+            .joined(separator: ".").dropLast(2)
+        #expect(a254.utf8.count == 254)
+        #expect(reason(a254) == nil)
+        #expect(reason(a254 + "c") == "longer than 254 octets")
+    }
+
     @Test("a display name with an unbreakable 200-character word is encoded, not left overlong")
     func unbreakableName() async throws {
         let name = "x" + String(repeating: "y", count: 200) + ",z"

@@ -230,20 +230,51 @@ struct SMTPCommandParserTests {
         #expect(error.reply.enhanced == EnhancedStatusCode(5, 5, 1))
     }
 
-    @Test func parsesWithoutTrappingOnAnyShortInput() {
-        // A tiny exhaustive fuzz: every 1- and 2-byte line, and every byte in a MAIL path.
-        for a in 0...255 {
-            _ = SMTPCommandParser.parse([UInt8(a)])
-            _ = SMTPCommandParser.parse(Array("MAIL FROM:<".utf8) + [UInt8(a)] + Array("@b>".utf8))
-            _ = SMTPCommandParser.parse(Array("RCPT TO:<\"".utf8) + [UInt8(a)])
-            _ = SMTPCommandParser.parse(Array("RCPT TO:<a@[".utf8) + [UInt8(a)] + Array("]>".utf8))
-            for b in stride(from: 0, through: 255, by: 5) {
-                _ = SMTPCommandParser.parse([UInt8(a), UInt8(b)])
+    @Test func everyShortInputGetsAnAnswer() {
+        // A tiny exhaustive fuzz: every 1- and 2-byte line, and every byte in a MAIL path,
+        // parse without trapping. No verb is that short, a quoted local part without its
+        // closing quote and bracket is no path, and "[x]" is no address literal; a local
+        // part of one byte is a mailbox exactly when the byte is ASCII atext.
+        func parsed(_ line: [UInt8]) -> Bool {
+            if case .success = SMTPCommandParser.parse(line) { return true }
+            return false
+        }
+        let atext = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8)
+        var mailboxes: [UInt8] = []
+        var unexpected: [[UInt8]] = []
+        for a in UInt8.min...UInt8.max {
+            if parsed(Array("MAIL FROM:<".utf8) + [a] + Array("@b>".utf8)) { mailboxes.append(a) }
+            for line in [[a], Array("RCPT TO:<\"".utf8) + [a], Array("RCPT TO:<a@[".utf8) + [a] + Array("]>".utf8)]
+            where parsed(line) {
+                unexpected.append(line)
+            }
+            for b in stride(from: 0, through: 255, by: 5) where parsed([a, UInt8(b)]) {
+                unexpected.append([a, UInt8(b)])
             }
         }
+        #expect(mailboxes == atext.sorted())
+        #expect(unexpected.isEmpty, "\(unexpected.prefix(10).map { String(decoding: $0, as: UTF8.self) })")
     }
 
     // MARK: - Mailbox and paths
+
+    @Test func mailboxFromAnApplicationIsAnSMTPMailbox() {
+        #expect(Mailbox(parsing: "a@b.example") == mbox("a", "b.example"))
+        #expect(Mailbox(parsing: "\"a b\"@b.example") == mbox("\"a b\"", "b.example"))
+        #expect(Mailbox(parsing: "a@[192.0.2.1]") == mbox("a", "[192.0.2.1]"))
+        #expect(Mailbox(parsing: "a@[IPv6:2001:db8::1]") == mbox("a", "[IPv6:2001:db8::1]"))
+        // A header may carry "[foo]" (an RFC 5322 domain literal); SMTP cannot deliver to it.
+        #expect(Mailbox(parsing: "a@[foo]") == nil)
+        #expect(Mailbox(parsing: "<a@b.example>") == nil)
+        #expect(Mailbox(parsing: "") == nil)
+        // The 256 octets of a path: 64 + "@" + 191, and one more.
+        let local = String(repeating: "l", count: 64)
+        let labels = ["a", "b", "c"].map { String(repeating: $0, count: 63) }
+        let domain256 = labels.joined(separator: ".")
+        let domain257 = labels[0] + "." + labels[1] + "." + String(repeating: "c", count: 62) + ".d"
+        #expect(Mailbox(parsing: local + "@" + domain256) == mbox(local, domain256))
+        #expect(Mailbox(parsing: local + "@" + domain257) == nil)
+    }
 
     @Test func mailboxNeedsSMTPUTF8OnlyForNonASCII() {
         #expect(!mbox("a", "b.example").needsSMTPUTF8)
