@@ -274,9 +274,13 @@ struct CAresResolverFailureTests {
         let tasks = (0..<6).map { index in
             Task { try await resolver.mx(for: "d\(index).example") }
         }
-        while resolver.statistics.inFlight < 2 || resolver.statistics.waiting < 4 {
+        // Two queries on the wire (unanswered), four waiting for a slot.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while resolver.statistics.inFlight < 2 || resolver.statistics.waiting < 4, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
+        try #require(resolver.statistics.inFlight == 2 && resolver.statistics.waiting == 4,
+                     "\(resolver.statistics.inFlight) in flight, \(resolver.statistics.waiting) waiting")
         let clock = ContinuousClock()
         let start = clock.now
         resolver.shutdown()
@@ -297,12 +301,14 @@ struct CAresResolverFailureTests {
         do {
             // The count sees a live resolver's thread.
             let resolver = try CAresResolver(servers: [server.server], logger: quietLogger)
-            _ = try? await resolver.addresses(for: "x.example")
+            let error = await #expect(throws: DNSError.self) { try await resolver.addresses(for: "x.example") }
+            #expect(error?.isTemporary == true, "the resolver asked the server and was refused")
             #expect(resolverThreads() >= 1)
         }
         for _ in 0..<20 {
+            // Each resolver's thread runs a query (refused) before the resolver goes.
             let resolver = try CAresResolver(servers: [server.server], logger: quietLogger)
-            _ = try? await resolver.addresses(for: "x.example")
+            await #expect(throws: DNSError.self) { try await resolver.addresses(for: "x.example") }
         }
         // Twenty resolvers came and went; their threads end with them (other tests
         // running at the same time may hold a few of their own).

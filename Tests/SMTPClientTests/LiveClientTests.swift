@@ -130,13 +130,15 @@ import Testing
         let port = try freeLoopbackPort()
         let proc = try ChildProcess(executable: "smtp-sink", arguments: ["-u", "postfix", "-c", "127.0.0.1:\(port)", "64"])
         defer { Task { await proc.killAndWait() } }
+        // smtp-sink listens a moment after it starts: connect until it answers, for at
+        // most ten seconds.
         var conn: SMTPClientConnection?
-        for _ in 0..<100 {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while conn == nil, ContinuousClock.now < deadline {
             conn = try? await connect(port)
-            if conn != nil { break }
-            try await Task.sleep(for: .milliseconds(50))
+            if conn == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
-        let c = try #require(conn)
+        let c = try #require(conn, "smtp-sink did not answer within ten seconds")
         #expect(c.extensions["PIPELINING"] != nil)
         for i in 0..<50 {
             let r = try await c.send(OutboundTransaction(sender: "a@client.test",

@@ -104,6 +104,18 @@ import Testing
         try await channel.writeInbound(ByteBuffer(string: text))
     }
 
+    /// Waits until `condition` holds, checking every millisecond, for at most `timeout` of
+    /// real time (the commit and the release of a handler happen on other tasks and
+    /// threads, not on the test's clock); whether it came.
+    func eventually(within timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return true
+    }
+
     @Test("greets on connect and answers pipelined commands in order")
     func greetsAndAnswers() async throws {
         let channel = try await makeChannel(sink: GatedSink())
@@ -125,26 +137,27 @@ import Testing
         #expect(try await written(channel).contains("354 "))
         try await send(channel, "Subject: t\r\n\r\nbody\r\n.\r\n")
         // The commit is waiting at the gate: reads stop, and nothing is answered yet.
-        var waited = 0
-        while sink.pending == 0 && waited < 500 {
-            try await Task.sleep(for: .milliseconds(2))
-            waited += 1
+        try #require(try await eventually { sink.pending == 1 }, "the message never reached the sink")
+        // The reads are asked for on the event loop and counted there, so a read that the
+        // handler let through would be counted before the check.
+        let reads = try await channel.testingEventLoop.executeInContext {
+            let before = counter.reads.withLockedValue { $0 }
+            channel.read()
+            channel.read()
+            return (before: before, after: counter.reads.withLockedValue { $0 })
         }
-        try #require(sink.pending == 1)
-        let readsBefore = counter.reads.withLockedValue { $0 }
-        channel.read()
-        channel.read()
-        #expect(counter.reads.withLockedValue { $0 } == readsBefore, "a read went through during the commit")
+        #expect(reads.after == reads.before, "a read went through during the commit")
         #expect(!(try await written(channel)).contains("250 2.0.0"))
 
         sink.openGate()
         var text = ""
-        for _ in 0..<500 where !text.contains("250 2.0.0") {
+        let answered = try await eventually {
             text += try await written(channel)
-            try await Task.sleep(for: .milliseconds(2))
+            return text.contains("250 2.0.0")
         }
+        #expect(answered, "no 250 after the commit: \(text)")
         #expect(text.contains("250 2.0.0 Ok: queued as QUEUEID0000000000001"))
-        #expect(counter.reads.withLockedValue { $0 } > readsBefore, "the held read is passed on after the commit")
+        #expect(counter.reads.withLockedValue { $0 } > reads.before, "the held read is passed on after the commit")
         try await send(channel, "QUIT\r\n")
         #expect(try await written(channel).hasPrefix("221"))
         #expect(sink.committed.count == 1)
@@ -218,11 +231,6 @@ import Testing
         }
         // The channel and the test's references are gone; a cycle (handler <-> context)
         // would keep the handler.
-        var waited = 0
-        while weak.handler != nil && waited < 200 {
-            try await Task.sleep(for: .milliseconds(5))
-            waited += 1
-        }
-        #expect(weak.handler == nil, "the session handler outlived its channel")
+        #expect(try await eventually(within: .seconds(5)) { weak.handler == nil }, "the session handler outlived its channel")
     }
 }
