@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delivery
 import Foundation
 import Herald
 import Spool
@@ -16,6 +17,7 @@ struct Queue: ParsableCommand {
 
 struct SpoolAccess {
     let spool: Spool
+    let config: HeraldConfig
 
     init(_ options: ConfigOption) throws {
         let config = try options.load()
@@ -23,6 +25,20 @@ struct SpoolAccess {
             fail("no spool at \(config.spoolPath)")
         }
         spool = try Spool(path: config.spoolPath)
+        self.config = config
+    }
+
+    /// What the running daemon last published about its destination queues
+    /// (`<log dir>/queue-state.json`, rewritten every 2 s), or nil when it is missing or
+    /// older than 30 s (no daemon, or delivery off).
+    func daemonState(now: Date = Date()) -> QueueManager.State? {
+        guard let logDir = config.logPath,
+              let data = FileManager.default.contents(atPath: logDir + "/queue-state.json") else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let state = try? decoder.decode(QueueManager.State.self, from: data),
+              now.timeIntervalSince(state.time) < 30 else { return nil }
+        return state
     }
 
     /// Every message in `queues`, oldest first, skipping ones that vanish mid-scan

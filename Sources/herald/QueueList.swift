@@ -8,8 +8,9 @@ struct QueueList: ParsableCommand {
         discussion: """
             Under each message a line in parentheses says why it waits: held, campaign 7 paused, \
             window opens 09:00 Europe/Paris, retry at 2026-12-06T09:14:00Z, paced campaign 7 (10/m), \
-            ready or in delivery (the "waiting" field with --json). Selectors narrow the list; \
-            the same selectors pick messages for queue hold, release, delete and retry.
+            gmail.com backing off until … (while herald serve runs), ready or in delivery (the \
+            "waiting" field with --json). Selectors narrow the list; the same selectors pick \
+            messages for queue hold, release, delete and retry.
             """)
     @OptionGroup var options: ConfigOption
     @OptionGroup(title: "Selectors") var filter: MessageFilter

@@ -15,11 +15,12 @@ import Spool
 /// | `window` | `window opens 09:00 Europe/Paris` | its send window is closed when it is next due (a day name is added when that is more than a day away) |
 /// | `retry` | `retry at 2026-12-06T09:14:00Z` | every outstanding recipient's next attempt is in the future: the earliest one |
 /// | `paced` | `paced campaign 7 (10/m)` | it has a send-policy rate and no attempt was made yet |
+/// | `backoff` | `gmail.com backing off until 2026-12-06T09:14:00Z` | due now, but every destination it waits for is paused after a throttling reply (known only while `herald serve` runs: its `queue-state.json`) |
 /// | `ready` | `ready` | due now: waits for a connection slot or throttle only |
 /// | `in-delivery` | `in delivery` | no recipient is outstanding: the daemon is finishing it |
 struct WaitReason: Equatable {
     enum State: String, CaseIterable, ExpressibleByArgument {
-        case held, paused, window, retry, paced, ready
+        case held, paused, window, retry, paced, backoff, ready
         case inDelivery = "in-delivery"
         /// Not reasons, only selectors: every message in `queue/`, and messages with a
         /// recipient in state `deferred` (whatever they wait for now).
@@ -34,11 +35,28 @@ struct WaitReason: Equatable {
     final class Context {
         let now: Date
         let heldCampaigns: Set<String>
+        /// Destination queues the daemon has paused (throttle back-off), until when.
+        let pausedUntil: [String: Date]
+        let delivery: DeliveryConfiguration?
         private var openings: [String: String] = [:]
+        private var destinations: [String: String] = [:]
 
-        init(now: Date, heldCampaigns: Set<String>) {
+        init(now: Date, heldCampaigns: Set<String>, pausedUntil: [String: Date] = [:],
+             delivery: DeliveryConfiguration? = nil) {
             self.now = now
             self.heldCampaigns = heldCampaigns
+            self.pausedUntil = pausedUntil
+            self.delivery = delivery
+        }
+
+        /// The queue manager's destination key for a recipient domain.
+        func destination(of domain: String) -> String {
+            guard let delivery else { return domain }
+            if let key = destinations[domain] { return key }
+            let key = QueueStats.destination(of: domain, delivery).key
+            if destinations.count > 100_000 { destinations.removeAll() }
+            destinations[domain] = key
+            return key
         }
 
         /// `09:00 Europe/Paris`, or `Mon 09:00 Europe/Paris` when more than a day away.
@@ -76,6 +94,21 @@ struct WaitReason: Equatable {
             let bucket = envelope.campaign.map { "campaign \($0)" } ?? policy.rateKey
             return WaitReason(state: .paced, text: "paced " + (bucket.map { $0 + " " } ?? "") + "(\(rate.text))")
         }
+        // Due now: held back only if every destination it waits for is in back-off.
+        if !context.pausedUntil.isEmpty {
+            var latest: (domain: String, until: Date)?
+            for r in outstanding where (r.nextAttempt ?? now) <= now {
+                let domain = MessageFilter.domain(of: r.address)
+                guard let until = context.pausedUntil[context.destination(of: domain)], until > now else {
+                    latest = nil
+                    break
+                }
+                if latest.map({ until < $0.until }) ?? true { latest = (domain, until) }
+            }
+            if let latest {
+                return WaitReason(state: .backoff, text: "\(latest.domain) backing off until " + iso8601(latest.until))
+            }
+        }
         return WaitReason(state: .ready, text: "ready")
     }
 }
@@ -108,7 +141,7 @@ struct MessageFilter: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Only messages in this state (repeatable): queued (anything not on hold), held, paused (campaign paused), "
             + "window (send window closed), retry (waiting for a retry), deferred (a recipient was deferred), "
-            + "paced (waiting for its campaign's rate), ready, in-delivery.",
+            + "paced (waiting for its campaign's rate), backoff (its destination is backing off), ready, in-delivery.",
         valueName: "state"))
     var state: [WaitReason.State] = []
 
@@ -148,7 +181,12 @@ struct MessageFilter: ParsableArguments {
 extension SpoolAccess {
     /// A context for ``WaitReason`` at `now`: reads `held-campaigns` once.
     func reasonContext(now: Date = Date()) -> WaitReason.Context {
-        WaitReason.Context(now: now, heldCampaigns: (try? spool.heldCampaigns()) ?? [])
+        var paused: [String: Date] = [:]
+        for d in daemonState(now: now)?.destinations ?? [] {
+            if let until = d.pausedUntil, until > now { paused[d.domain] = until }
+        }
+        return WaitReason.Context(now: now, heldCampaigns: (try? spool.heldCampaigns()) ?? [], pausedUntil: paused,
+                                  delivery: config.delivery)
     }
 
     /// The messages in `queues` that `filter` selects, oldest first, with why each waits.

@@ -70,7 +70,7 @@ struct QueueStats: ParsableCommand {
 
     func run() throws {
         let access = try SpoolAccess(options)
-        let config = try options.load()
+        let config = access.config
         var destinations: [String: Stats.Destination] = [:]
         var destinationOf: [String: (key: String, route: String?)] = [:]
         var messages = ["queue": 0, "hold": 0, "corrupt": 0]
@@ -104,35 +104,29 @@ struct QueueStats: ParsableCommand {
         }
         messages["corrupt"] = (try? access.spool.enumerate(.corrupt))?.count ?? 0
         // What only the daemon knows (windows, backoff), when it runs.
-        if let logDir = config.logPath,
-           let data = FileManager.default.contents(atPath: logDir + "/queue-state.json") {
-            let decoder = JSONDecoder()
-            decoder.dateDecodingStrategy = .iso8601
-            if let state = try? decoder.decode(QueueManager.State.self, from: data),
-               Date().timeIntervalSince(state.time) < 30 {
-                for d in state.destinations {
-                    var t = destinations[d.domain] ?? .init(
-                        destination: d.domain, route: nil, messages: 0, recipients: 0, pending: 0, deferred: 0,
-                        oldest: nil, domains: [])
-                    t.queued = d.queued
-                    t.window = d.window
-                    t.active = d.active
-                    if let until = d.pausedUntil, until > Date() {
-                        t.backoffUntil = until
-                        t.backoffReason = d.reason
-                    }
-                    destinations[d.domain] = t
-                    // The domain table has always listed the daemon's queues by their key, route
-                    // keys (`[host]:port (pattern)`) included: scripts read their backoff there.
-                    var entry = domains[d.domain] ?? .init(domain: d.domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
-                    entry.window = d.window
-                    entry.active = d.active
-                    if let until = d.pausedUntil, until > Date() {
-                        entry.backoffUntil = until
-                        entry.backoffReason = d.reason
-                    }
-                    domains[d.domain] = entry
+        if let state = access.daemonState() {
+            for d in state.destinations {
+                var t = destinations[d.domain] ?? .init(
+                    destination: d.domain, route: nil, messages: 0, recipients: 0, pending: 0, deferred: 0,
+                    oldest: nil, domains: [])
+                t.queued = d.queued
+                t.window = d.window
+                t.active = d.active
+                if let until = d.pausedUntil, until > Date() {
+                    t.backoffUntil = until
+                    t.backoffReason = d.reason
                 }
+                destinations[d.domain] = t
+                // The domain table has always listed the daemon's queues by their key, route
+                // keys (`[host]:port (pattern)`) included: scripts read their backoff there.
+                var entry = domains[d.domain] ?? .init(domain: d.domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
+                entry.window = d.window
+                entry.active = d.active
+                if let until = d.pausedUntil, until > Date() {
+                    entry.backoffUntil = until
+                    entry.backoffReason = d.reason
+                }
+                domains[d.domain] = entry
             }
         }
         let sorted = domains.values.sorted { ($0.recipients, $1.domain) > ($1.recipients, $0.domain) }

@@ -235,5 +235,38 @@ extension Integration {
                 #expect(!text.stdoutText.contains("NIOConnectionError"))
             }
         }
+
+        @Test("mail for a destination in back-off says so while herald serve runs")
+        func backoffReason() async throws {
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            // The sink answers 421 4.7.0 for throttle@: the route's queue pauses 30 s.
+            let options = DeliveryIT.options(delivery: ["throttle_backoff = \"30s\"", "minimal_backoff = \"10m\"",
+                                                        "maximal_backoff = \"10m\""],
+                                             toml: [DeliveryIT.route("busy.test", port: sink.port)])
+            try await HeraldProcess.with(options) { herald in
+                let throttled = try await DeliveryIT.submitAccepted(port: herald.port(),
+                                                                    [DeliveryIT.mail("thr-0", to: ["throttle@busy.test"])])
+                let seen = await DeliveryIT.waitUntil(timeout: 10) {
+                    !DeliveryIT.logLines(herald, result: "deferred", recipient: "throttle@busy.test").isEmpty
+                }
+                #expect(seen, "\(herald.diagnostics())")
+                let waiting = try await DeliveryIT.submitAccepted(port: herald.port(),
+                                                                  [DeliveryIT.mail("thr-1", to: ["user1@busy.test"])])
+                // The daemon publishes its queues every 2 s.
+                var rows: [Row] = []
+                let shown = try await DeliveryIT.waitUntil(timeout: 6) {
+                    rows = try await list(herald)
+                    return rows.first { $0.id == waiting.first }?.waitingState == "backoff"
+                }
+                #expect(shown, "\(rows.map { ($0.id, $0.waiting) })")
+                let reason = rows.first { $0.id == waiting.first }?.waiting ?? ""
+                #expect(reason.hasPrefix("busy.test backing off until "), "\(reason)")
+                #expect(rows.first { $0.id == throttled.first }?.waiting.hasPrefix("retry at ") == true,
+                        "the throttled message itself waits for its retry: \(rows.map(\.waiting))")
+                #expect(try await ids(herald, ["--state", "backoff"]) == Set(waiting))
+                #expect(sink.index().isEmpty, "nothing was delivered during the back-off")
+            }
+        }
     }
 }
