@@ -33,8 +33,10 @@ struct DatabaseOption: ParsableArguments {
 
     /// A one-connection client on a migrated database, closed after `body`.
     func withStore<T>(_ body: (TenantStore) async throws -> T) async throws -> T {
+        // Errors end the command with one `herald: …` line (below); the pool's own
+        // warning about the same failed connection would only repeat it.
         var logger = Logger(label: "herald.tenant")
-        logger.logLevel = .warning
+        logger.logLevel = .error
         let client = PostgresClient(url: try url(), size: 1, logger: logger)
         do {
             try await Migrator.migrate(client, logger: logger)
