@@ -94,19 +94,20 @@ struct WaitReason: Equatable {
             let bucket = envelope.campaign.map { "campaign \($0)" } ?? policy.rateKey
             return WaitReason(state: .paced, text: "paced " + (bucket.map { $0 + " " } ?? "") + "(\(rate.text))")
         }
-        // Due now: held back only if every destination it waits for is in back-off.
+        // Due now: held back only if every destination it waits for is in back-off; it
+        // moves when the first of them resumes.
         if !context.pausedUntil.isEmpty {
-            var latest: (domain: String, until: Date)?
+            var soonest: (domain: String, until: Date)?
             for r in outstanding where (r.nextAttempt ?? now) <= now {
                 let domain = MessageFilter.domain(of: r.address)
                 guard let until = context.pausedUntil[context.destination(of: domain)], until > now else {
-                    latest = nil
+                    soonest = nil
                     break
                 }
-                if latest.map({ until < $0.until }) ?? true { latest = (domain, until) }
+                if soonest.map({ until < $0.until }) ?? true { soonest = (domain, until) }
             }
-            if let latest {
-                return WaitReason(state: .backoff, text: "\(latest.domain) backing off until " + iso8601(latest.until))
+            if let soonest {
+                return WaitReason(state: .backoff, text: "\(soonest.domain) backing off until " + iso8601(soonest.until))
             }
         }
         return WaitReason(state: .ready, text: "ready")
