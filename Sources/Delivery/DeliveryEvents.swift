@@ -60,6 +60,18 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
     }
 }
 
+extension DeliveryOutcomeEvent {
+    /// The event a delivery-log line records (the log is written before the event is
+    /// handed on, so after a crash it can be replayed from there). nil for lines that
+    /// are not a recipient outcome (`bounced`: a DSN was queued).
+    public init?(replaying entry: DeliveryLog.Entry) {
+        guard let result = Result(rawValue: entry.result) else { return nil }
+        self.init(time: entry.time, queueID: entry.queueId, recipient: entry.recipient, tenant: entry.tenant,
+                  campaign: entry.campaign, result: result, code: entry.code, enhanced: entry.enhanced,
+                  firstAttempt: entry.attempt <= 1, wasDeferred: false, reply: entry.reply)
+    }
+}
+
 /// The hook's type. It is called on the queue manager's actor for every recipient
 /// outcome, so it must return at once (buffer, do not write to a database inline).
 public typealias DeliveryOutcomeHandler = @Sendable (DeliveryOutcomeEvent) -> Void

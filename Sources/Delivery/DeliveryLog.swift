@@ -23,7 +23,7 @@ public enum DeliveryMetrics {
 /// One JSON object per line for every attempt outcome, in `<dir>/delivery.jsonl`,
 /// rotated to `delivery.jsonl.1` (… `.5`) when it passes `maxBytes`.
 public final class DeliveryLog: Sendable {
-    public struct Entry: Encodable, Sendable {
+    public struct Entry: Codable, Sendable {
         public var time: Date
         public var queueId: String
         public var recipient: String
@@ -99,5 +99,56 @@ public final class DeliveryLog: Sendable {
             s.handle?.write(line)
             s.size += line.count
         }
+    }
+
+    // MARK: - Reading back
+
+    /// The entries of the log at `path` (and of its rotated `.1`, when the current file
+    /// does not reach back far enough) whose time is at or after `since`, oldest first.
+    /// Read backwards in blocks from the end, so the cost is what is returned, not the
+    /// file's size. Lines that do not decode (a torn last line after a crash) are skipped.
+    public static func entries(at path: String, since: Date) -> [Entry] {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        decoder.dateDecodingStrategy = .custom { d in
+            try style.parse(try d.singleValueContainer().decode(String.self))
+        }
+        var result: [Entry] = []
+        for file in [path, path + ".1"] {
+            let (entries, reachedBefore) = tail(of: file, since: since, decoder)
+            result = entries + result
+            if reachedBefore { break }
+        }
+        return result
+    }
+
+    /// Entries of one file at or after `since`; true when an older entry was seen (the
+    /// file reaches back far enough).
+    private static func tail(of path: String, since: Date, _ decoder: JSONDecoder) -> ([Entry], Bool) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return ([], false) }
+        defer { try? handle.close() }
+        guard var end = try? handle.seekToEnd() else { return ([], false) }
+        let block: UInt64 = 256 * 1024
+        var carry = Data()   // the start of a line whose beginning is in an earlier block
+        var found: [Entry] = []
+        while end > 0 {
+            let start = end > block ? end - block : 0
+            try? handle.seek(toOffset: start)
+            var data = (try? handle.read(upToCount: Int(end - start))) ?? Data()
+            data.append(carry)
+            var lines = data.split(separator: 0x0A, omittingEmptySubsequences: false)
+            carry = start > 0 ? Data(lines.removeFirst()) : Data()
+            var older = false
+            var chunk: [Entry] = []
+            for line in lines where !line.isEmpty {
+                guard let entry = try? decoder.decode(Entry.self, from: Data(line)) else { continue }
+                if entry.time >= since { chunk.append(entry) } else { older = true }
+            }
+            found = chunk + found
+            if older { return (found, true) }
+            end = start
+        }
+        return (found, false)
     }
 }

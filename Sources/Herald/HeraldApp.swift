@@ -80,6 +80,11 @@ public enum HeraldApp {
         }
         // Pause, resume and cancel reach this node's spool: the first pass runs before
         // any delivery starts (the index is loaded for it), then every second.
+        // Outcomes buffered but not written when the last run was killed come back from
+        // the delivery log.
+        if let statsRecorder, let logPath = config.delivery.logPath {
+            await statsRecorder.replay(logPath: logPath, checkpointPath: spool.path + "/campaign-stats.checkpoint")
+        }
         var control: CampaignControl?
         if let db = database {
             await queueManager?.loadIndex()

@@ -1,3 +1,4 @@
+@testable import Delivery
 import Foundation
 import HeraldTestSupport
 import Spool
@@ -262,6 +263,89 @@ struct CampaignBounceAddressSpoolTests {
                     [f.tenant.description, envelope.recipients[0].address]).first?[0])
                 #expect(envelope.sender == "news+c\(campaign.id)-s\(id)@example.org")
             }
+        }
+    }
+}
+
+extension CampaignStatsRecorderTests {
+    @Test func campaignIsSentWithItsLastOutcomeAndSaysHowItWent() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
+            let store = CampaignStore(f.db)
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            let recipients = f.expected.sorted()
+            // All but one delivered, one deferred: still sending.
+            for r in recipients.dropLast() { recorder.record(Self.event(f, q, c, r, .delivered, code: 250)) }
+            recorder.record(Self.event(f, q, c, recipients.last!, .deferred, code: 451))
+            await recorder.flush()
+            let waiting = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(waiting.status == .sending && waiting.remaining == 1 && waiting.completion == nil)
+            // The last one bounces: sent, partly.
+            var last = Self.event(f, q, c, recipients.last!, .failed, code: 550, enhanced: "5.1.1", wasDeferred: true)
+            last.time = Date(timeIntervalSince1970: 2_000_000_000)
+            recorder.record(last)
+            await recorder.flush()
+            let done = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(done.status == .sent && done.remaining == 0 && done.completion == "partial")
+            #expect(done.sent == Int64(recipients.count - 1) && done.bounced == 1 && done.deferred == 0)
+            let finished = try #require(done.finishedAt)
+            #expect(abs(finished.timeIntervalSinceNow) < 60, "finished_at is when the last outcome was recorded")
+            // A sent campaign has nothing to pause.
+            await #expect(throws: StoreError.self) { try await store.pause(tenant: f.tenant, id: c) }
+        }
+    }
+
+    @Test func cancelledRecipientDeliveredAnywayMovesToSent() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
+            let store = CampaignStore(f.db)
+            let recipients = f.expected.sorted()
+            _ = try await store.cancel(tenant: f.tenant, id: c)
+            let cancelled = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(cancelled.cancelledTotal == Int64(recipients.count) && cancelled.remaining == 0)
+            // An attempt already in flight at the cancel delivers; the node's control pass
+            // then reports the rest as cancelled (no change: they already are).
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            recorder.record(Self.event(f, q, c, recipients[0], .delivered, code: 250))
+            for r in recipients.dropFirst() { recorder.record(Self.event(f, q, c, r, .cancelled)) }
+            await recorder.flush()
+            let after = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(after.sent == 1 && after.cancelledTotal == Int64(recipients.count - 1))
+            #expect(after.status == .cancelled)
+        }
+    }
+
+    @Test func outcomesLostToAKillAreReplayedFromTheDeliveryLog() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
+            let recipients = f.expected.sorted()
+            let dir = try TemporaryDirectory.make(prefix: "replay")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let logPath = dir + "/delivery.jsonl", checkpointPath = dir + "/checkpoint"
+            let log = DeliveryLog(path: logPath, maxBytes: 1 << 20)
+            func logged(_ e: CampaignDeliveryOutcome) -> CampaignDeliveryOutcome {
+                log.write(.init(time: e.time, queueId: e.queueID, recipient: e.recipient, domain: "example.com",
+                                mxHost: nil, ip: nil, tls: false, result: e.result.rawValue, code: e.code,
+                                enhanced: e.enhanced, reply: e.reply, attempt: 1, nextAttempt: nil, tenant: e.tenant,
+                                campaign: e.campaign, durationMs: nil))
+                return e
+            }
+            // First run: 5 outcomes written, then 5 more logged but only buffered at the "kill".
+            let first = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            #expect(await first.replay(logPath: logPath, checkpointPath: checkpointPath) == 0)
+            for r in recipients.prefix(5) { first.record(logged(Self.event(f, q, c, r, .delivered, code: 250))) }
+            await first.flush()
+            #expect(FileManager.default.fileExists(atPath: checkpointPath))
+            for r in recipients.dropFirst(5).prefix(5) { _ = logged(Self.event(f, q, c, r, .delivered, code: 250)) }
+            #expect(try await Self.counters(f, c).sent == 5)
+            // The restart replays from the checkpoint: the lost five are counted, none twice.
+            let second = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            let replayed = await second.replay(logPath: logPath, checkpointPath: checkpointPath)
+            #expect(replayed == 10, "within the margin, the written five come again, harmlessly")
+            #expect(try await Self.counters(f, c).sent == 10)
         }
     }
 }

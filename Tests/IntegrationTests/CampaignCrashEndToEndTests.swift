@@ -50,9 +50,9 @@ extension Integration {
                     try await herald.restart()
                     _ = try await herald.httpPort()
                 }
-                let stats = try await api.waitUntilSent(campaign: campaign, timeout: 90)
+                let stats = try await api.waitUntilExpanded(campaign: campaign, timeout: 90)
                 print("campaign crash: finished \(String(format: "%.2f", -t0.timeIntervalSinceNow)) s after send (3 kills); claims held at the kills: \(staleClaims); stats \(stats)")
-                #expect(stats["status"] as? String == "sent", "\(stats)\n\(herald.diagnostics())")
+                #expect(stats["status"] as? String == "sending", "\(stats)\n\(herald.diagnostics())")
                 #expect(stats["expanded"] as? Int == Self.count)
 
                 let census = CampaignIT.spoolCensus(herald)
@@ -103,10 +103,10 @@ extension Integration {
                 print("campaign crash (unaided): killed with \(held) chunk(s) claimed and not done")
                 try await herald.restart()
                 _ = try await herald.httpPort()
-                let stats = try await api.waitUntilSent(campaign: campaign, timeout: 20)
+                let stats = try await api.waitUntilExpanded(campaign: campaign, timeout: 20)
                 print("campaign crash (unaided): 20 s after restart: \(stats)")
                 // The restarted node takes back the chunk it held (same node name: host + spool).
-                #expect(stats["status"] as? String == "sent")
+                #expect(stats["status"] as? String == "sending")
                 #expect(stats["expanded"] as? Int == Self.count)
             }
         }

@@ -157,6 +157,19 @@ print(json.dumps({"status": status, "ct": ct, "body": raw.decode("utf-8", "repla
             try await expect(200, "GET", "/v1/campaigns/\(campaign)/stats")
         }
 
+        /// Polls the stats until every recipient is expanded into a spool (every chunk
+        /// done), or `timeout` passes; returns the last stats. Without delivery a campaign
+        /// stays `sending` from then on: its mail waits.
+        func waitUntilExpanded(campaign: Int, timeout: Double) async throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(timeout)
+            while true {
+                let s = try await stats(campaign: campaign)
+                let done = (s["chunks"] as? Int).map { $0 > 0 && s["chunks_done"] as? Int == $0 } ?? false
+                if done || Date() >= deadline { return s }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+
         /// Polls the stats until the campaign is `sent` (or `timeout` passes); returns the last stats.
         func waitUntilSent(campaign: Int, timeout: Double) async throws -> [String: Any] {
             let deadline = Date().addingTimeInterval(timeout)

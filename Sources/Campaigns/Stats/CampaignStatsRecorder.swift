@@ -153,6 +153,10 @@ public actor CampaignStatsRecorder {
     }
     /// Per campaign: (second, outcomes) of the last minute, for the rate.
     private var recent: [Int64: [(second: Int64, count: Int)]] = [:]
+    /// Where the time of the newest outcome written is kept (nil: nowhere), so that a
+    /// restart after a crash replays the delivery log from there (``replay(logPath:)``).
+    private var checkpointPath: String?
+    private var checkpoint: Date?
     /// Batches written and events counted (tests, logs).
     public private(set) var batchesWritten = 0
     public private(set) var eventsWritten = 0
@@ -377,6 +381,7 @@ public actor CampaignStatsRecorder {
                 batchesWritten += 1
                 eventsWritten += written
             }
+            if let newest = events.map(\.time).max() { advanceCheckpoint(to: newest) }
             noteRate(deltas)
             if !unmatched.isEmpty && !unmatchedRetryScheduled {
                 unmatchedRetryScheduled = true
@@ -392,6 +397,43 @@ public actor CampaignStatsRecorder {
                 "events": "\(events.count)", "dropped": "\(dropped)", "error": "\(error)",
             ])
             if retry { scheduleWrite() }
+        }
+    }
+
+    // MARK: - Crash recovery
+
+    /// Outcomes are buffered for up to ``interval`` before they are written: a SIGKILL
+    /// loses that much. The delivery log has every outcome before it reaches the buffer,
+    /// so at start-up the node replays the log's lines from a little before the newest
+    /// outcome written last time (kept in `checkpointPath`) and records them again.
+    /// Replaying is harmless: a recipient's row only moves to the state of its latest
+    /// outcome, and the counters follow the rows. Returns the outcomes replayed.
+    @discardableResult
+    public func replay(logPath: String, checkpointPath: String, margin: TimeInterval = 10) async -> Int {
+        self.checkpointPath = checkpointPath
+        guard let data = FileManager.default.contents(atPath: checkpointPath),
+              let since = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+                  .parse(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return 0 }
+        checkpoint = since
+        let events = DeliveryLog.entries(at: logPath, since: since.addingTimeInterval(-margin))
+            .compactMap(DeliveryOutcomeEvent.init(replaying:)).filter { $0.campaign != nil }
+        for event in events { record(event) }
+        await flush()
+        if !events.isEmpty {
+            logger.notice("campaign outcomes replayed from the delivery log", metadata: ["events": "\(events.count)"])
+        }
+        return events.count
+    }
+
+    private func advanceCheckpoint(to time: Date) {
+        guard let checkpointPath, time > (checkpoint ?? .distantPast) else { return }
+        checkpoint = time
+        let text = time.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) + "\n"
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: checkpointPath), options: .atomic)
+        } catch {
+            logger.error("cannot write the stats checkpoint", metadata: ["path": "\(checkpointPath)", "error": "\(error)"])
         }
     }
 
