@@ -146,5 +146,39 @@ extension Integration {
                 }
             }
         }
+    
+        @Test("mail the postmaster deletes with herald queue delete --campaign ends as cancelled in the stats")
+        func postmasterDeleteIsCounted() async throws {
+            try await CampaignIT.withDeliveringHerald(database: "campaign_postmaster", domain: Self.domain) { h in
+                let herald = h.herald, api = h.api
+                let list = try await api.createList("postmaster")
+                let csv = herald.directory + "/subscribers.csv"
+                try CampaignIT.writeCSV(count: 20, domain: Self.domain, to: csv)
+                _ = try await api.importCSV(list: list, path: csv)
+                let created = try await api.expect(201, "POST", "/v1/campaigns", [
+                    "name": "slow", "from": "News <news@campaign.test>", "subject": "Hi",
+                    "text": "Hello {{email}}\n{{unsubscribe_url}}\n", "list_ids": [list], "send_rate": "1/h",
+                ] as [String: Any])
+                let id = try #require(created["id"] as? Int)
+                try await api.send(campaign: id)
+                _ = try await api.waitUntilExpanded(campaign: id, timeout: 60)
+                let deleted = try await herald.cli(["queue", "delete", "--campaign", String(id)])
+                #expect(deleted.termination.succeeded, "\(deleted)")
+                // The next rescan reports the deletions; with every recipient final, the campaign is done.
+                var stats: [String: Any] = [:]
+                let done = await DeliveryIT.waitUntil(timeout: 30) {
+                    stats = (try? await api.stats(campaign: id)) ?? [:]
+                    return stats["status"] as? String == "sent"
+                }
+                #expect(done, "\(stats)\n\(herald.diagnostics())")
+                let sent = stats["sent"] as? Int ?? -1
+                #expect(sent >= 1 && sent + (stats["cancelled"] as? Int ?? 0) == 20, "\(stats)")
+                #expect(stats["remaining"] as? Int == 0 && stats["completion"] as? String == "partial")
+                let reasons = try await CampaignIT.sql(h.database, """
+                    SELECT DISTINCT reason FROM campaign_recipients WHERE campaign_id = \(id) AND state = 'cancelled'
+                    """)
+                #expect(reasons == "deleted from the queue by the postmaster")
+            }
+        }
     }
 }
