@@ -117,6 +117,82 @@ struct LocalFailureTextTests {
                 "\(String(describing: reply))")
     }
 
+    /// A one-file server: `badtls` offers STARTTLS and answers the handshake with text;
+    /// `reset` resets the connection (SO_LINGER 0) when DATA comes.
+    static let script = #"""
+import socket, struct, sys
+mode = sys.argv[1]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print("listening", s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rb")
+    def send(line): c.sendall((line + "\r\n").encode())
+    send("220 fake.test ESMTP")
+    try:
+        while True:
+            line = f.readline()
+            if not line: break
+            cmd = line.decode().strip().upper()
+            if cmd.startswith("EHLO"): send("250-fake.test"); send("250 STARTTLS")
+            elif cmd.startswith("STARTTLS"): send("220 go ahead"); c.sendall(b"this is not a TLS server hello\r\n" * 4)
+            elif cmd.startswith("DATA") and mode == "reset":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); break
+            elif cmd.startswith("QUIT"): send("221 bye"); break
+            else: send("250 ok")
+    except Exception:
+        pass
+    f.close(); c.close()
+"""#
+
+    static func withServer<T>(_ mode: String, _ body: (Int) async throws -> T) async throws -> T {
+        let dir = try TemporaryDirectory.make(prefix: "herald-failtext")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/stdout"
+        let child = try ChildProcess(executable: "python3", arguments: ["-u", "-c", script, mode], stdoutPath: out,
+                                     stderrPath: dir + "/stderr")
+        defer { child.send(SIGKILL) }
+        var port: Int?
+        let deadline = Date().addingTimeInterval(30)
+        while port == nil && Date() < deadline {
+            if let text = try? String(contentsOfFile: out, encoding: .utf8),
+               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }) {
+                port = Int(line.split(separator: " ")[1])
+            } else {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        return try await body(try #require(port))
+    }
+
+    @Test func failedTLSHandshakeSaysWhy() async throws {
+        let result = try await Self.withServer("badtls") { port in
+            (port, await deliverer(try ZoneResolver(zone: "")).attempt(
+                Self.transaction, to: OutboundDestination(domain: "example.invalid", host: "127.0.0.1", port: port, tls: .required)))
+        }
+        let reply = result.1.outcomes.first?.reply
+        #expect(reply?.code == 451)
+        print("local failure text: \(reply?.description ?? "none")")
+        // BoringSSL's reason, in words (its error stack says WRONG_VERSION_NUMBER).
+        #expect(reply?.description == "451 4.4.1 127.0.0.1:\(result.0): TLS handshake failed: wrong version number",
+                "\(String(describing: reply))")
+        #expect(!Self.looksInternal(reply?.description ?? ""), "\(String(describing: reply))")
+    }
+
+    @Test func resetDuringTheSessionSaysWhen() async throws {
+        let result = try await Self.withServer("reset") { port in
+            (port, await deliverer(try ZoneResolver(zone: "")).attempt(
+                Self.transaction, to: OutboundDestination(domain: "example.invalid", host: "127.0.0.1", port: port, tls: .off)))
+        }
+        let reply = result.1.outcomes.first?.reply
+        #expect(reply?.code == 451)
+        let text = reply?.description ?? ""
+        print("local failure text: \(text)")
+        #expect(text == "451 4.4.1 127.0.0.1:\(result.0): connection reset by peer sending DATA"
+                    || text == "451 4.4.1 127.0.0.1:\(result.0): connection closed sending DATA", "\(text)")
+        #expect(!Self.looksInternal(text), "\(text)")
+    }
+
     @Test func errorValuesBecomeWords() {
         #expect(ErrorText.describe(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)"))
                 == "connection reset by peer")
