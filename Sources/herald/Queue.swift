@@ -60,10 +60,16 @@ struct SpoolAccess {
     }
 }
 
-func iso8601(_ date: Date) -> String {
+/// One formatter for the whole run (making one per row was most of the time `queue list`
+/// spent on a large spool). The CLI formats on one thread only.
+nonisolated(unsafe) private let iso8601Formatter: ISO8601DateFormatter = {
     let f = ISO8601DateFormatter()
     f.formatOptions = [.withInternetDateTime]
-    return f.string(from: date)
+    return f
+}()
+
+func iso8601(_ date: Date) -> String {
+    iso8601Formatter.string(from: date)
 }
 
 func printJSON(_ value: some Encodable) throws {
