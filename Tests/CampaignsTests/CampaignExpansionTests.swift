@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HeraldTestSupport
 import Spool
 import Testing
@@ -156,6 +157,45 @@ struct CampaignExpansionTests {
             #expect(resumed.status == .sending && resumed.committed == f.expected.count)
             // Expanded, but the mail still waits for delivery: it can be paused again.
             #expect(try await store.pause(tenant: f.tenant, id: campaign.id)?.status == .paused)
+        }
+    }
+
+    /// A pause made while a chunk is being expanded stops it at once: the messages in
+    /// flight finish and are recorded, the chunk is given back unfinished, and a resume
+    /// expands the rest, each subscriber exactly once.
+    @Test func pauseWithinAChunkStopsItAndResumeExpandsTheRest() async throws {
+        try await CampaignFixture.with(count: 2000) { f in
+            let campaign = try await f.createCampaign()
+            let store = CampaignStore(f.db, chunkSize: 5000)
+            _ = try await store.send(tenant: f.tenant, id: campaign.id)
+            let commits = Mutex(0)
+            let writer = SpoolWriter(spool: f.spool, onCommit: { _ in
+                let n = commits.withLock { n in n += 1; return n }
+                if n == 100 { _ = try? await store.pause(tenant: f.tenant, id: campaign.id) }
+            })
+            let concurrency = 16
+            let expander = CampaignExpander(db: f.db, writer: writer, publicURL: CampaignFixture.publicURL,
+                                            secret: CampaignFixture.secret, hostname: "herald.test",
+                                            node: "test-node", concurrency: concurrency, statusInterval: .zero)
+            let paused = try await expander.run(campaign: campaign.id)
+            #expect(paused.status == .paused && paused.chunks == 0)
+            let atPause = try f.spooled(campaign: campaign.id).count
+            #expect(atPause >= 100 && atPause <= 100 + concurrency, "\(atPause) spooled after the pause at 100")
+            let id = String(campaign.id)
+            #expect(try await f.int("SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1", [id]) == atPause)
+            #expect(try await f.int("SELECT expanded FROM campaign_counters WHERE campaign_id = $1", [id]) == atPause)
+            #expect(try await f.int("""
+                SELECT count(*) FROM campaign_chunks WHERE campaign_id = $1 AND NOT done AND claimed_by IS NULL
+                """, [id]) == 1, "the chunk is given back unfinished")
+
+            _ = try await store.resume(tenant: f.tenant, id: campaign.id)
+            let resumed = try await f.expander(node: "other-node").run(campaign: campaign.id)
+            #expect(resumed.status == .sending && resumed.chunks == 1 && resumed.alreadySpooled == 0)
+            #expect(resumed.committed + atPause == f.expected.count)
+            let addresses = try f.spooled(campaign: campaign.id).map { $0.recipients[0].address }
+            #expect(addresses.count == f.expected.count && Set(addresses) == f.expected)
+            #expect(try await f.int("SELECT expanded FROM campaign_counters WHERE campaign_id = $1", [id])
+                    == f.expected.count)
         }
     }
 

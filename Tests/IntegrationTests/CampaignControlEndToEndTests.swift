@@ -15,7 +15,7 @@ extension Integration {
     @Suite(.serialized, .timeLimit(.minutes(5)))
     struct CampaignControl {
         static let domain = "control.test"
-        static let count = 2_000
+        static let count = 3_000
         /// Per node: 2 a second.
         static let rate = "120/m"
 
@@ -26,7 +26,7 @@ extension Integration {
             (try? String(contentsOfFile: herald.spoolPath + "/held-campaigns", encoding: .utf8)) ?? ""
         }
 
-        @Test("pause, resume and cancel of a paced 2,000-recipient campaign after expansion, on two nodes, one down at times")
+        @Test("pause, resume and cancel of a paced 3,000-recipient campaign after expansion, on two nodes, one down at times")
         func pauseResumeCancel() async throws {
             let pg = try await PostgresServer.shared()
             let database = try await pg.createDatabase(prefix: "campaign_control")
@@ -48,16 +48,26 @@ extension Integration {
                     "text": "Hello {{email}}\n{{unsubscribe_url}}\n", "list_ids": [list], "send_rate": Self.rate,
                 ] as [String: Any])
                 let id = try #require(created["id"] as? Int)
-                // Paused during expansion: A stops after the chunk in hand (1,000 of 2,000).
+                // Paused during expansion: A stops within a fraction of a second (not at the
+                // end of its 1,000-recipient chunk), records what it committed, and lets go.
                 try await api.send(campaign: id)
                 _ = try await api.expect(202, "POST", "/v1/campaigns/\(id)/pause")
-                let firstChunk = await DeliveryIT.waitUntil(timeout: 60) {
-                    (try? await api.stats(campaign: id))?["chunks_done"] as? Int == 1
+                var midway: [String: Any] = [:]
+                let letGo = await DeliveryIT.waitUntil(timeout: 60) {
+                    guard let first = try? await api.stats(campaign: id) else { return false }
+                    try? await Task.sleep(for: .milliseconds(700))
+                    guard let second = try? await api.stats(campaign: id),
+                          let claimed = try? await CampaignIT.sql(database, """
+                              SELECT count(*) FROM campaign_chunks WHERE campaign_id = \(id) AND claimed_by IS NOT NULL AND NOT done
+                              """)
+                    else { return false }
+                    midway = second
+                    return claimed == "0" && second["status"] as? String == "paused"
+                        && first["expanded"] as? Int == second["expanded"] as? Int
                 }
-                #expect(firstChunk)
-                try await Task.sleep(for: .seconds(1))
-                let midway = try await api.stats(campaign: id)
-                #expect(midway["expanded"] as? Int == 1000 && midway["status"] as? String == "paused", "\(midway)")
+                let expandedAtPause = midway["expanded"] as? Int ?? -1
+                #expect(letGo && expandedAtPause >= 0 && expandedAtPause < Self.count, "\(midway)")
+                print("campaign control: \(expandedAtPause) of \(Self.count) expanded when the pause took hold")
                 try await HeraldProcess.with(CampaignIT.options(database: database, httpPort: portB, delivery: true,
                                                                 toml: routes)) { b in
                     _ = try await b.httpPort()
@@ -66,7 +76,7 @@ extension Integration {
                     _ = try await apiB.expect(202, "POST", "/v1/campaigns/\(id)/resume")
                     let expanded = try await api.waitUntilExpanded(campaign: id, timeout: 120)
                     #expect(expanded["expanded"] as? Int == Self.count, "\(expanded)")
-                    #expect(Self.queued(a) > 0 && Self.queued(b) > 0, "both nodes expand: \(Self.queued(a)), \(Self.queued(b))")
+                    #expect(Self.queued(b) > 0, "B expands the rest: A \(Self.queued(a)), B \(Self.queued(b))")
 
                     // Expansion is over, the mail is not: still sending, and the estimate
                     // follows the send rate (one node's 2/s: about remaining / 2 seconds).

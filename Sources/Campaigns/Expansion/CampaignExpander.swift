@@ -38,8 +38,10 @@ public struct ExpansionReport: Sendable, Equatable {
 ///    campaign and subscriber, `ON CONFLICT DO NOTHING`), marks the chunk done and adds
 ///    the newly recorded rows to `campaign_counters.expanded`.
 /// A crash between 3 and 4 replays the chunk: the spool refuses the duplicates and the
-/// rows are written then. The campaign's status is read between chunks, so `pause` and
-/// `cancel` stop the expansion after the chunk in hand.
+/// rows are written then. The campaign's status is read before each chunk and every
+/// ``statusInterval`` within one, so a `pause` or `cancel` made on any node stops the
+/// expansion within a fraction of a second: the messages being committed finish, their
+/// rows are recorded, and the chunk is given back unfinished for whoever resumes it.
 public actor CampaignExpander {
     public nonisolated let db: PostgresClient
     public nonisolated let store: CampaignStore
@@ -57,6 +59,9 @@ public actor CampaignExpander {
     public nonisolated let claimTimeout: TimeInterval
     /// Spool commits in flight at once.
     public nonisolated let concurrency: Int
+    /// How often a chunk being expanded looks at its campaign's status (a pause or
+    /// cancel stops it within this time rather than at the end of the chunk).
+    public nonisolated let statusInterval: Duration
     let logger: Logger
 
     private var running: [Int64: Task<ExpansionReport, any Error>] = [:]
@@ -64,6 +69,7 @@ public actor CampaignExpander {
     public init(db: PostgresClient, writer: SpoolWriter, publicURL: String, secret: [UInt8], hostname: String,
                 node: String = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UUID().uuidString.prefix(8))",
                 claimTimeout: TimeInterval = 300, concurrency: Int = 128, chunkSize: Int = 1000,
+                statusInterval: Duration = .milliseconds(250),
                 logger: Logger = Logger(label: "herald.campaigns.expander")) {
         precondition(secret.count >= UnsubscribeToken.minimumKeyLength, "unsubscribe secret too short")
         self.db = db
@@ -77,6 +83,7 @@ public actor CampaignExpander {
         self.node = node
         self.claimTimeout = claimTimeout
         self.concurrency = max(1, concurrency)
+        self.statusInterval = statusInterval
         self.logger = logger
     }
 
@@ -112,7 +119,8 @@ public actor CampaignExpander {
     }
 
     /// Expands the campaign's chunks until none is left to claim, or the campaign is no
-    /// longer `sending` (paused, cancelled). Marks it `sent` when every chunk is done.
+    /// longer `sending` (paused, cancelled). When every chunk is done and every message
+    /// already has its final outcome, the campaign is `sent` (``CampaignStore/finishIfComplete(id:)``).
     public func run(campaign id: Int64) async throws -> ExpansionReport {
         var report = ExpansionReport()
         guard let row = try await db.query("""
@@ -125,8 +133,7 @@ public actor CampaignExpander {
         let renderer = try makeRenderer(campaign)
         while true {
             try Task.checkCancellation()
-            let status = try await db.query("SELECT status FROM campaigns WHERE id = $1", [String(id)])
-                .first?[0].flatMap(CampaignStatus.init(rawValue:))
+            let status = try await status(campaign: id)
             report.status = status
             guard status == .sending else { return report }
             guard let chunk = try await claim(campaign: id) else { break }
@@ -144,6 +151,11 @@ public actor CampaignExpander {
         }
         if try await store.finishIfComplete(id: id) { report.status = .sent }
         return report
+    }
+
+    func status(campaign id: Int64) async throws -> CampaignStatus? {
+        try await db.query("SELECT status FROM campaigns WHERE id = $1", [String(id)])
+            .first?[0].flatMap(CampaignStatus.init(rawValue:))
     }
 
     struct Chunk: Sendable {
@@ -242,6 +254,10 @@ public actor CampaignExpander {
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(recipients.count)
         var failure: (any Error)?
+        // A pause or cancel made anywhere stops the chunk within ``statusInterval``:
+        // what is being rendered and committed finishes, nothing new is started.
+        var stopped = false
+        var lastStatusCheck = ContinuousClock.now
         let concurrency = self.concurrency
         await withTaskGroup(of: Result<Outcome, any Error>.self) { group in
             var next = 0
@@ -291,7 +307,13 @@ public actor CampaignExpander {
                 switch result {
                 case .success(let outcome):
                     outcomes.append(outcome)
-                    if failure == nil { submit() }
+                    if failure == nil, !stopped, ContinuousClock.now - lastStatusCheck >= statusInterval {
+                        lastStatusCheck = .now
+                        if let status = try? await self.status(campaign: campaign.id), status != .sending {
+                            stopped = true
+                        }
+                    }
+                    if failure == nil, !stopped { submit() }
                 case .failure(let error):
                     failure = failure ?? error
                 }
@@ -299,7 +321,10 @@ public actor CampaignExpander {
         }
         if let failure { throw failure }
 
-        // 4. Only now the durable checkpoint: recipients, chunk done, counters.
+        // 4. Only now the durable checkpoint: recipients, chunk done (unless stopped
+        // early: then the chunk is given back, and whoever takes it on after a resume
+        // expands only the recipients not recorded here), counters.
+        let stoppedEarly = stopped
         outcomes.sort { $0.subscriber < $1.subscriber }
         let ids = PGText.array(outcomes.map(\.subscriber))
         let queueIDs = PGText.textArray(outcomes.map(\.queueID))
@@ -318,7 +343,7 @@ public actor CampaignExpander {
                 """, parameters).rows
             let queued = rows.count(where: { $0[0] == "queued" })
             var skipped = rows.count - queued
-            if chunk.retry {
+            if chunk.retry, !stoppedEarly {
                 // Marked for retry but no longer a recipient (unsubscribed, bounced or
                 // suppressed since): skipped, so that the campaign can finish.
                 skipped += try connection.execute("""
@@ -327,16 +352,23 @@ public actor CampaignExpander {
                     WHERE campaign_id = $1 AND subscriber_id BETWEEN $2 AND $3 AND state = 'pending'
                     """, [campaignText, String(chunk.first), String(chunk.last)])
             }
-            try connection.execute("""
-                UPDATE campaign_chunks SET done = true, done_at = now() WHERE campaign_id = $1 AND chunk_no = $2
-                """, [campaignText, String(chunk.number)])
+            if stoppedEarly {
+                try connection.execute("""
+                    UPDATE campaign_chunks SET claimed_by = NULL, claimed_at = NULL
+                    WHERE campaign_id = $1 AND chunk_no = $2 AND NOT done
+                    """, [campaignText, String(chunk.number)])
+            } else {
+                try connection.execute("""
+                    UPDATE campaign_chunks SET done = true, done_at = now() WHERE campaign_id = $1 AND chunk_no = $2
+                    """, [campaignText, String(chunk.number)])
+            }
             try connection.execute("""
                 UPDATE campaign_counters SET expanded = expanded + $2, skipped = skipped + $3, updated_at = now()
                 WHERE campaign_id = $1
                 """, [campaignText, String(queued), String(skipped)])
             return (queued, skipped)
         }
-        report.chunks += 1
+        if !stopped { report.chunks += 1 }
         report.committed += outcomes.count(where: { $0.queueID != nil && !$0.alreadySpooled })
         report.alreadySpooled += outcomes.count(where: { $0.alreadySpooled })
         report.skipped += skipped
