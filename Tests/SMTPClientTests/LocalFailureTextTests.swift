@@ -117,7 +117,7 @@ struct LocalFailureTextTests {
                 "\(String(describing: reply))")
     }
 
-    /// A one-file server: `badtls` offers STARTTLS and answers the handshake with text;
+    /// A one-file server: `badtls` offers STARTTLS and answers the client's hello with text;
     /// `reset` resets the connection (SO_LINGER 0) when DATA comes.
     static let script = #"""
 import socket, struct, sys
@@ -135,7 +135,10 @@ while True:
             if not line: break
             cmd = line.decode().strip().upper()
             if cmd.startswith("EHLO"): send("250-fake.test"); send("250 STARTTLS")
-            elif cmd.startswith("STARTTLS"): send("220 go ahead"); c.sendall(b"this is not a TLS server hello\r\n" * 4)
+            elif cmd.startswith("STARTTLS"):
+                # The text goes only after the client's hello has arrived: sent with the
+                # 220, it would be plaintext behind the reply (refused as such, rightly).
+                send("220 go ahead"); c.recv(5); c.sendall(b"this is not a TLS server hello\r\n" * 4)
             elif cmd.startswith("DATA") and mode == "reset":
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); break
             elif cmd.startswith("QUIT"): send("221 bye"); break
