@@ -110,9 +110,11 @@ struct Selection: ParsableArguments {
     var isBulk: Bool { ids.isEmpty }
 }
 
-/// Runs `action` on each selected message found in `from`; prints one line each.
-func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], verb: String,
-           _ action: (QueueID, SpoolQueue) throws -> Void) -> Int32 {
+/// Opens the spool of `options` and runs `action` on each selected message found in
+/// `from`, printing one line each; ends with exit status 1 or 2 when any failed.
+func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], verb: String,
+           _ action: (Spool, QueueID, SpoolQueue) throws -> Void) throws {
+    let access = try SpoolAccess(options)
     var targets: [(QueueID, SpoolQueue)] = []
     var status: Int32 = 0
     if selection.filter.isActive {
@@ -138,7 +140,7 @@ func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], ve
     var done = 0
     for (id, q) in targets {
         do {
-            try action(id, q)
+            try action(access.spool, id, q)
             print("\(id): \(verb)")
             done += 1
         } catch let error as SpoolError where error.isNotFound {
@@ -153,7 +155,7 @@ func apply(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue], ve
         }
     }
     if selection.isBulk { print("\(done) message(s) \(verb)") }
-    return status
+    if status != 0 { throw ExitCode(status) }
 }
 
 struct QueueHold: ParsableCommand {
@@ -161,11 +163,9 @@ struct QueueHold: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @OptionGroup var selection: Selection
     func run() throws {
-        let access = try SpoolAccess(options)
-        let code = apply(selection, access, from: [.queue], verb: "held") { id, q in
-            try access.spool.move(id, from: q, to: .hold)
+        try apply(selection, options, from: [.queue], verb: "held") { spool, id, q in
+            try spool.move(id, from: q, to: .hold)
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -174,11 +174,9 @@ struct QueueRelease: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @OptionGroup var selection: Selection
     func run() throws {
-        let access = try SpoolAccess(options)
-        let code = apply(selection, access, from: [.hold], verb: "released") { id, q in
-            try access.spool.move(id, from: q, to: .queue)
+        try apply(selection, options, from: [.hold], verb: "released") { spool, id, q in
+            try spool.move(id, from: q, to: .queue)
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -188,11 +186,9 @@ struct QueueDelete: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @OptionGroup var selection: Selection
     func run() throws {
-        let access = try SpoolAccess(options)
-        let code = apply(selection, access, from: [.queue, .hold], verb: "deleted") { id, q in
-            try access.spool.remove(id, from: q)
+        try apply(selection, options, from: [.queue, .hold], verb: "deleted") { spool, id, q in
+            try spool.remove(id, from: q)
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -202,10 +198,9 @@ struct QueueRetry: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @OptionGroup var selection: Selection
     func run() throws {
-        let access = try SpoolAccess(options)
         let now = Date()
-        let code = apply(selection, access, from: [.queue], verb: "scheduled for retry") { id, q in
-            var env = try access.spool.loadEnvelope(id, in: q)
+        try apply(selection, options, from: [.queue], verb: "scheduled for retry") { spool, id, q in
+            var env = try spool.loadEnvelope(id, in: q)
             var changed = false
             for i in env.recipients.indices where env.recipients[i].state == .deferred || env.recipients[i].state == .pending {
                 if let next = env.recipients[i].nextAttempt, next <= now { continue }
@@ -213,8 +208,7 @@ struct QueueRetry: ParsableCommand {
                 env.recipients[i].nextAttempt = now
                 changed = true
             }
-            if changed { try access.spool.update(env, in: q) }
+            if changed { try spool.update(env, in: q) }
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
