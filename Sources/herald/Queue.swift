@@ -60,6 +60,14 @@ struct SpoolAccess {
     }
 }
 
+extension QueueManager.DestinationState {
+    /// When the daemon's back-off of this destination ends, if it still lasts at `now`.
+    func backoffUntil(after now: Date) -> Date? {
+        guard let pausedUntil, pausedUntil > now else { return nil }
+        return pausedUntil
+    }
+}
+
 /// One formatter for the whole run (making one per row was most of the time `queue list`
 /// spent on a large spool). The CLI formats on one thread only.
 nonisolated(unsafe) private let iso8601Formatter: ISO8601DateFormatter = {

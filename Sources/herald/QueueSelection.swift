@@ -184,7 +184,7 @@ extension SpoolAccess {
     func reasonContext(now: Date = Date()) -> WaitReason.Context {
         var paused: [String: Date] = [:]
         for d in daemonState(now: now)?.destinations ?? [] {
-            if let until = d.pausedUntil, until > now { paused[d.domain] = until }
+            if let until = d.backoffUntil(after: now) { paused[d.domain] = until }
         }
         return WaitReason.Context(now: now, heldCampaigns: (try? spool.heldCampaigns()) ?? [], pausedUntil: paused,
                                   delivery: config.delivery)

@@ -16,11 +16,11 @@ struct QueueStats: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
 
     struct Stats: Encodable {
-        struct Domain: Encodable {
+        struct Domain: Encodable, QueuedCounts {
             var domain: String
-            var recipients: Int
-            var pending: Int
-            var deferred: Int
+            var recipients = 0
+            var pending = 0
+            var deferred = 0
             var oldest: Date?
             /// From the running daemon: its concurrency window and backoff, if any.
             var window: Double?
@@ -29,18 +29,18 @@ struct QueueStats: ParsableCommand {
             var backoffReason: String?
         }
         /// One destination queue: a route's smart host or a domain (by MX).
-        struct Destination: Encodable {
+        struct Destination: Encodable, QueuedCounts {
             var destination: String
             /// The `[[route]]` pattern when the destination is a smart host.
             var route: String?
             /// Messages with at least one recipient waiting for this destination.
-            var messages: Int
-            var recipients: Int
-            var pending: Int
-            var deferred: Int
+            var messages = 0
+            var recipients = 0
+            var pending = 0
+            var deferred = 0
             var oldest: Date?
             /// The recipient domains queued for it.
-            var domains: [String]
+            var domains: [String] = []
             /// From the running daemon: what it has queued, its window, backoff.
             var queued: Int?
             var window: Double?
@@ -83,21 +83,14 @@ struct QueueStats: ParsableCommand {
                 states[r.state.rawValue, default: 0] += 1
                 guard r.state == .pending || r.state == .deferred else { continue }
                 let domain = r.address.split(separator: "@").last.map { $0.lowercased() } ?? ""
-                var d = domains[domain] ?? .init(domain: domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
-                d.recipients += 1
-                if r.state == .pending { d.pending += 1 } else { d.deferred += 1 }
-                if d.oldest.map({ env.arrival < $0 }) ?? true { d.oldest = env.arrival }
-                domains[domain] = d
+                domains[domain, default: .init(domain: domain)].count(r.state, arrival: env.arrival)
                 // Held messages wait for the postmaster, not for a destination.
                 guard q == .queue else { continue }
                 let target = destinationOf[domain] ?? Self.destination(of: domain, config.delivery)
                 destinationOf[domain] = target
-                var t = destinations[target.key] ?? .init(destination: target.key, route: target.route, messages: 0,
-                                                          recipients: 0, pending: 0, deferred: 0, oldest: nil, domains: [])
+                var t = destinations[target.key] ?? .init(destination: target.key, route: target.route)
                 if counted.insert(target.key).inserted { t.messages += 1 }
-                t.recipients += 1
-                if r.state == .pending { t.pending += 1 } else { t.deferred += 1 }
-                if t.oldest.map({ env.arrival < $0 }) ?? true { t.oldest = env.arrival }
+                t.count(r.state, arrival: env.arrival)
                 if !t.domains.contains(domain) { t.domains.append(domain) }
                 destinations[target.key] = t
             }
@@ -105,28 +98,15 @@ struct QueueStats: ParsableCommand {
         messages["corrupt"] = (try? access.spool.enumerate(.corrupt))?.count ?? 0
         // What only the daemon knows (windows, backoff), when it runs.
         if let state = access.daemonState() {
+            let now = Date()
             for d in state.destinations {
-                var t = destinations[d.domain] ?? .init(
-                    destination: d.domain, route: nil, messages: 0, recipients: 0, pending: 0, deferred: 0,
-                    oldest: nil, domains: [])
+                var t = destinations[d.domain] ?? .init(destination: d.domain)
                 t.queued = d.queued
-                t.window = d.window
-                t.active = d.active
-                if let until = d.pausedUntil, until > Date() {
-                    t.backoffUntil = until
-                    t.backoffReason = d.reason
-                }
+                t.take(d, now: now)
                 destinations[d.domain] = t
                 // The domain table has always listed the daemon's queues by their key, route
                 // keys (`[host]:port (pattern)`) included: scripts read their backoff there.
-                var entry = domains[d.domain] ?? .init(domain: d.domain, recipients: 0, pending: 0, deferred: 0, oldest: nil)
-                entry.window = d.window
-                entry.active = d.active
-                if let until = d.pausedUntil, until > Date() {
-                    entry.backoffUntil = until
-                    entry.backoffReason = d.reason
-                }
-                domains[d.domain] = entry
+                domains[d.domain, default: .init(domain: d.domain)].take(d, now: now)
             }
         }
         let sorted = domains.values.sorted { ($0.recipients, $1.domain) > ($1.recipients, $0.domain) }
@@ -147,8 +127,7 @@ struct QueueStats: ParsableCommand {
             for d in byDestination {
                 print(d.destination.padding(toLength: 48, withPad: " ", startingAt: 0) + String(d.messages).leftPadded(8)
                       + String(d.recipients).leftPadded(8) + String(d.deferred).leftPadded(10) + "  "
-                      + (d.oldest.map(iso8601) ?? "-").padding(toLength: 22, withPad: " ", startingAt: 0) + " "
-                      + Self.stateText(d.backoffUntil, d.backoffReason, d.window, d.active))
+                      + d.oldestAndState)
                 if d.route != nil { print("    " + d.domains.sorted().joined(separator: ", ")) }
             }
         }
@@ -159,14 +138,47 @@ struct QueueStats: ParsableCommand {
             for d in sorted {
                 print(d.domain.padding(toLength: 40, withPad: " ", startingAt: 0) + String(d.recipients).leftPadded(8)
                       + String(d.pending).leftPadded(9) + String(d.deferred).leftPadded(10) + "  "
-                      + (d.oldest.map(iso8601) ?? "-").padding(toLength: 22, withPad: " ", startingAt: 0) + " "
-                      + Self.stateText(d.backoffUntil, d.backoffReason, d.window, d.active))
+                      + d.oldestAndState)
             }
         }
     }
+}
 
-    static func stateText(_ backoffUntil: Date?, _ reason: String?, _ window: Double?, _ active: Int?) -> String {
-        backoffUntil.map { "backoff until \(iso8601($0)): \(reason ?? "")" }
+/// What a row of `queue stats` counts, for a destination and for a domain alike, and
+/// what the running daemon adds to it.
+protocol QueuedCounts {
+    var recipients: Int { get set }
+    var pending: Int { get set }
+    var deferred: Int { get set }
+    var oldest: Date? { get set }
+    var window: Double? { get set }
+    var active: Int? { get set }
+    var backoffUntil: Date? { get set }
+    var backoffReason: String? { get set }
+}
+
+extension QueuedCounts {
+    /// Counts one waiting (pending or deferred) recipient of a message that arrived at `arrival`.
+    mutating func count(_ state: RecipientState, arrival: Date) {
+        recipients += 1
+        if state == .pending { pending += 1 } else { deferred += 1 }
+        if oldest.map({ arrival < $0 }) ?? true { oldest = arrival }
+    }
+
+    /// The daemon's window for the queue and its back-off while that lasts.
+    mutating func take(_ daemon: QueueManager.DestinationState, now: Date) {
+        window = daemon.window
+        active = daemon.active
+        if let until = daemon.backoffUntil(after: now) {
+            backoffUntil = until
+            backoffReason = daemon.reason
+        }
+    }
+
+    /// The OLDEST and STATE columns of the text tables.
+    var oldestAndState: String {
+        let state = backoffUntil.map { "backoff until \(iso8601($0)): \(backoffReason ?? "")" }
             ?? window.map { "window \(Int($0)), \(active ?? 0) active" } ?? "-"
+        return (oldest.map(iso8601) ?? "-").padding(toLength: 22, withPad: " ", startingAt: 0) + " " + state
     }
 }
