@@ -50,6 +50,13 @@ struct DatabaseOption: ParsableArguments {
             throw error
         }
     }
+
+    /// `body`'s answer about the tenant `name`; nil from `body` ends the command with
+    /// `no tenant named NAME`.
+    func withTenant<T>(named name: String, _ body: (TenantStore) async throws -> T?) async throws -> T {
+        guard let value = try await withStore(body) else { fail("no tenant named \(name)") }
+        return value
+    }
 }
 
 private struct IssuedKeyOutput: Encodable {
@@ -57,6 +64,22 @@ private struct IssuedKeyOutput: Encodable {
     var tenant: String
     var keyId: Int64
     var apiKey: String
+
+    /// Prints a new key, as JSON or as `name: value` lines (the tenant's lines only when
+    /// `withTenant`), then warns on stderr that it is not shown again.
+    func emit(json: Bool, withTenant: Bool) throws {
+        if json {
+            try printJSON(self)
+        } else {
+            if withTenant {
+                print("tenant_id: \(tenantId)")
+                print("tenant: \(tenant)")
+            }
+            print("key_id: \(keyId)")
+            print("api_key: \(apiKey)")
+        }
+        FileHandle.standardError.write(Data("herald: the API key is shown only this once; store it now\n".utf8))
+    }
 }
 
 struct TenantCreate: AsyncParsableCommand {
@@ -82,17 +105,8 @@ struct TenantCreate: AsyncParsableCommand {
             fail("tenant \"\(name)\" exists; to get a new API key run: herald tenant key-add \(shellWord(name))")
         }
         let (tenant, issued) = created
-        let output = IssuedKeyOutput(tenantId: tenant.id.rawValue, tenant: tenant.name, keyId: issued.record.id,
-                                     apiKey: issued.key)
-        if json {
-            try printJSON(output)
-        } else {
-            print("tenant_id: \(tenant.id)")
-            print("tenant: \(tenant.name)")
-            print("key_id: \(issued.record.id)")
-            print("api_key: \(issued.key)")
-        }
-        FileHandle.standardError.write(Data("herald: the API key is shown only this once; store it now\n".utf8))
+        try IssuedKeyOutput(tenantId: tenant.id.rawValue, tenant: tenant.name, keyId: issued.record.id,
+                            apiKey: issued.key).emit(json: json, withTenant: true)
     }
 }
 
@@ -137,9 +151,7 @@ struct TenantKeys: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        guard let keys = try await database.withStore({ try await $0.keys(tenantName: name) }) else {
-            fail("no tenant named \(name)")
-        }
+        let keys = try await database.withTenant(named: name) { try await $0.keys(tenantName: name) }
         if json {
             try printJSON(keys)
             return
@@ -161,17 +173,9 @@ struct TenantKeyAdd: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        guard let issued = try await database.withStore({ try await $0.addKey(tenantName: name) }) else {
-            fail("no tenant named \(name)")
-        }
-        if json {
-            try printJSON(IssuedKeyOutput(tenantId: issued.record.tenantID.rawValue, tenant: name,
-                                          keyId: issued.record.id, apiKey: issued.key))
-        } else {
-            print("key_id: \(issued.record.id)")
-            print("api_key: \(issued.key)")
-        }
-        FileHandle.standardError.write(Data("herald: the API key is shown only this once; store it now\n".utf8))
+        let issued = try await database.withTenant(named: name) { try await $0.addKey(tenantName: name) }
+        try IssuedKeyOutput(tenantId: issued.record.tenantID.rawValue, tenant: name, keyId: issued.record.id,
+                            apiKey: issued.key).emit(json: json, withTenant: false)
     }
 }
 
