@@ -118,19 +118,6 @@ public struct CampaignsActionsV1: Sendable {
         }
     }
 
-    struct FailuresPage: Encodable, ResponseEncodable {
-        var data: [FailureJSON]
-        var next: Int64?
-
-        enum CodingKeys: String, CodingKey { case data, next }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(data, forKey: .data)
-            try c.encode(next, forKey: .next)
-        }
-    }
-
     /// A wall-clock or absolute time field, or a 422 naming the field.
     static func time(_ text: String, field: String, zone: TimeZone) throws -> Date {
         guard let date = CampaignStore.parseLocalTime(text, in: zone) else {
@@ -210,18 +197,17 @@ public struct CampaignsActionsV1: Sendable {
             return response
         }
 
-        group.get("campaigns/:id/failures") { request, context -> FailuresPage in
+        group.get("campaigns/:id/failures") { request, context -> Page<FailureJSON> in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
             let limit = try APIInput.limit(request, max: 1000)
             let after = try APIInput.after(request)
             guard let found = try await campaigns.failures(tenant: tenant, id: id, after: after, limit: limit + 1)
             else { throw Problem.notFound("campaign \(id)") }
-            let page = APIInput.page(found, limit: limit, cursor: \.subscriberID)
-            return FailuresPage(data: page.rows.map {
+            return APIInput.page(found, limit: limit, cursor: \.subscriberID) {
                 FailureJSON(subscriber_id: $0.subscriberID, email: $0.email, state: $0.state, reason: $0.reason,
                             queue_id: $0.queueID, updated_at: $0.updatedAt)
-            }, next: page.next)
+            }
         }
 
         group.post("campaigns/:id/retry-failed") { request, context -> Response in

@@ -89,19 +89,6 @@ public struct CampaignsV1: Sendable {
         }
     }
 
-    struct Page: Encodable, ResponseEncodable {
-        var data: [CampaignJSON]
-        var next: Int64?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(data, forKey: .data)
-            try c.encode(next, forKey: .next)
-        }
-
-        enum CodingKeys: String, CodingKey { case data, next }
-    }
-
     struct StatsJSON: Encodable, ResponseEncodable {
         var status: String
         var total: Int64
@@ -266,13 +253,12 @@ public struct CampaignsV1: Sendable {
             return try APIInput.created(CampaignJSON(campaign), location: "/v1/campaigns/\(campaign.id)",
                                         request: request, context: context)
         }
-        group.get("campaigns") { request, context -> Page in
+        group.get("campaigns") { request, context -> Page<CampaignJSON> in
             let tenant = try context.databaseTenant()
             let limit = try APIInput.limit(request, max: Self.maxPageSize)
             let after = try APIInput.after(request)
             let found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
-            let page = APIInput.page(found, limit: limit, cursor: \.id)
-            return Page(data: page.rows.map(CampaignJSON.init), next: page.next)
+            return APIInput.page(found, limit: limit, cursor: \.id, item: CampaignJSON.init)
         }
         group.get("campaigns/:id") { _, context -> CampaignJSON in
             let tenant = try context.databaseTenant()

@@ -60,14 +60,30 @@ extension HeraldRequestContext {
     }
 }
 
+/// One page of a keyset-paginated listing: `{"data": [...], "next": <cursor or null>}`
+/// (`next` is written as `null` on the last page, never left out).
+struct Page<Item: Encodable>: Encodable, ResponseEncodable {
+    var data: [Item]
+    var next: Int64?
+
+    enum CodingKeys: String, CodingKey { case data, next }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(data, forKey: .data)
+        try c.encode(next, forKey: .next)
+    }
+}
+
 /// Helpers shared by the database-backed routes.
 enum APIInput {
-    /// Keyset pagination: the store was asked for `limit + 1` rows; keeps `limit` and
-    /// returns the cursor of the last kept row when there was more (nil on the last page).
-    static func page<Row>(_ fetched: [Row], limit: Int, cursor: (Row) -> Int64) -> (rows: [Row], next: Int64?) {
-        guard fetched.count > limit else { return (fetched, nil) }
-        let rows = Array(fetched.prefix(limit))
-        return (rows, rows.last.map(cursor))
+    /// Keyset pagination: the store was asked for `limit + 1` rows; keeps `limit`, each
+    /// made an item by `item`, with the cursor of the last kept row when there was more
+    /// (nil on the last page).
+    static func page<Row, Item>(_ fetched: [Row], limit: Int, cursor: (Row) -> Int64,
+                                item: (Row) throws -> Item) rethrows -> Page<Item> {
+        let rows = fetched.prefix(limit)
+        return Page(data: try rows.map(item), next: fetched.count > limit ? rows.last.map(cursor) : nil)
     }
 
     /// `201 Created` with the object as JSON and its `Location`.
@@ -172,19 +188,6 @@ public struct ListsV1: Sendable {
         }
     }
 
-    struct Page: Encodable, ResponseEncodable {
-        var data: [ListJSON]
-        var next: Int64?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(data, forKey: .data)
-            try c.encode(next, forKey: .next)
-        }
-
-        enum CodingKeys: String, CodingKey { case data, next }
-    }
-
     struct NameBody: Decodable {
         var name: String
     }
@@ -201,13 +204,12 @@ public struct ListsV1: Sendable {
             let list = try await APIInput.store { try await lists.createList(tenant: tenant, name: body.name) }
             return try APIInput.created(ListJSON(list), location: "/v1/lists/\(list.id)", request: request, context: context)
         }
-        group.get("lists") { request, context -> Page in
+        group.get("lists") { request, context -> Page<ListJSON> in
             let tenant = try context.databaseTenant()
             let limit = try APIInput.limit(request, max: Self.maxPageSize)
             let after = try APIInput.after(request)
             let found = try await lists.lists(tenant: tenant, after: after, limit: limit + 1)
-            let page = APIInput.page(found, limit: limit, cursor: \.id)
-            return Page(data: page.rows.map(ListJSON.init), next: page.next)
+            return APIInput.page(found, limit: limit, cursor: \.id, item: ListJSON.init)
         }
         group.get("lists/:id") { _, context -> ListJSON in
             let tenant = try context.databaseTenant()

@@ -44,19 +44,6 @@ public struct SubscribersV1: Sendable {
         }
     }
 
-    struct Page: Encodable, ResponseEncodable {
-        var data: [SubscriberJSON]
-        var next: Int64?
-
-        enum CodingKeys: String, CodingKey { case data, next }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(data, forKey: .data)
-            try c.encode(next, forKey: .next)
-        }
-    }
-
     struct Body: Decodable {
         var email: String
         var name: String?
@@ -160,7 +147,7 @@ public struct SubscribersV1: Sendable {
         guard let page = try await stores.subscribers.subscribers(tenant: tenant, listID: listID, status: status,
                                                                   after: after, limit: limit)
         else { throw Problem.notFound("list \(listID ?? 0)") }
-        return try Page(data: page.subscribers.map { SubscriberJSON(subscriber: $0) }, next: page.nextCursor)
+        return try Page<SubscriberJSON>(data: page.subscribers.map { SubscriberJSON(subscriber: $0) }, next: page.nextCursor)
             .response(from: request, context: context)
     }
 }
