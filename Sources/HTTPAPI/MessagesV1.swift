@@ -42,11 +42,6 @@ public struct MessagesV1: Sendable {
         var messages: [Item]
     }
 
-    struct Committed: Sendable {
-        var index: Int
-        var result: Result<Envelope, any Error>
-    }
-
     let writer: SpoolWriter
     let hostname: String
 
@@ -118,43 +113,19 @@ public struct MessagesV1: Sendable {
         let writer = self.writer
         // Commit concurrently (bounded), keeping the request's order in the reply.
         var items = [Accepted.Item?](repeating: nil, count: rendered.count)
-        var failure: (any Error)?
-        // The child result is a named struct: returning an `(Int, Result<Envelope, any Error>)`
-        // tuple from the child tasks came back with a wrong index in release builds.
-        await withTaskGroup(of: Committed.self) { group in
-            var next = 0
-            var running = 0
-            while true {
-                while failure == nil && next < rendered.count && running < 128 {
-                    let i = next
-                    let (email, message) = rendered[i]
-                    next += 1
-                    running += 1
-                    let envelope = Envelope(
-                        id: QueueID.generate(), arrival: Date(), sender: sender,
-                        origin: EnvelopeOrigin(listener: "http", clientAddress: "api", authenticatedUser: tenant,
-                                               helo: nil, tls: false),
-                        recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME",
-                        smtputf8: message.needsSMTPUTF8, tenant: tenant)
-                    let bytes = message.bytes
-                    group.addTask {
-                        do {
-                            return Committed(index: i, result: .success(try await writer.commit(bytes, envelope)))
-                        } catch {
-                            return Committed(index: i, result: .failure(error))
-                        }
-                    }
-                }
-                guard let committed = await group.next() else { break }
-                running -= 1
-                let i = committed.index
-                switch committed.result {
-                case .success(let env):
-                    items[i] = .init(email: rendered[i].0, id: env.id.rawValue, message_id: rendered[i].1.messageID)
-                case .failure(let error):
-                    failure = failure ?? error
-                }
-            }
+        let failure = await SpoolWriter.concurrently(count: rendered.count, limit: 128) { i in
+            let (email, message) = rendered[i]
+            let envelope = Envelope(
+                id: QueueID.generate(), arrival: Date(), sender: sender,
+                origin: EnvelopeOrigin(listener: "http", clientAddress: "api", authenticatedUser: tenant, helo: nil,
+                                       tls: false),
+                recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME", smtputf8: message.needsSMTPUTF8,
+                tenant: tenant)
+            let bytes = message.bytes
+            return { try await writer.commit(bytes, envelope) }
+        } received: { i, stored in
+            items[i] = .init(email: rendered[i].0, id: stored.id.rawValue, message_id: rendered[i].1.messageID)
+            return true
         }
         if let failure {
             let queued = items.compactMap { $0 }

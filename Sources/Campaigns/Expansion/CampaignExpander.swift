@@ -253,71 +253,51 @@ public actor CampaignExpander {
         let now = Date()
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(recipients.count)
-        var failure: (any Error)?
         // A pause or cancel made anywhere stops the chunk within ``statusInterval``:
         // what is being rendered and committed finishes, nothing new is started.
         var stopped = false
         var lastStatusCheck = ContinuousClock.now
-        let concurrency = self.concurrency
-        await withTaskGroup(of: Result<Outcome, any Error>.self) { group in
-            var next = 0
-            func submit() {
-                guard next < recipientList.count else { return }
-                let recipient = recipientList[next]
-                next += 1
-                group.addTask {
-                    let token = UnsubscribeToken.make(subscriber: String(recipient.id), list: String(recipient.list),
-                                                      campaign: campaignText, tenant: tenantText, key: secret)
-                    let url = publicURL + "/u/" + token
-                    var variables = recipient.variables
-                    variables.unsubscribeURL = url
-                    let message: RenderedMessage
-                    do {
-                        message = try renderer.render(recipient: variables, listUnsubscribe: ListUnsubscribe(url: url),
-                                                      date: now)
-                    } catch {
-                        return .success(Outcome(subscriber: recipient.id, skippedReason: "\(error)"))
-                    }
-                    let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
-                                                                   startedMicros: idMicros)
-                    let window = sendWindow?.window(campaignZone: campaignZone,
-                                                    attributes: recipient.variables.attributes)
-                    let policy = sendRate == nil && window == nil ? nil
-                        : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window)
-                    let envelope = Envelope(
-                        id: id, arrival: now,
-                        sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id),
-                        origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
-                                               authenticatedUser: tenantText, helo: nil, tls: false),
-                        recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
-                        smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText,
-                        sendPolicy: policy)
-                    do {
-                        _ = try await writer.commit(message.bytes, envelope)
-                        return .success(Outcome(subscriber: recipient.id, queueID: id.rawValue))
-                    } catch let error as SpoolError where error.isAlreadyExists {
-                        return .success(Outcome(subscriber: recipient.id, queueID: id.rawValue, alreadySpooled: true))
-                    } catch {
-                        return .failure(error)
-                    }
+        let failure = await SpoolWriter.concurrently(count: recipientList.count, limit: concurrency) { index in
+            let recipient = recipientList[index]
+            return { () async throws -> Outcome in
+                let token = UnsubscribeToken.make(subscriber: String(recipient.id), list: String(recipient.list),
+                                                  campaign: campaignText, tenant: tenantText, key: secret)
+                let url = publicURL + "/u/" + token
+                var variables = recipient.variables
+                variables.unsubscribeURL = url
+                let message: RenderedMessage
+                do {
+                    message = try renderer.render(recipient: variables, listUnsubscribe: ListUnsubscribe(url: url),
+                                                  date: now)
+                } catch {
+                    return Outcome(subscriber: recipient.id, skippedReason: "\(error)")
+                }
+                let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
+                                                               startedMicros: idMicros)
+                let window = sendWindow?.window(campaignZone: campaignZone, attributes: recipient.variables.attributes)
+                let policy = sendRate == nil && window == nil ? nil
+                    : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window)
+                let envelope = Envelope(
+                    id: id, arrival: now,
+                    sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id),
+                    origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
+                                           authenticatedUser: tenantText, helo: nil, tls: false),
+                    recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
+                    smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText, sendPolicy: policy)
+                do {
+                    _ = try await writer.commit(message.bytes, envelope)
+                    return Outcome(subscriber: recipient.id, queueID: id.rawValue)
+                } catch let error as SpoolError where error.isAlreadyExists {
+                    return Outcome(subscriber: recipient.id, queueID: id.rawValue, alreadySpooled: true)
                 }
             }
-            for _ in 0..<min(concurrency, recipientList.count) { submit() }
-            while let result = await group.next() {
-                switch result {
-                case .success(let outcome):
-                    outcomes.append(outcome)
-                    if failure == nil, !stopped, ContinuousClock.now - lastStatusCheck >= statusInterval {
-                        lastStatusCheck = .now
-                        if let status = try? await self.status(campaign: campaign.id), status != .sending {
-                            stopped = true
-                        }
-                    }
-                    if failure == nil, !stopped { submit() }
-                case .failure(let error):
-                    failure = failure ?? error
-                }
+        } received: { _, outcome in
+            outcomes.append(outcome)
+            if !stopped, ContinuousClock.now - lastStatusCheck >= statusInterval {
+                lastStatusCheck = .now
+                if let status = try? await self.status(campaign: campaign.id), status != .sending { stopped = true }
             }
+            return !stopped
         }
         if let failure { throw failure }
 
