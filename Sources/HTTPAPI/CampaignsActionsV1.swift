@@ -2,6 +2,7 @@ import Campaigns
 import CampaignStore
 import Foundation
 import Hummingbird
+import Logging
 import Postgres
 import Rendering
 import Spool
@@ -189,7 +190,8 @@ public struct CampaignsActionsV1: Sendable {
             }
             guard errors.isEmpty else { throw Problem.unprocessable("Some addresses are not valid", errors: errors) }
             let items = try await Self.sendTest(campaign: campaign, emails: normalized, campaigns: campaigns,
-                                                expander: expander, writer: writer, hostname: hostname)
+                                                expander: expander, writer: writer, hostname: hostname,
+                                                logger: context.logger)
             context.logger.info("campaign test sent", metadata: ["campaign": "\(id)", "count": "\(items.count)"])
             var response = try TestAccepted(accepted: items.count, messages: items).response(from: request,
                                                                                              context: context)
@@ -227,7 +229,7 @@ public struct CampaignsActionsV1: Sendable {
 
     /// Renders the campaign for each address and commits the messages to the spool.
     static func sendTest(campaign: Campaign, emails: [String], campaigns: CampaignStore, expander: CampaignExpander?,
-                         writer: SpoolWriter, hostname: String) async throws -> [TestAccepted.Item] {
+                         writer: SpoolWriter, hostname: String, logger: Logger) async throws -> [TestAccepted.Item] {
         let renderer: MessageRenderer
         do {
             if let expander {
@@ -294,9 +296,9 @@ public struct CampaignsActionsV1: Sendable {
             do {
                 stored = try await writer.commit(message.bytes, envelope)
             } catch {
-                throw Problem(.serviceUnavailable,
-                              "The spool is not accepting writes (\(error)); \(items.count) of \(rendered.count) "
-                                  + "test message(s) were queued; retry later.")
+                logger.error("spool commit failed: \(error)")
+                throw Problem.spoolRefused(error, "\(items.count) of \(rendered.count) test message(s) were queued; "
+                                               + "retry later.")
             }
             items.append(.init(email: email, id: stored.id.rawValue, message_id: message.messageID,
                                subscriber_id: subscriber))

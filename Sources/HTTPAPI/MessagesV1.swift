@@ -130,14 +130,28 @@ public struct MessagesV1: Sendable {
         if let failure {
             let queued = items.compactMap { $0 }
             context.logger.error("spool commit failed: \(failure)")
-            let status: HTTPResponse.Status = (failure as? SpoolError)?.isDiskFull == true ? HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage") : .serviceUnavailable
-            throw Problem(status, "The spool is not accepting writes; \(queued.count) of \(rendered.count) message(s) were queued (listed in `queued`); retry the others later.",
-                          extensions: ["queued": .array(queued.map { .object(["email": .string($0.email), "id": .string($0.id)]) })])
+            throw Problem.spoolRefused(
+                failure, "\(queued.count) of \(rendered.count) message(s) were queued (listed in `queued`); "
+                    + "retry the others later.",
+                extensions: ["queued": .array(queued.map { .object(["email": .string($0.email), "id": .string($0.id)]) })])
         }
         let accepted = Accepted(accepted: items.count, messages: items.compactMap { $0 })
         context.logger.info("messages queued", metadata: ["count": "\(accepted.accepted)"])
         var response = try accepted.response(from: request, context: context)
         response.status = .accepted
         return response
+    }
+}
+
+extension Problem {
+    /// A spool commit that failed: 507 when the disk is full, else 503, with a detail
+    /// saying so and what became of the request (`outcome`). The error itself is not
+    /// shown (callers log it): it names paths and system calls, not what to do.
+    static func spoolRefused(_ error: any Error, _ outcome: String, extensions: [String: ProblemValue] = [:])
+        -> Problem
+    {
+        let status: HTTPResponse.Status = (error as? SpoolError)?.isDiskFull == true
+            ? HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage") : .serviceUnavailable
+        return Problem(status, "The spool is not accepting writes; " + outcome, extensions: extensions)
     }
 }

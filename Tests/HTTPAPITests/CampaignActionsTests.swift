@@ -191,6 +191,29 @@ struct CampaignActionsTests {
         }
     }
 
+    /// A spool that refuses the commit: a 503 that says so in words, not the spool's
+    /// error (paths, system calls), which goes to the log.
+    @Test func testSendIntoARefusingSpoolIsA503InWords() async throws {
+        try await CampaignFixture.with(count: 3) { f in
+            let keyA = try #require(try await TenantStore(f.db).addKey(tenantName: "tenant-a")).key
+            let dir = NSTemporaryDirectory() + "herald-refusing-" + UUID().uuidString
+            let broken = try Spool(path: dir)
+            try FileManager.default.removeItem(atPath: dir)
+            let router = HTTPAPI.makeRouter(spool: f.spool, writer: SpoolWriter(spool: broken),
+                                            verifier: StaticAPIKeys([]), hostname: "herald.test", stores: HTTPStores(f.db))
+            try await Application(router: router).test(.router) { client in
+                let api = API(client: client)
+                let id = try await api.call(.post, "/v1/campaigns", key: keyA, json: CampaignHTTPTests.campaignBody(f)).id
+                let reply = try await api.call(.post, "/v1/campaigns/\(id)/test", key: keyA,
+                                               json: ["emails": ["qa@example.org", "boss@example.net"]])
+                #expect(reply.status == .serviceUnavailable && reply.isProblem, "\(reply.json)")
+                #expect(reply.detail == "The spool is not accepting writes; 0 of 2 test message(s) were queued; "
+                            + "retry later.")
+                #expect(!reply.detail.contains(dir))
+            }
+        }
+    }
+
     /// On a node that only queues (no queue manager), pause and resume are recorded in
     /// the spool's held-campaigns file (a later start holds them at once); cancel records
     /// the waiting recipients as cancelled. The spool side of a delivering node is in
