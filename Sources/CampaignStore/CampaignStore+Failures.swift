@@ -37,8 +37,9 @@ extension CampaignStore {
                    OR (r.state IN ('queued', 'sent') AND s.status IN ('bounced', 'complained')))
             ORDER BY r.subscriber_id LIMIT $4
             """, [tenant.parameter, String(id), String(after ?? 0), String(max(1, min(limit, 1000)))]).map {
-            CampaignFailure(subscriberID: PGText.int64($0[0]) ?? 0, email: $0[1], state: $0[2] ?? "failed",
-                            reason: $0[3], queueID: $0[4], updatedAt: PGText.timestamp($0[5]))
+            CampaignFailure(subscriberID: try PGText.require($0, 0, PGText.int64), email: $0[1],
+                            state: try PGText.require($0, 2), reason: $0[3], queueID: $0[4],
+                            updatedAt: PGText.timestamp($0[5]))
         }
     }
 }

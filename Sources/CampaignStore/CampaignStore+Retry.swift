@@ -23,7 +23,7 @@ extension CampaignStore {
                 SELECT \(Self.columns) FROM campaigns c WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE
                 """, [t, c]).rows.first
             else { return nil }
-            let current = Self.campaign(row)
+            let current = try Self.campaign(row)
             guard current.status == .sent || current.status == .sending else {
                 return .failure(StoreError(.conflict, "campaign \(id) is \(current.status.rawValue); only a sent "
                                                 + "or sending campaign can retry its failed recipients"))
@@ -69,6 +69,6 @@ extension CampaignStore {
         }
         guard let result else { return nil }
         let (row, count) = try result.get()
-        return (Self.campaign(row), count)
+        return (try Self.campaign(row), count)
     }
 }

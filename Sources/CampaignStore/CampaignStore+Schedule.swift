@@ -113,14 +113,14 @@ extension CampaignStore {
         else {
             throw StoreError(.conflict, "campaign \(id) is no longer a draft; only a draft can be scheduled")
         }
-        return (Self.campaign(row), CampaignSchedule(sendAt: sendAt, timeZone: timeZone, deadline: deadline))
+        return (try Self.campaign(row), CampaignSchedule(sendAt: sendAt, timeZone: timeZone, deadline: deadline))
     }
 
     /// The campaign's schedule columns (nil: no such campaign for the tenant).
     public func schedule(tenant: TenantID, id: Int64) async throws -> CampaignSchedule? {
         try await db.query("SELECT send_at, time_zone, deadline FROM campaigns WHERE tenant_id = $1 AND id = $2",
                            [tenant.parameter, String(id)]).first.map {
-            CampaignSchedule(sendAt: PGText.timestamp($0[0]), timeZone: $0[1] ?? "UTC",
+            CampaignSchedule(sendAt: PGText.timestamp($0[0]), timeZone: try PGText.require($0, 1),
                              deadline: PGText.timestamp($0[2]))
         }
     }
@@ -132,7 +132,7 @@ extension CampaignStore {
             UPDATE campaigns SET status = 'expired', finished_at = now(), updated_at = now()
             WHERE status = 'scheduled' AND deadline IS NOT NULL AND deadline <= $1::timestamptz
             RETURNING id
-            """, [PGText.timestamp(now)]).compactMap { PGText.int64($0[0]) }.sorted()
+            """, [PGText.timestamp(now)]).map { try PGText.require($0, 0, PGText.int64) }.sorted()
     }
 
     /// Scheduled campaigns whose `send_at` has come and whose deadline (if any) has not
@@ -144,7 +144,7 @@ extension CampaignStore {
               AND (deadline IS NULL OR deadline > $1::timestamptz)
             ORDER BY send_at, id LIMIT $2
             """, [PGText.timestamp(now), String(limit)]).map {
-            DueCampaign(id: PGText.int64($0[0]) ?? 0, tenant: TenantID(PGText.int64($0[1]) ?? 0))
+            DueCampaign(id: try PGText.require($0, 0, PGText.int64), tenant: TenantID(try PGText.require($0, 1, PGText.int64)))
         }
     }
 
@@ -166,7 +166,7 @@ extension CampaignStore {
             // Lists deleted since are dropped from the copy rather than failing it.
             let lists = Set(try connection.query(
                 "SELECT id FROM lists WHERE tenant_id = $1 AND id = ANY ($2::bigint[])",
-                [tenantParameter, PGText.array(source.listIDs)]).rows.compactMap { PGText.int64($0[0]) })
+                [tenantParameter, PGText.array(source.listIDs)]).rows.map { try PGText.require($0, 0, PGText.int64) })
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
                                             segment, segment_path, send_rate, send_window, time_zone)
@@ -176,7 +176,7 @@ extension CampaignStore {
                 RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), name,
                       PGText.array(source.listIDs.filter { lists.contains($0) })]).rows[0]
-            return Self.campaign(row)
+            return try Self.campaign(row)
         }
     }
 }

@@ -165,7 +165,7 @@ public struct CampaignStore: Sendable {
                 RETURNING \(Self.columns)
                 """, [tenantParameter, fields.name, fields.from, fields.replyTo, fields.subject, fields.html,
                       fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows[0]
-            return Self.campaign(row)
+            return try Self.campaign(row)
         }
     }
 
@@ -216,7 +216,7 @@ public struct CampaignStore: Sendable {
         guard let row = row ?? nil else {
             throw StoreError(.conflict, "campaign \(id) is no longer a draft; only a draft can be changed")
         }
-        return Self.campaign(row)
+        return try Self.campaign(row)
     }
 
     // MARK: - Status machine
@@ -232,7 +232,7 @@ public struct CampaignStore: Sendable {
                 SELECT \(Self.columns) FROM campaigns c WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE
                 """, [parameters[0], parameters[1]]).rows.first
             else { return nil }
-            let current = Self.campaign(row)
+            let current = try Self.campaign(row)
             guard current.status == .draft || current.status == .scheduled else {
                 return .failure(StoreError(.conflict, "campaign \(id) is \(current.status.rawValue); only a draft can be sent"))
             }
@@ -257,7 +257,7 @@ public struct CampaignStore: Sendable {
             return .success(updated)
         }
         guard let result else { return nil }
-        return Self.campaign(try result.get())
+        return try Self.campaign(try result.get())
     }
 
     /// The recipient set of a campaign `c` joined in the query: active subscribers of
@@ -319,7 +319,7 @@ public struct CampaignStore: Sendable {
                 """, parameters + [changed[0], changed[1]])
             return row
         }
-        if let row { return Self.campaign(row) }
+        if let row { return try Self.campaign(row) }
         guard let current = try await campaign(tenant: tenant, id: id) else { return nil }
         throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue) and cannot be cancelled")
     }
@@ -332,7 +332,7 @@ public struct CampaignStore: Sendable {
             UPDATE campaigns AS c SET status = $3, updated_at = now()\(finished)
             WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = ANY ($4::text[]) RETURNING \(Self.columns)
             """, [tenant.parameter, String(id), to.rawValue, allowed]).first {
-            return Self.campaign(row)
+            return try Self.campaign(row)
         }
         guard let current = try await campaign(tenant: tenant, id: id) else { return nil }
         throw StoreError(.conflict, "campaign \(id) is \(current.status.rawValue) and cannot be \(verb)")
@@ -380,8 +380,8 @@ public struct CampaignStore: Sendable {
             status: try PGText.require(row, 0, CampaignStatus.init(rawValue:)), total: try n(1), expanded: try n(2),
             skipped: try n(3), sent: try n(4), deferred: try n(5), bounced: try n(6), failed: try n(7),
             unsubscribed: try n(8), cancelled: try n(9), chunks: try n(10), chunksDone: try n(11), sendRate: row[12],
-            sendWindow: try row[13].map { try CampaignSendWindow(jsonText: $0) },
-            timeZone: try PGText.require(row, 14, { $0 }), startedAt: PGText.timestamp(row[15]),
+            sendWindow: try PGText.optional(row, 13, CampaignSendWindow.init(jsonText:)),
+            timeZone: try PGText.require(row, 14), startedAt: PGText.timestamp(row[15]),
             finishedAt: PGText.timestamp(row[16]))
     }
 
@@ -447,20 +447,24 @@ public struct CampaignStore: Sendable {
     static func checkLists(_ connection: PostgresConnection, tenant: String, _ ids: [Int64]) throws {
         guard !ids.isEmpty else { return }
         let found = Set(try connection.query("SELECT id FROM lists WHERE tenant_id = $1 AND id = ANY ($2::bigint[])",
-                                             [tenant, PGText.array(ids)]).rows.compactMap { PGText.int64($0[0]) })
+                                             [tenant, PGText.array(ids)]).rows.map { try PGText.require($0, 0, PGText.int64) })
         if let missing = ids.first(where: { !found.contains($0) }) {
             throw StoreError(.invalid, "list_ids: list \(missing) not found")
         }
     }
 
-    static func campaign(_ row: [String?]) -> Campaign {
-        Campaign(id: PGText.int64(row[0]) ?? 0, tenant: TenantID(PGText.int64(row[1]) ?? 0), name: row[2] ?? "",
-                 from: row[3] ?? "", replyTo: row[4], subject: row[5] ?? "", html: row[6], text: row[7],
-                 listIDs: PGText.int64Array(row[8]), segment: row[14].flatMap { try? Segment(jsonText: $0) },
-                 sendRate: row[15], sendWindow: row[16].flatMap { try? CampaignSendWindow(jsonText: $0) },
-                 timeZone: row[17] ?? "UTC", status: row[9].flatMap(CampaignStatus.init(rawValue:)) ?? .draft,
+    /// A row of ``columns``. The segment and send window were validated when saved, so
+    /// one that no longer reads is an error, not a campaign silently without it.
+    static func campaign(_ row: [String?]) throws -> Campaign {
+        Campaign(id: try PGText.require(row, 0, PGText.int64),
+                 tenant: TenantID(try PGText.require(row, 1, PGText.int64)), name: try PGText.require(row, 2),
+                 from: try PGText.require(row, 3), replyTo: row[4], subject: try PGText.require(row, 5), html: row[6],
+                 text: row[7], listIDs: PGText.int64Array(row[8]),
+                 segment: try PGText.optional(row, 14, Segment.init(jsonText:)), sendRate: row[15],
+                 sendWindow: try PGText.optional(row, 16, CampaignSendWindow.init(jsonText:)),
+                 timeZone: try PGText.require(row, 17), status: try PGText.require(row, 9, CampaignStatus.init(rawValue:)),
                  startedAt: PGText.timestamp(row[10]), finishedAt: PGText.timestamp(row[11]),
-                 createdAt: PGText.timestamp(row[12]) ?? Date(timeIntervalSince1970: 0),
-                 updatedAt: PGText.timestamp(row[13]) ?? Date(timeIntervalSince1970: 0))
+                 createdAt: try PGText.require(row, 12, PGText.timestamp),
+                 updatedAt: try PGText.require(row, 13, PGText.timestamp))
     }
 }

@@ -31,7 +31,7 @@ public struct ListStore: Sendable {
         let rows = try await db.query("""
             INSERT INTO lists AS l (tenant_id, name) VALUES ($1, $2) RETURNING \(Self.columns)
             """, [tenant.parameter, name])
-        return Self.list(rows[0])
+        return try Self.list(rows[0])
     }
 
     public func list(tenant: TenantID, id: Int64) async throws -> MailingList? {
@@ -72,10 +72,10 @@ public struct ListStore: Sendable {
         }
     }
 
-    static func list(_ row: [String?]) -> MailingList {
-        MailingList(id: PGText.int64(row[0]) ?? 0, name: row[1] ?? "",
-                    createdAt: PGText.timestamp(row[2]) ?? Date(timeIntervalSince1970: 0),
-                    updatedAt: PGText.timestamp(row[3]) ?? Date(timeIntervalSince1970: 0),
-                    subscriberCount: PGText.int(row[4]) ?? 0)
+    static func list(_ row: [String?]) throws -> MailingList {
+        MailingList(id: try PGText.require(row, 0, PGText.int64), name: try PGText.require(row, 1),
+                    createdAt: try PGText.require(row, 2, PGText.timestamp),
+                    updatedAt: try PGText.require(row, 3, PGText.timestamp),
+                    subscriberCount: try PGText.require(row, 4, PGText.int))
     }
 }

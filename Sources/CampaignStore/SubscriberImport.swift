@@ -109,8 +109,8 @@ extension SubscriberStore {
         try connection.execute("ANALYZE import_rows")
 
         // Duplicates within the file: every line but the first for each address.
-        let duplicateCount = Int(try connection.query(
-            "SELECT count(*) - count(DISTINCT email) FROM import_rows").rows[0][0] ?? "0") ?? 0
+        let duplicateCount = try PGText.require(
+            try connection.query("SELECT count(*) - count(DISTINCT email) FROM import_rows").rows[0], 0, PGText.int)
         var rejections = parser.rejections
         if duplicateCount > 0 && limit > 0 {
             let rows = try connection.query("""
@@ -119,8 +119,9 @@ extension SubscriberStore {
                 ) d WHERE line <> first_line ORDER BY line LIMIT $1
                 """, [String(limit)]).rows
             for row in rows {
-                rejections.append(ImportRejection(line: PGText.int(row[0]) ?? 0,
-                                                  reason: "duplicate of line \(row[2] ?? "?")", email: row[1]))
+                rejections.append(ImportRejection(line: try PGText.require(row, 0, PGText.int),
+                                                  reason: "duplicate of line \(try PGText.require(row, 2))",
+                                                  email: row[1]))
             }
             rejections.sort { $0.line < $1.line }
             if rejections.count > limit { rejections.removeLast(rejections.count - limit) }
@@ -155,8 +156,8 @@ extension SubscriberStore {
             ORDER BY s.id
             ON CONFLICT DO NOTHING
             """, [t, l])
-        let created = PGText.int(counts[0]) ?? 0
-        let updated = PGText.int(counts[1]) ?? 0
+        let created = try PGText.require(counts, 0, PGText.int)
+        let updated = try PGText.require(counts, 1, PGText.int)
         let distinct = valid - duplicateCount
         return ImportReport(rows: parser.rows, created: created, updated: updated,
                             unchanged: distinct - created - updated, addedToList: added,

@@ -154,7 +154,7 @@ public struct SubscriberStore: Sendable {
         var next: Int64?
         if rows.count > limit {
             rows.removeLast(rows.count - limit)
-            next = PGText.int64(rows.last?[0])
+            next = try rows.last.map { try PGText.require($0, 0, PGText.int64) }
         }
         return SubscriberPage(subscribers: try rows.map(Self.subscriber), nextCursor: next)
     }
@@ -196,11 +196,18 @@ public struct SubscriberStore: Sendable {
     }
 
     static func subscriber(_ row: [String?]) throws -> Subscriber {
-        let attributes = try row[5].map { try JSONDecoder().decode([String: TemplateValue].self, from: Data($0.utf8)) }
-        return Subscriber(id: PGText.int64(row[0]) ?? 0, email: row[1] ?? "", name: row[2], firstName: row[3],
-                          lastName: row[4], attributes: attributes ?? [:],
-                          status: row[6].flatMap(SubscriberStatus.init(rawValue:)) ?? .active,
-                          createdAt: PGText.timestamp(row[7]) ?? Date(timeIntervalSince1970: 0),
-                          updatedAt: PGText.timestamp(row[8]) ?? Date(timeIntervalSince1970: 0))
+        Subscriber(id: try PGText.require(row, 0, PGText.int64), email: try PGText.require(row, 1), name: row[2],
+                   firstName: row[3], lastName: row[4], attributes: try attributes(row, 5),
+                   status: try PGText.require(row, 6, SubscriberStatus.init(rawValue:)),
+                   createdAt: try PGText.require(row, 7, PGText.timestamp),
+                   updatedAt: try PGText.require(row, 8, PGText.timestamp))
+    }
+
+    /// A `subscribers.attributes` column (a JSON object, never NULL): the subscriber's
+    /// template variables.
+    public static func attributes(_ row: [String?], _ column: Int) throws(PGDecodingError) -> [String: TemplateValue] {
+        try PGText.require(row, column, {
+            try? JSONDecoder().decode([String: TemplateValue].self, from: Data($0.utf8))
+        }, as: "attributes object")
     }
 }

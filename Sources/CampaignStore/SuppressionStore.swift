@@ -44,9 +44,9 @@ public struct SuppressionStore: Sendable {
             // FOR UPDATE: two concurrent unsubscribes of one subscriber count once.
             guard let row = try connection.query(
                 "SELECT email, status FROM subscribers WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-                [parameters[0], parameters[1]]).rows.first,
-                let email = row[0]
+                [parameters[0], parameters[1]]).rows.first
             else { return UnsubscribeOutcome(email: nil, changed: false) }
+            let email = try PGText.require(row, 0)
             let changed = row[1] == SubscriberStatus.active.rawValue
             if changed {
                 try connection.execute("""
@@ -94,9 +94,7 @@ public struct SuppressionStore: Sendable {
     }
 
     static func suppression(_ row: [String?]) throws -> Suppression {
-        guard let email = row[0], let reason = row[1].flatMap(SuppressionReason.init(rawValue:)),
-              let created = PGText.timestamp(row[3])
-        else { throw StoreError(.invalid, "unexpected suppression row") }
-        return Suppression(email: email, reason: reason, campaignID: row[2].flatMap { Int64($0) }, createdAt: created)
+        Suppression(email: try PGText.require(row, 0), reason: try PGText.require(row, 1, SuppressionReason.init(rawValue:)),
+                    campaignID: row[2].flatMap { Int64($0) }, createdAt: try PGText.require(row, 3, PGText.timestamp))
     }
 }

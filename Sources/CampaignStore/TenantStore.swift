@@ -114,7 +114,7 @@ public struct TenantStore: Sendable {
             return try await db.transaction { connection in
                 let row = try connection.query(
                     "INSERT INTO tenants AS t (name) VALUES ($1) RETURNING \(Self.tenantColumns)", [name]).rows[0]
-                let tenant = Self.tenant(row)
+                let tenant = try Self.tenant(row)
                 let record = try Self.insertKey(key, tenant: tenant.id, connection)
                 return (tenant, IssuedAPIKey(record: record, key: key))
             }
@@ -128,7 +128,8 @@ public struct TenantStore: Sendable {
         let key = APIKey.generate()
         return try await db.transaction { connection in
             let rows = try connection.query("SELECT id FROM tenants WHERE lower(name) = lower($1)", [tenantName]).rows
-            guard let id = PGText.int64(rows.first?[0]) else { return nil }
+            guard let row = rows.first else { return nil }
+            let id = try PGText.require(row, 0, PGText.int64)
             return IssuedAPIKey(record: try Self.insertKey(key, tenant: TenantID(id), connection), key: key)
         }
     }
@@ -142,7 +143,7 @@ public struct TenantStore: Sendable {
             WHERE k.id = $1 AND ($2::bigint IS NULL OR k.tenant_id = $2::bigint)
             RETURNING \(Self.keyColumns)
             """, [String(id), tenant?.parameter])
-        return rows.first.map(Self.key)
+        return try rows.first.map(Self.key)
     }
 
     /// Every tenant, by name, with key counts.
@@ -154,9 +155,9 @@ public struct TenantStore: Sendable {
             FROM tenants t LEFT JOIN api_keys k ON k.tenant_id = t.id
             GROUP BY t.id ORDER BY lower(t.name)
             """)
-        return rows.map { row in
-            TenantSummary(tenant: Self.tenant(row), activeKeys: PGText.int(row[3]) ?? 0,
-                          revokedKeys: PGText.int(row[4]) ?? 0)
+        return try rows.map { row in
+            TenantSummary(tenant: try Self.tenant(row), activeKeys: try PGText.require(row, 3, PGText.int),
+                          revokedKeys: try PGText.require(row, 4, PGText.int))
         }
     }
 
@@ -178,7 +179,7 @@ public struct TenantStore: Sendable {
         guard APIKey.isWellFormed(bearerKey) else { return nil }
         let rows = try await db.query("SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                                       [APIKey.hash(bearerKey)])
-        return PGText.int64(rows.first?[0]).map { TenantID($0) }
+        return try rows.first.map { TenantID(try PGText.require($0, 0, PGText.int64)) }
     }
 
     // MARK: -
@@ -187,17 +188,17 @@ public struct TenantStore: Sendable {
         let row = try connection.query(
             "INSERT INTO api_keys AS k (tenant_id, key_hash, prefix) VALUES ($1, $2, $3) RETURNING \(keyColumns)",
             [tenant.parameter, APIKey.hash(key), APIKey.prefix(of: key)]).rows[0]
-        return Self.key(row)
+        return try Self.key(row)
     }
 
-    static func tenant(_ row: [String?]) -> Tenant {
-        Tenant(id: TenantID(PGText.int64(row[0]) ?? 0), name: row[1] ?? "",
-               createdAt: PGText.timestamp(row[2]) ?? Date(timeIntervalSince1970: 0))
+    static func tenant(_ row: [String?]) throws -> Tenant {
+        Tenant(id: TenantID(try PGText.require(row, 0, PGText.int64)), name: try PGText.require(row, 1),
+               createdAt: try PGText.require(row, 2, PGText.timestamp))
     }
 
-    static func key(_ row: [String?]) -> APIKeyRecord {
-        APIKeyRecord(id: PGText.int64(row[0]) ?? 0, tenantID: TenantID(PGText.int64(row[1]) ?? 0), prefix: row[2] ?? "",
-                     createdAt: PGText.timestamp(row[3]) ?? Date(timeIntervalSince1970: 0),
+    static func key(_ row: [String?]) throws -> APIKeyRecord {
+        APIKeyRecord(id: try PGText.require(row, 0, PGText.int64), tenantID: TenantID(try PGText.require(row, 1, PGText.int64)),
+                     prefix: try PGText.require(row, 2), createdAt: try PGText.require(row, 3, PGText.timestamp),
                      revokedAt: PGText.timestamp(row[4]))
     }
 }

@@ -252,13 +252,12 @@ public struct CampaignsActionsV1: Sendable {
                     AND m.subscriber_id = s.id AND m.list_id = ANY ($3::bigint[]))
             FROM subscribers s WHERE s.tenant_id = $1 AND s.email = ANY ($2::text[])
             """, [campaign.tenant.parameter, PGText.textArray(emails), PGText.array(campaign.listIDs)]) {
-            let email = row[1] ?? ""
-            let attributes = (try? row[5].map {
-                try JSONDecoder().decode([String: TemplateValue].self, from: Data($0.utf8))
-            }) ?? nil
-            known[email] = (PGText.int64(row[0]) ?? 0, PGText.int64(row[6]) ?? campaign.listIDs.first,
+            let email = try PGText.require(row, 1)
+            // Column 6 is NULL when the subscriber is on none of the campaign's lists.
+            known[email] = (try PGText.require(row, 0, PGText.int64),
+                            try PGText.optional(row, 6, PGText.int64) ?? campaign.listIDs.first,
                             RecipientVariables(email: email, firstName: row[3], lastName: row[4], name: row[2],
-                                               attributes: attributes ?? [:]))
+                                               attributes: try SubscriberStore.attributes(row, 5)))
         }
         let publicURL = expander?.publicURL
         let secret = expander?.secret

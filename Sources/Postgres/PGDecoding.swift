@@ -23,4 +23,19 @@ extension PGText {
         guard let value = decode(text) else { throw PGDecodingError(column: column, type: type, wasNull: false) }
         return value
     }
+
+    /// Column `column` of `row` decoded with `decode`, nil when it is NULL (a column that
+    /// may be empty), or a ``PGDecodingError`` when `decode` returns nil or throws (its
+    /// error is not kept: it may quote the value).
+    public static func optional<T>(_ row: [String?], _ column: Int, _ decode: (String) throws -> T?,
+                                   as type: String = "\(T.self)") throws(PGDecodingError) -> T? {
+        guard column < row.count, let text = row[column] else { return nil }
+        guard let value = try? decode(text) else { throw PGDecodingError(column: column, type: type, wasNull: false) }
+        return value
+    }
+
+    /// Column `column` of `row` as text, or a ``PGDecodingError`` when it is NULL.
+    public static func require(_ row: [String?], _ column: Int) throws(PGDecodingError) -> String {
+        try require(row, column, { $0 }, as: "text")
+    }
 }

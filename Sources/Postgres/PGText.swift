@@ -9,6 +9,8 @@ public enum PGText {
     public static func int64(_ text: String?) -> Int64? { text.flatMap { Int64($0) } }
     public static func int(_ text: String?) -> Int? { text.flatMap { Int($0) } }
     public static func bool(_ text: String?) -> Bool { text == "t" }
+    /// A `boolean` read strictly: nil unless `t` or `f` (for ``require(_:_:_:as:)``).
+    public static func boolean(_ text: String?) -> Bool? { text == "t" ? true : text == "f" ? false : nil }
 
     /// `2026-11-24 01:05:45.749123+00` (DateStyle ISO; the session runs in UTC, but any
     /// `±hh[:mm[:ss]]` offset is honoured).

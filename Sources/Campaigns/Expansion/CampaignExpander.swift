@@ -114,7 +114,7 @@ public actor CampaignExpander {
     /// held are taken over once their claim is older than ``claimTimeout``).
     public func resumeAll() async throws {
         for row in try await db.query("SELECT id FROM campaigns WHERE status = 'sending' ORDER BY id") {
-            if let id = PGText.int64(row[0]) { start(campaign: id) }
+            start(campaign: try PGText.require(row, 0, PGText.int64))
         }
     }
 
@@ -129,7 +129,9 @@ public actor CampaignExpander {
         else { return report }
         report.status = campaign.status
         guard campaign.status == .sending else { return report }
-        let startedMicros = UInt64(PGText.int64(row[0]) ?? 0)
+        // A campaign is `sending` only once started: its `started_at` is set.
+        let startedMicros = try PGText.require(row, 0, { PGText.int64($0).flatMap(UInt64.init(exactly:)) },
+                                               as: "started_at in microseconds")
         let renderer = try makeRenderer(campaign)
         while true {
             try Task.checkCancellation()
@@ -155,7 +157,7 @@ public actor CampaignExpander {
 
     func status(campaign id: Int64) async throws -> CampaignStatus? {
         try await db.query("SELECT status FROM campaigns WHERE id = $1", [String(id)])
-            .first?[0].flatMap(CampaignStatus.init(rawValue:))
+            .first.map { try PGText.require($0, 0, CampaignStatus.init(rawValue:)) }
     }
 
     struct Chunk: Sendable {
@@ -183,8 +185,10 @@ public actor CampaignExpander {
             RETURNING k.chunk_no, k.first_subscriber_id, k.last_subscriber_id, k.retry,
                       (extract(epoch FROM k.id_time) * 1000000)::bigint
             """, [String(id), node, String(claimTimeout)]).first.map {
-            Chunk(number: PGText.int($0[0]) ?? 0, first: PGText.int64($0[1]) ?? 0, last: PGText.int64($0[2]) ?? 0,
-                  retry: PGText.bool($0[3]), idMicros: PGText.int64($0[4]).map { UInt64($0) })
+            Chunk(number: try PGText.require($0, 0, PGText.int), first: try PGText.require($0, 1, PGText.int64),
+                  last: try PGText.require($0, 2, PGText.int64), retry: try PGText.require($0, 3, PGText.boolean),
+                  idMicros: try PGText.optional($0, 4, { PGText.int64($0).flatMap(UInt64.init(exactly:)) },
+                                                as: "id_time in microseconds"))
         }
     }
 
@@ -227,13 +231,12 @@ public actor CampaignExpander {
             """
         for try await row in db.stream(sql, [tenant.parameter, String(campaign.id), String(chunk.first),
                                              String(chunk.last)]) {
-            let attributes = (try? row[5].map {
-                try JSONDecoder().decode([String: TemplateValue].self, from: Data($0.utf8))
-            }) ?? nil
+            // Column 6, the subscriber's first list among the campaign's, is never NULL:
+            // a recipient is on one of them.
             recipients.append(Recipient(
-                id: PGText.int64(row[0]) ?? 0, list: PGText.int64(row[6]) ?? 0,
-                variables: RecipientVariables(email: row[1] ?? "", firstName: row[3], lastName: row[4], name: row[2],
-                                              attributes: attributes ?? [:])))
+                id: try PGText.require(row, 0, PGText.int64), list: try PGText.require(row, 6, PGText.int64),
+                variables: RecipientVariables(email: try PGText.require(row, 1), firstName: row[3], lastName: row[4],
+                                              name: row[2], attributes: try SubscriberStore.attributes(row, 5))))
         }
         let idMicros = chunk.idMicros ?? startedMicros
         let rateKey = "campaign:\(campaign.id)"

@@ -335,7 +335,7 @@ public actor CampaignStatsRecorder {
                     let tenant = try PGText.require(row, 0, PGText.int64), campaign = try PGText.require(row, 1, PGText.int64)
                     matched.insert([campaign, try PGText.require(row, 2, PGText.int64)])
                     transitions.append(Transition(key: Key(tenant: tenant, campaign: campaign),
-                                                  old: row[3] ?? "", new: row[4] ?? ""))
+                                                  old: try PGText.require(row, 3), new: try PGText.require(row, 4)))
                 }
                 let deltas = Self.deltas(transitions)
                 let hard = Self.hardBounces(candidates.filter { matched.contains($0.1.key) }.map(\.0))
