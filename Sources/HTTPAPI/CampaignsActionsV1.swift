@@ -193,22 +193,18 @@ public struct CampaignsActionsV1: Sendable {
                                                 expander: expander, writer: writer, hostname: hostname,
                                                 logger: context.logger)
             context.logger.info("campaign test sent", metadata: ["campaign": "\(id)", "count": "\(items.count)"])
-            var response = try TestAccepted(accepted: items.count, messages: items).response(from: request,
-                                                                                             context: context)
-            response.status = .accepted
-            return response
+            return try APIInput.accepted(TestAccepted(accepted: items.count, messages: items), request: request,
+                                         context: context)
         }
 
         group.get("campaigns/:id/failures") { request, context -> Page<FailureJSON> in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
-            let limit = try APIInput.limit(request, max: 1000)
-            let after = try APIInput.after(request)
-            guard let found = try await campaigns.failures(tenant: tenant, id: id, after: after, limit: limit + 1)
-            else { throw Problem.notFound("campaign \(id)") }
-            return APIInput.page(found, limit: limit, cursor: \.subscriberID) {
+            return try await APIInput.page(request, max: 1000, notFound: "campaign \(id)", cursor: \.subscriberID) {
                 FailureJSON(subscriber_id: $0.subscriberID, email: $0.email, state: $0.state, reason: $0.reason,
                             queue_id: $0.queueID, updated_at: $0.updatedAt)
+            } fetch: {
+                try await campaigns.failures(tenant: tenant, id: id, after: $0, limit: $1)
             }
         }
 
@@ -220,10 +216,8 @@ public struct CampaignsActionsV1: Sendable {
             }) else { throw Problem.notFound("campaign \(id)") }
             if count > 0 { await expander?.start(campaign: id) }
             context.logger.info("campaign retry-failed", metadata: ["campaign": "\(id)", "recipients": "\(count)"])
-            var response = try RetryAccepted(campaign: .init(campaign), retried: count)
-                .response(from: request, context: context)
-            response.status = .accepted
-            return response
+            return try APIInput.accepted(RetryAccepted(campaign: .init(campaign), retried: count), request: request,
+                                         context: context)
         }
     }
 

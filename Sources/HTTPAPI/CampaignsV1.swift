@@ -236,9 +236,7 @@ public struct CampaignsV1: Sendable {
 
     /// A status change's answer: 202 (its effect on the spool may still be running).
     static func accepted(_ campaign: Campaign, _ request: Request, _ context: HeraldRequestContext) throws -> Response {
-        var response = try CampaignJSON(campaign).response(from: request, context: context)
-        response.status = .accepted
-        return response
+        try APIInput.accepted(CampaignJSON(campaign), request: request, context: context)
     }
 
     public func add(to group: RouterGroup<HeraldRequestContext>) {
@@ -255,10 +253,9 @@ public struct CampaignsV1: Sendable {
         }
         group.get("campaigns") { request, context -> Page<CampaignJSON> in
             let tenant = try context.databaseTenant()
-            let limit = try APIInput.limit(request, max: Self.maxPageSize)
-            let after = try APIInput.after(request)
-            let found = try await campaigns.campaigns(tenant: tenant, after: after, limit: limit + 1)
-            return APIInput.page(found, limit: limit, cursor: \.id, item: CampaignJSON.init)
+            return try await APIInput.page(request, max: Self.maxPageSize, cursor: \.id, item: CampaignJSON.init) {
+                try await campaigns.campaigns(tenant: tenant, after: $0, limit: $1)
+            }
         }
         group.get("campaigns/:id") { _, context -> CampaignJSON in
             let tenant = try context.databaseTenant()
@@ -284,9 +281,7 @@ public struct CampaignsV1: Sendable {
             guard let campaign = try await Self.call({ try await campaigns.send(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
             await expander?.start(campaign: id)
-            var response = try CampaignJSON(campaign).response(from: request, context: context)
-            response.status = .accepted
-            return response
+            return try Self.accepted(campaign, request, context)
         }
         group.post("campaigns/:id/pause") { request, context -> Response in
             let tenant = try context.databaseTenant()

@@ -75,7 +75,7 @@ struct Page<Item: Encodable>: Encodable, ResponseEncodable {
     }
 }
 
-/// Helpers shared by the database-backed routes.
+/// Helpers shared by the routes (most of them by the database-backed ones).
 enum APIInput {
     /// Keyset pagination: the store was asked for `limit + 1` rows; keeps `limit`, each
     /// made an item by `item`, with the cursor of the last kept row when there was more
@@ -84,6 +84,27 @@ enum APIInput {
                                 item: (Row) throws -> Item) rethrows -> Page<Item> {
         let rows = fetched.prefix(limit)
         return Page(data: try rows.map(item), next: fetched.count > limit ? rows.last.map(cursor) : nil)
+    }
+
+    /// A listing route's page: `?limit=` (1 ... `max`) and `?after=`, then `fetch(after,
+    /// limit + 1)`; a fetch that answers nil (what is listed from does not exist) is a 404
+    /// naming `notFound`.
+    static func page<Row, Item>(_ request: Request, max: Int, notFound: String = "", cursor: (Row) -> Int64,
+                                item: (Row) throws -> Item,
+                                fetch: (_ after: Int64?, _ limit: Int) async throws -> [Row]?) async throws -> Page<Item> {
+        let limit = try limit(request, max: max)
+        let after = try after(request)
+        guard let found = try await fetch(after, limit + 1) else { throw Problem.notFound(notFound) }
+        return try page(found, limit: limit, cursor: cursor, item: item)
+    }
+
+    /// `202 Accepted` with the object as JSON: the work it starts goes on after the reply.
+    static func accepted(_ body: some ResponseEncodable, request: Request, context: some RequestContext) throws
+        -> Response
+    {
+        var response = try body.response(from: request, context: context)
+        response.status = .accepted
+        return response
     }
 
     /// `201 Created` with the object as JSON and its `Location`.
@@ -206,10 +227,9 @@ public struct ListsV1: Sendable {
         }
         group.get("lists") { request, context -> Page<ListJSON> in
             let tenant = try context.databaseTenant()
-            let limit = try APIInput.limit(request, max: Self.maxPageSize)
-            let after = try APIInput.after(request)
-            let found = try await lists.lists(tenant: tenant, after: after, limit: limit + 1)
-            return APIInput.page(found, limit: limit, cursor: \.id, item: ListJSON.init)
+            return try await APIInput.page(request, max: Self.maxPageSize, cursor: \.id, item: ListJSON.init) {
+                try await lists.lists(tenant: tenant, after: $0, limit: $1)
+            }
         }
         group.get("lists/:id") { _, context -> ListJSON in
             let tenant = try context.databaseTenant()

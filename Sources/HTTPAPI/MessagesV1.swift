@@ -137,9 +137,7 @@ public struct MessagesV1: Sendable {
         }
         let accepted = Accepted(accepted: items.count, messages: items.compactMap { $0 })
         context.logger.info("messages queued", metadata: ["count": "\(accepted.accepted)"])
-        var response = try accepted.response(from: request, context: context)
-        response.status = .accepted
-        return response
+        return try APIInput.accepted(accepted, request: request, context: context)
     }
 }
 
