@@ -87,6 +87,8 @@ public struct CampaignStats: Sendable, Equatable {
     public var unsubscribed: Int64
     /// Recipients whose mail a cancel removed before delivery (recorded ones; see ``unexpanded``).
     public var cancelled: Int64
+    /// Recipients whose message the postmaster holds (`herald queue hold`): still waiting.
+    public var held: Int64
     public var chunks: Int64
     public var chunksDone: Int64
     /// The campaign's send rate, its send window and zone (for the estimated completion).
@@ -289,8 +291,9 @@ public struct CampaignStore: Sendable {
     }
 
     /// → `cancelled`, and in the same transaction every recipient still waiting
-    /// (`queued`, `deferred`) is recorded as `cancelled`. The mail itself is removed by
-    /// each node's campaign control pass (a late delivery still counts as sent).
+    /// (`queued`, `deferred`, `held` by the postmaster) is recorded as `cancelled`. The
+    /// mail itself is removed by each node's campaign control pass, from `queue/` and
+    /// `hold/` alike (a late delivery still counts as sent).
     public func cancel(tenant: TenantID, id: Int64) async throws -> Campaign? {
         let parameters = [tenant.parameter, String(id)]
         let row: [String?]? = try await db.transaction { connection in
@@ -303,20 +306,21 @@ public struct CampaignStore: Sendable {
             let changed = try connection.query("""
                 WITH old AS (
                     SELECT campaign_id, subscriber_id, state FROM campaign_recipients
-                    WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('queued', 'deferred') FOR UPDATE
+                    WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('queued', 'deferred', 'held') FOR UPDATE
                 ), changed AS (
                     UPDATE campaign_recipients AS r SET state = 'cancelled', reason = 'campaign cancelled',
                         updated_at = now()
                     FROM old WHERE r.campaign_id = old.campaign_id AND r.subscriber_id = old.subscriber_id
                     RETURNING old.state
                 )
-                SELECT count(*), count(*) FILTER (WHERE state = 'deferred') FROM changed
+                SELECT count(*), count(*) FILTER (WHERE state = 'deferred'), count(*) FILTER (WHERE state = 'held')
+                FROM changed
                 """, parameters).rows[0]
             try connection.execute("""
                 UPDATE campaign_counters SET cancelled = cancelled + $3, deferred = greatest(deferred - $4, 0),
-                    updated_at = now()
+                    held = greatest(held - $5, 0), updated_at = now()
                 WHERE tenant_id = $1 AND campaign_id = $2
-                """, parameters + [changed[0], changed[1]])
+                """, parameters + [changed[0], changed[1], changed[2]])
             return row
         }
         if let row { return try Self.campaign(row) }
@@ -346,7 +350,7 @@ public struct CampaignStore: Sendable {
     }
 
     /// Marks `sent` each of `campaigns` that is `sending`, has no chunk left to expand
-    /// and no recipient left waiting (`pending`, `queued`, `deferred`), with
+    /// and no recipient left waiting (`pending`, `queued`, `deferred`, `held`), with
     /// `finished_at` at its last recipient outcome. Returns how many changed. Cheap per
     /// campaign (index lookups), so the stats recorder calls it after every batch.
     @discardableResult
@@ -359,7 +363,7 @@ public struct CampaignStore: Sendable {
             WHERE c.id = ANY ($1::bigint[]) AND c.status = 'sending'
               AND NOT EXISTS (SELECT 1 FROM campaign_chunks k WHERE k.campaign_id = c.id AND NOT k.done)
               AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = c.id
-                              AND r.state IN ('pending', 'queued', 'deferred'))
+                              AND r.state IN ('pending', 'queued', 'deferred', 'held'))
             """, [PGText.array(campaigns)])
     }
 
@@ -367,7 +371,7 @@ public struct CampaignStore: Sendable {
         guard let row = try await db.query("""
             SELECT c.status, coalesce(n.total, 0), coalesce(n.expanded, 0), coalesce(n.skipped, 0),
                    coalesce(n.sent, 0), coalesce(n.deferred, 0), coalesce(n.bounced, 0), coalesce(n.failed, 0),
-                   coalesce(n.unsubscribed, 0), coalesce(n.cancelled, 0),
+                   coalesce(n.unsubscribed, 0), coalesce(n.cancelled, 0), coalesce(n.held, 0),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done),
                    c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at
@@ -379,10 +383,10 @@ public struct CampaignStore: Sendable {
         return CampaignStats(
             status: try PGText.require(row, 0, CampaignStatus.init(rawValue:)), total: try n(1), expanded: try n(2),
             skipped: try n(3), sent: try n(4), deferred: try n(5), bounced: try n(6), failed: try n(7),
-            unsubscribed: try n(8), cancelled: try n(9), chunks: try n(10), chunksDone: try n(11), sendRate: row[12],
-            sendWindow: try PGText.optional(row, 13, CampaignSendWindow.init(jsonText:)),
-            timeZone: try PGText.require(row, 14), startedAt: PGText.timestamp(row[15]),
-            finishedAt: PGText.timestamp(row[16]))
+            unsubscribed: try n(8), cancelled: try n(9), held: try n(10), chunks: try n(11), chunksDone: try n(12),
+            sendRate: row[13], sendWindow: try PGText.optional(row, 14, CampaignSendWindow.init(jsonText:)),
+            timeZone: try PGText.require(row, 15), startedAt: PGText.timestamp(row[16]),
+            finishedAt: PGText.timestamp(row[17]))
     }
 
     // MARK: - Validation

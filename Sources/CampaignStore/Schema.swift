@@ -25,6 +25,7 @@ public enum Schema {
         Migration(version: 1, name: "campaign store", sql: version1),
         Migration(version: 2, name: "segments and retries", sql: version2),
         Migration(version: 3, name: "campaigns end with their mail", sql: version3),
+        Migration(version: 4, name: "postmaster holds", sql: version4),
     ]
 
     /// The newest version this build knows.
@@ -194,5 +195,14 @@ public enum Schema {
         UPDATE campaigns c SET status = 'sending', finished_at = NULL
         WHERE c.status = 'sent' AND EXISTS (SELECT 1 FROM campaign_recipients r
                                             WHERE r.campaign_id = c.id AND r.state IN ('queued', 'deferred'));
+        """
+
+    /// A recipient whose message the postmaster put on hold (`herald queue hold`) is
+    /// `held`, still waiting (a release makes it `queued` again), and counted in `held`.
+    static let version4 = """
+        ALTER TABLE campaign_recipients DROP CONSTRAINT campaign_recipients_state_check;
+        ALTER TABLE campaign_recipients ADD CONSTRAINT campaign_recipients_state_check
+            CHECK (state IN ('pending', 'queued', 'skipped', 'sent', 'deferred', 'held', 'bounced', 'failed', 'cancelled'));
+        ALTER TABLE campaign_counters ADD COLUMN held bigint NOT NULL DEFAULT 0;
         """
 }

@@ -16,8 +16,12 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
         case expired
         /// Removed before delivery because its campaign was cancelled (final).
         case cancelled
-        /// Removed from `queue/` by the postmaster (`herald queue delete`) before delivery (final).
+        /// Removed from `queue/` or `hold/` by the postmaster (`herald queue delete`) before delivery (final).
         case deleted
+        /// Moved to `hold/` by the postmaster (`herald queue hold`): waits, not final.
+        case held
+        /// Back in `queue/` after a postmaster hold (`herald queue release`): waits again.
+        case released
     }
 
     public var time: Date

@@ -30,6 +30,12 @@ public actor QueueManager {
     private var lastStateWrite = Date.distantPast
     /// ``loadIndex()`` ran: `run()` does not scan again at start.
     private var indexLoaded = false
+    /// Messages in `hold/` put there by the postmaster (`herald queue hold`), found at
+    /// start-up or seen leaving `queue/` for `hold/`: their waiting recipients were
+    /// reported `held`. Each scan looks for them again: back in `queue/` is `released`,
+    /// gone from both is `deleted`. A cancelled campaign's are removed like its queued mail.
+    private var postmasterHeld: [QueueID: Envelope] = [:]
+    private var holdLoaded = false
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
                 logger: Logger, onOutcome: DeliveryOutcomeHandler? = nil) {
@@ -90,15 +96,54 @@ public actor QueueManager {
             }
         }
         // Gone from queue/ (held or deleted by the postmaster) and idle: forget. A
-        // deletion is the final outcome of the recipients still waiting.
-        for envelope in scheduler.forgetIdle(notIn: Set(ids)) where spool.locate(envelope.id) == nil {
-            finish(envelope, as: .deleted, reason: "deleted from the queue by the postmaster", now: now)
+        // deletion is the final outcome of the recipients still waiting; a hold is not.
+        let queued = Set(ids)
+        if !holdLoaded { loadHold(now: now) }
+        for envelope in scheduler.forgetIdle(notIn: queued) {
+            switch spool.locate(envelope.id) {
+            case nil:
+                report(envelope, as: .deleted, reason: "deleted from the queue by the postmaster", now: now)
+            case .hold:
+                postmasterHeld[envelope.id] = envelope
+                report(envelope, as: .held, reason: "held by the postmaster", now: now)
+            case .queue, .corrupt:
+                break   // back already (the next scan indexes it), or set aside by recovery
+            }
+        }
+        followHold(queued: queued, now: now)
+    }
+
+    /// The postmaster's holds found at start-up (made while Herald was stopped, or
+    /// before): reported `held` again, which changes nothing where it was known.
+    private func loadHold(now: Date) {
+        holdLoaded = true
+        guard let ids = try? spool.enumerate(.hold) else { return }
+        for id in ids where postmasterHeld[id] == nil {
+            guard let envelope = try? spool.loadEnvelope(id, in: .hold) else { continue }
+            postmasterHeld[id] = envelope
+            report(envelope, as: .held, reason: "held by the postmaster", now: now)
         }
     }
 
-    /// Logs and reports a final outcome for every recipient of `envelope` still waiting
-    /// (pending or deferred) when the message left the queue without an attempt.
-    private func finish(_ envelope: Envelope, as result: DeliveryOutcomeEvent.Result, reason: String, now: Date) {
+    /// Held messages that left `hold/`: released into `queue/` (indexed by this scan)
+    /// or deleted.
+    private func followHold(queued: Set<QueueID>, now: Date) {
+        guard !postmasterHeld.isEmpty, let holding = try? spool.enumerate(.hold) else { return }
+        let stillHeld = Set(holding)
+        for (id, envelope) in postmasterHeld where !stillHeld.contains(id) {
+            postmasterHeld[id] = nil
+            if queued.contains(id) {
+                report(envelope, as: .released, reason: "released by the postmaster", now: now)
+            } else if spool.locate(id) == nil {
+                report(envelope, as: .deleted, reason: "deleted from hold by the postmaster", now: now)
+            }
+        }
+    }
+
+    /// Logs and reports `result` for every recipient of `envelope` still waiting
+    /// (pending or deferred) when the message left the queue (or came back) without an
+    /// attempt.
+    private func report(_ envelope: Envelope, as result: DeliveryOutcomeEvent.Result, reason: String, now: Date) {
         for r in envelope.recipients where r.state == .pending || r.state == .deferred {
             log.write(.init(time: now, queueId: envelope.id.rawValue, recipient: r.address,
                             domain: DeliveryScheduler.domain(of: r.address), mxHost: nil, ip: nil, tls: false,
@@ -118,6 +163,7 @@ public actor QueueManager {
     /// campaign control loop to look up.
     public func campaignTags() -> Set<String> {
         Set(scheduler.byCampaign.keys).union(scheduler.heldCampaigns)
+            .union(postmasterHeld.values.compactMap(\.campaign))
     }
 
     /// What ``controlCampaigns(held:cancelled:)`` did.
@@ -131,8 +177,8 @@ public actor QueueManager {
 
     /// Applies campaign decisions to this node's spool: `held` becomes the set of
     /// campaigns whose mail waits (written to the spool first, so a restart keeps it),
-    /// and the queued messages of each campaign in `cancelled` are deleted, their waiting
-    /// recipients reported as `cancelled`.
+    /// and the messages of each campaign in `cancelled` are deleted (queued, or held by
+    /// the postmaster), their waiting recipients reported as `cancelled`.
     public func controlCampaigns(held: Set<String>, cancelled: Set<String>) async throws -> CampaignControlReport {
         if held != scheduler.heldCampaigns {
             try await spool.offload { spool in try spool.setHeldCampaigns(held) }
@@ -144,24 +190,27 @@ public actor QueueManager {
         }
         var report = CampaignControlReport()
         for tag in cancelled.sorted() {
-            let removed = scheduler.removeCampaign(tag)
+            let queued = scheduler.removeCampaign(tag)
+            let held = postmasterHeld.values.filter { $0.campaign == tag }
+            for envelope in held { postmasterHeld[envelope.id] = nil }
             report.busy += scheduler.byCampaign[tag]?.count ?? 0
+            let removed = queued + held
             guard !removed.isEmpty else { continue }
-            let ids = removed.map(\.id)
+            let places = queued.map { ($0.id, SpoolQueue.queue) } + held.map { ($0.id, SpoolQueue.hold) }
             try await spool.offload { spool in
-                for id in ids {
+                for (id, place) in places {
                     do {
                         // Not durable one by one: a crash re-reads the rest and the next
                         // control pass removes them again.
-                        try spool.remove(id, from: .queue, durable: false)
+                        try spool.remove(id, from: place, durable: false)
                     } catch let error as SpoolError where error.isNotFound {
-                        continue   // held or deleted by the postmaster meanwhile
+                        continue   // moved or deleted by the postmaster meanwhile
                     }
                 }
             }
             let now = Date()
             for envelope in removed {
-                finish(envelope, as: .cancelled, reason: "campaign \(tag) cancelled", now: now)
+                self.report(envelope, as: .cancelled, reason: "campaign \(tag) cancelled", now: now)
             }
             report.removed += removed.count
             logger.notice("cancelled campaign's messages removed", metadata: ["campaign": "\(tag)", "count": "\(removed.count)"])

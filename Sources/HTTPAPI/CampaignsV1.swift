@@ -10,7 +10,8 @@ import Rendering
 /// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
 /// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
 /// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 202 with the campaign: the
-///   status changes at once; expansion stops (or resumes) between chunks, and each
+///   status changes at once; expansion stops within a quarter of a second (messages
+///   being committed finish and are recorded) or resumes where it stopped, and each
 ///   node's ``CampaignControl`` holds, releases or deletes the campaign's messages in its
 ///   spool (this node's right away, cancel's deletions in the background, other nodes
 ///   within their control interval). A campaign stays `sending` until its last
@@ -101,6 +102,8 @@ public struct CampaignsV1: Sendable {
         var skipped: Int64
         /// Recipients whose mail a cancel stopped (with those never expanded, once cancelled).
         var cancelled: Int64
+        /// Recipients whose message the postmaster holds (`herald queue hold`).
+        var held: Int64
         var chunks: Int64
         var chunks_done: Int64
         /// Recipients without a final outcome yet (total - skipped - sent - bounced -
@@ -126,6 +129,7 @@ public struct CampaignsV1: Sendable {
             unsubscribed = s.unsubscribed
             skipped = s.skipped
             cancelled = s.cancelledTotal
+            held = s.held
             chunks = s.chunks
             chunks_done = s.chunksDone
             remaining = s.remaining
@@ -137,7 +141,7 @@ public struct CampaignsV1: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, chunks,
+            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, held, chunks,
                  chunks_done, remaining, rate_per_minute, estimated_completion, started_at, finished_at, completion
         }
 
@@ -146,7 +150,7 @@ public struct CampaignsV1: Sendable {
             try c.encode(status, forKey: .status)
             for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
                                  (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
-                                 (.skipped, skipped), (.cancelled, cancelled), (.chunks, chunks),
+                                 (.skipped, skipped), (.cancelled, cancelled), (.held, held), (.chunks, chunks),
                                  (.chunks_done, chunks_done), (.remaining, remaining)] {
                 try c.encode(value, forKey: key)
             }

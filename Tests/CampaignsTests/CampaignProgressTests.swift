@@ -13,7 +13,7 @@ import Testing
     static func stats(status: CampaignStatus = .sending, total: Int64 = 2000, sent: Int64 = 0, rate: String?,
                       window: CampaignSendWindow? = nil) -> CampaignStats {
         CampaignStats(status: status, total: total, expanded: total, skipped: 0, sent: sent, deferred: 0, bounced: 0,
-                      failed: 0, unsubscribed: 0, cancelled: 0, chunks: 2, chunksDone: 2, sendRate: rate,
+                      failed: 0, unsubscribed: 0, cancelled: 0, held: 0, chunks: 2, chunksDone: 2, sendRate: rate,
                       sendWindow: window, timeZone: "UTC", startedAt: now, finishedAt: nil)
     }
 

@@ -248,6 +248,26 @@ struct CampaignBounceAddressTests {
     }
 }
 
+@Suite("Campaign counter deltas")
+struct CampaignCounterDeltaTests {
+    typealias R = CampaignStatsRecorder
+
+    @Test func countersFollowTheRowsAndTheRateCountsOnlyDeliveries() {
+        let k = R.Key(tenant: 1, campaign: 7)
+        let d = R.deltas([
+            R.Transition(key: k, old: "queued", new: "deferred"),
+            R.Transition(key: k, old: "deferred", new: "deferred"),   // deferred again: no change
+            R.Transition(key: k, old: "deferred", new: "sent"),
+            R.Transition(key: k, old: "queued", new: "bounced"),
+            R.Transition(key: k, old: "queued", new: "cancelled"),
+            R.Transition(key: k, old: "cancelled", new: "sent"),      // in flight at the cancel
+            R.Transition(key: k, old: "pending", new: "skipped"),
+        ])[k]
+        #expect(d == R.Deltas(sent: 2, deferred: 0, bounced: 1, failed: 0, cancelled: 0, finished: 2),
+                "two recipients finished by an attempt; the cancel and the skip are not deliveries")
+    }
+}
+
 @Suite("Campaign envelope sender in the spool", .serialized, .enabled(if: PostgresServer.isAvailable))
 struct CampaignBounceAddressSpoolTests {
     @Test func expansionUsesPerRecipientSender() async throws {
@@ -314,6 +334,41 @@ extension CampaignStatsRecorderTests {
             let after = try #require(try await store.stats(tenant: f.tenant, id: c))
             #expect(after.sent == 1 && after.cancelledTotal == Int64(recipients.count - 1))
             #expect(after.status == .cancelled)
+        }
+    }
+
+    @Test func postmasterHoldKeepsTheCampaignWaitingAndACancelTakesItsHeldMail() async throws {
+        try await CampaignFixture.with(count: 30) { f in
+            let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
+            let store = CampaignStore(f.db)
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            let recipients = f.expected.sorted()
+            // All delivered but two, which the postmaster holds (one had been deferred).
+            for r in recipients.dropLast(2) { recorder.record(Self.event(f, q, c, r, .delivered, code: 250)) }
+            let (a, b) = (recipients[recipients.count - 2], recipients[recipients.count - 1])
+            recorder.record(Self.event(f, q, c, b, .deferred, code: 451))
+            recorder.record(Self.event(f, q, c, a, .held))
+            recorder.record(Self.event(f, q, c, b, .held, wasDeferred: true))
+            await recorder.flush()
+            let held = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(held.status == .sending, "held mail still waits: the campaign is not finished")
+            #expect(held.held == 2 && held.deferred == 0 && held.remaining == 2)
+            // Released: queued again, and deferred again for the one that was.
+            recorder.record(Self.event(f, q, c, a, .released))
+            recorder.record(Self.event(f, q, c, b, .released, wasDeferred: true))
+            await recorder.flush()
+            let released = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(released.held == 0 && released.deferred == 1 && released.remaining == 2)
+            #expect(try await f.int("SELECT count(*) FROM campaign_recipients WHERE campaign_id = \(c) AND state = 'queued'") == 1)
+            // Held again; the cancel records both as cancelled and empties `held`.
+            recorder.record(Self.event(f, q, c, a, .held))
+            recorder.record(Self.event(f, q, c, b, .held, wasDeferred: true))
+            await recorder.flush()
+            _ = try await store.cancel(tenant: f.tenant, id: c)
+            let cancelled = try #require(try await store.stats(tenant: f.tenant, id: c))
+            #expect(cancelled.held == 0 && cancelled.deferred == 0 && cancelled.cancelled == 2)
+            #expect(cancelled.sent == Int64(recipients.count - 2))
         }
     }
 

@@ -157,8 +157,8 @@ extension Integration {
             }
         }
     
-        @Test("mail the postmaster deletes with herald queue delete --campaign ends as cancelled in the stats")
-        func postmasterDeleteIsCounted() async throws {
+        @Test("herald queue hold/release/delete --campaign: held in the stats, waiting again, then cancelled")
+        func postmasterHoldReleaseDeleteAreCounted() async throws {
             try await CampaignIT.withDeliveringHerald(database: "campaign_postmaster", domain: Self.domain) { h in
                 let herald = h.herald, api = h.api
                 let list = try await api.createList("postmaster")
@@ -172,10 +172,35 @@ extension Integration {
                 let id = try #require(created["id"] as? Int)
                 try await api.send(campaign: id)
                 _ = try await api.waitUntilExpanded(campaign: id, timeout: 60)
+                var stats: [String: Any] = [:]
+                // 1/h: the first message goes at once, the other 19 wait for the pace.
+                let first = await DeliveryIT.waitUntil(timeout: 30) {
+                    stats = (try? await api.stats(campaign: id)) ?? [:]
+                    return stats["sent"] as? Int == 1
+                }
+                #expect(first, "\(stats)")
+                let hold = try await herald.cli(["queue", "hold", "--campaign", String(id)])
+                #expect(hold.termination.succeeded, "\(hold)")
+                let held = await DeliveryIT.waitUntil(timeout: 30) {
+                    stats = (try? await api.stats(campaign: id)) ?? [:]
+                    return stats["held"] as? Int == 19
+                }
+                #expect(held, "the next rescan reports the holds: \(stats)\n\(herald.diagnostics())")
+                #expect(stats["status"] as? String == "sending" && stats["remaining"] as? Int == 19, "\(stats)")
+                let release = try await herald.cli(["queue", "release", "--campaign", String(id)])
+                #expect(release.termination.succeeded, "\(release)")
+                let released = await DeliveryIT.waitUntil(timeout: 30) {
+                    stats = (try? await api.stats(campaign: id)) ?? [:]
+                    return stats["held"] as? Int == 0
+                }
+                #expect(released, "\(stats)")
+                let queued = try await CampaignIT.sql(h.database, """
+                    SELECT count(*) FROM campaign_recipients WHERE campaign_id = \(id) AND state = 'queued'
+                    """)
+                #expect(queued == "19", "released recipients wait again")
                 let deleted = try await herald.cli(["queue", "delete", "--campaign", String(id)])
                 #expect(deleted.termination.succeeded, "\(deleted)")
                 // The next rescan reports the deletions; with every recipient final, the campaign is done.
-                var stats: [String: Any] = [:]
                 let done = await DeliveryIT.waitUntil(timeout: 30) {
                     stats = (try? await api.stats(campaign: id)) ?? [:]
                     return stats["status"] as? String == "sent"

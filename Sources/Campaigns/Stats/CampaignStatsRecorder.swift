@@ -27,6 +27,8 @@ extension DeliveryOutcomeEvent {
         case .failed: return isPermanentFailure ? "bounced" : "failed"
         case .expired: return "failed"
         case .cancelled, .deleted: return "cancelled"
+        case .held: return "held"
+        case .released: return wasDeferred ? "deferred" : "queued"
         }
     }
 
@@ -59,16 +61,17 @@ extension DeliveryOutcomeEvent {
 /// the one recorded for that recipient in `campaign_recipients` (the subscriber id is
 /// decoded from the deterministic queue id). So a test-send's outcome, a previous
 /// round's late outcome, or tags naming another tenant's campaign change nothing.
-/// Counter arithmetic, per such event (events of messages without a campaign tag, or
-/// with tags that are not numbers, are ignored; so are DSNs Herald itself sends):
-/// - `delivered`: `sent += 1`
-/// - `failed` with a permanent status (5.x.x, or a 5xx reply without an enhanced
-///   status): `bounced += 1`; any other `failed`, and `expired`: `failed += 1`
-/// - `deferred` is the number of recipients *currently* deferred: +1 when a recipient
-///   that was not deferred is deferred, -1 when a recipient that was deferred reaches
-///   any other outcome (delivered, failed, expired). A recipient deferred five times
-///   counts once. The "was deferred" flag comes from the spool envelope, so the count
-///   stays right across restarts. It is clamped at 0.
+/// Counters follow the recipient rows (events of messages without a campaign tag, or
+/// with tags that are not numbers, are ignored; so are DSNs Herald itself sends). Each
+/// outcome sets the recipient's `campaign_recipients.state` (``recipientState``:
+/// delivered -> `sent`; failed with a permanent status, 5.x.x or a bare 5xx ->
+/// `bounced`; any other failure and `expired` -> `failed`; `deferred`; cancelled or
+/// deleted -> `cancelled`; held by the postmaster -> `held`; released -> `queued`, or
+/// `deferred` again when it had been), and every row whose state changed leaves the counter of its
+/// old state and joins the one of its new state (``deltas(_:)``). So `deferred` counts
+/// the recipients deferred *now* (five deferrals count once; a later delivery takes it
+/// back), a replayed outcome changes nothing, and the counters add up to the rows in
+/// whatever order outcomes arrive.
 /// - a hard bounce (``CampaignDeliveryOutcome/isHardBounce``) also marks the tenant's
 ///   subscriber with that address `bounced` (from `active` or `unsubscribed`; a
 ///   `complained` one keeps its status) and suppresses the address for the tenant with
@@ -216,7 +219,9 @@ public actor CampaignStatsRecorder {
         var bounced: Int64 = 0
         var failed: Int64 = 0
         var cancelled: Int64 = 0
-        /// Recipients that reached a final state (the rate).
+        var held: Int64 = 0
+        /// Recipients whose delivery ended (sent, bounced or failed): the rate. A
+        /// cancellation or a skip is not a delivery and does not count.
         var finished: Int = 0
     }
 
@@ -229,12 +234,18 @@ public actor CampaignStatsRecorder {
         case "bounced": return \.bounced
         case "failed": return \.failed
         case "cancelled": return \.cancelled
+        case "held": return \.held
         default: return nil
         }
     }
 
     static func isFinal(_ state: String) -> Bool {
-        ["sent", "bounced", "failed", "cancelled", "skipped"].contains(state)
+        isDelivery(state) || state == "cancelled" || state == "skipped"
+    }
+
+    /// A final state an attempt reached (what the rate counts).
+    static func isDelivery(_ state: String) -> Bool {
+        state == "sent" || state == "bounced" || state == "failed"
     }
 
     /// One recipient row's change of state, as the update returned it.
@@ -255,7 +266,7 @@ public actor CampaignStatsRecorder {
             var d = deltas[t.key] ?? Deltas()
             if let k = counter(t.old) { d[keyPath: k] -= 1 }
             if let k = counter(t.new) { d[keyPath: k] += 1 }
-            if isFinal(t.new) && !isFinal(t.old) { d.finished += 1 }
+            if isDelivery(t.new) && !isFinal(t.old) { d.finished += 1 }
             deltas[t.key] = d
         }
         return deltas
@@ -345,12 +356,13 @@ public actor CampaignStatsRecorder {
                     try connection.execute("""
                         UPDATE campaign_counters AS n SET sent = n.sent + u.sent, deferred = n.deferred + u.deferred,
                             bounced = n.bounced + u.bounced, failed = n.failed + u.failed,
-                            cancelled = n.cancelled + u.cancelled, updated_at = now()
+                            cancelled = n.cancelled + u.cancelled, held = n.held + u.held, updated_at = now()
                         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                                    $7::bigint[]) AS u(tenant_id, campaign_id, sent, deferred, bounced, failed, cancelled)
+                                    $7::bigint[], $8::bigint[])
+                             AS u(tenant_id, campaign_id, sent, deferred, bounced, failed, cancelled, held)
                         WHERE n.tenant_id = u.tenant_id AND n.campaign_id = u.campaign_id
                         """, [PGText.array(keys.map(\.tenant)), PGText.array(keys.map(\.campaign)), column(\.sent),
-                              column(\.deferred), column(\.bounced), column(\.failed), column(\.cancelled)])
+                              column(\.deferred), column(\.bounced), column(\.failed), column(\.cancelled), column(\.held)])
                     // A campaign whose last recipient just got its final outcome is complete.
                     try CampaignStore.finishCompleted(connection, campaigns: keys.map(\.campaign))
                 }
