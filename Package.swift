@@ -186,7 +186,6 @@ let package = Package(
             dependencies: [
                 "SMTPClient", "SMTPCore", "DNS", "HeraldTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -201,7 +200,7 @@ let package = Package(
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
-                "SMTPServer", "SMTPCore", "Spool", "HeraldTestSupport",
+                "SMTPServer", "SMTPCore", "HeraldTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -209,7 +208,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Herald", "Spool", "HeraldTestSupport"],
+            dependencies: ["Spool", "HeraldTestSupport"],
             resources: [.copy("Clients")]
         ),
     ],
