@@ -39,6 +39,10 @@ let package = Package(
             dependencies: []
         ),
         .target(
+            name: "DKIM",
+            dependencies: ["COpenSSLCrypto"]
+        ),
+        .target(
             name: "SMTPCore",
             dependencies: ["MailFormat"]
         ),
@@ -196,6 +200,10 @@ let package = Package(
                 "Delivery", "Spool", "DNS", "SMTPClient", "HeraldTestSupport",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
+        ),
+        .testTarget(
+            name: "DKIMTests",
+            dependencies: ["DKIM", "HeraldTestSupport"]
         ),
         .testTarget(
             name: "SMTPServerTests",
