@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPCore", "MailFormat", "Spool", "COpenSSLCrypto",
+                "DKIM", "SMTPCore", "MailFormat", "Spool", "COpenSSLCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "Campaigns",
             dependencies: [
-                "CampaignStore", "Delivery", "Rendering", "Postgres", "Spool",
+                "DKIM", "CampaignStore", "Delivery", "Rendering", "Postgres", "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -137,7 +137,7 @@ let package = Package(
         .target(
             name: "Herald",
             dependencies: [
-                "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
+                "DKIM", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
                 "Postgres", "CampaignStore", "Campaigns", "HTTPAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -151,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "herald",
             dependencies: [
-                "Herald", "Spool", "SMTPServer", "Delivery", "Postgres", "CampaignStore",
+                "Herald", "DKIM", "Spool", "SMTPServer", "Delivery", "Postgres", "CampaignStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -141,3 +141,50 @@ enum Base64 {
 extension String {
     var trimmingTrailingDot: String { hasSuffix(".") ? String(dropLast()) : self }
 }
+
+extension DKIMKey {
+    /// A new private key in PEM (PKCS#8): RSA of `bits` bits (2,048 by default) or Ed25519.
+    public static func generate(_ algorithm: DKIMAlgorithm, bits: Int32 = 2048) throws -> [UInt8] {
+        let id = algorithm == .rsaSHA256 ? EVP_PKEY_RSA : EVP_PKEY_ED25519
+        guard let ctx = EVP_PKEY_CTX_new_id(id, nil) else { throw DKIMError("EVP_PKEY_CTX_new_id failed") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        guard EVP_PKEY_keygen_init(ctx) == 1,
+              algorithm != .rsaSHA256 || EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits) == 1
+        else {
+            ERR_clear_error()
+            throw DKIMError("cannot set up \(algorithm.rawValue) key generation")
+        }
+        var pkey: OpaquePointer?
+        guard EVP_PKEY_keygen(ctx, &pkey) == 1, let pkey else {
+            ERR_clear_error()
+            throw DKIMError("\(algorithm.rawValue) key generation failed")
+        }
+        defer { EVP_PKEY_free(pkey) }
+        guard let bio = BIO_new(BIO_s_mem()) else { throw DKIMError("BIO_new failed") }
+        defer { BIO_free(bio) }
+        guard PEM_write_bio_PrivateKey(bio, pkey, nil, nil, 0, nil, nil) == 1 else {
+            ERR_clear_error()
+            throw DKIMError("cannot write the key as PEM")
+        }
+        var pem: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = BIO_read(bio, &chunk, Int32(chunk.count))
+            if n <= 0 { break }
+            pem += chunk.prefix(Int(n))
+        }
+        return pem
+    }
+
+    /// The record as a zone-file line: `<name>. IN TXT "…" "…"` in strings of at most 255
+    /// octets, as DNS wants them.
+    public var zoneLine: String {
+        var strings: [String] = []
+        var rest = Substring(record)
+        while !rest.isEmpty {
+            strings.append("\"\(rest.prefix(255))\"")
+            rest = rest.dropFirst(255)
+        }
+        return "\(recordName). IN TXT " + strings.joined(separator: " ")
+    }
+}

@@ -1,3 +1,4 @@
+import DKIM
 import Delivery
 import Foundation
 import Spool
@@ -58,6 +59,8 @@ public struct HeraldConfig: Sendable {
     public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
     public var databaseURL: String?
+    /// `[[dkim]]`: the signing keys, loaded (``DKIMSigner`` picks them by From domain).
+    public var dkimKeys: [DKIMKey]
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -162,7 +165,8 @@ public struct HeraldConfig: Sendable {
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
             unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
-            databaseURL: try databaseURL(raw.database))
+            databaseURL: try databaseURL(raw.database),
+            dkimKeys: try dkimKeys(raw.dkim ?? []))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
@@ -279,6 +283,38 @@ public struct HeraldConfig: Sendable {
             out.append((k.tenant, hash))
         }
         return out
+    }
+
+    /// `[[dkim]] domain, selector, private_key` (a PEM file, or `env:NAME` holding the PEM
+    /// itself), `algorithm` (optional: `rsa-sha256` or `ed25519-sha256`, checked against
+    /// the key). One key per domain and selector.
+    static func dkimKeys(_ raw: [RawConfig.DKIM]) throws(ConfigError) -> [DKIMKey] {
+        var keys: [DKIMKey] = []
+        for (i, k) in raw.enumerated() {
+            let pem: [UInt8]
+            if k.private_key.hasPrefix("env:") {
+                pem = Array((try env(k.private_key) ?? "").utf8)
+            } else {
+                guard let data = FileManager.default.contents(atPath: k.private_key) else {
+                    throw ConfigError("dkim[\(i)].private_key: cannot read \(k.private_key)")
+                }
+                pem = Array(data)
+            }
+            let key: DKIMKey
+            do {
+                key = try DKIMKey(domain: k.domain, selector: k.selector, pem: pem)
+            } catch {
+                throw ConfigError("dkim[\(i)]: \(error)")
+            }
+            if let algorithm = k.algorithm, algorithm != key.algorithm.rawValue {
+                throw ConfigError("dkim[\(i)].algorithm: \(algorithm), but the key is for \(key.algorithm.rawValue)")
+            }
+            if keys.contains(where: { $0.domain == key.domain && $0.selector == key.selector }) {
+                throw ConfigError("dkim[\(i)]: a second key for \(key.recordName)")
+            }
+            keys.append(key)
+        }
+        return keys
     }
 
     static func env(_ value: String?) throws(ConfigError) -> String? {
@@ -448,6 +484,13 @@ struct RawConfig: Decodable {
     struct Database: Decodable {
         var url: String?
     }
+    struct DKIM: Decodable {
+        var domain: String
+        var selector: String
+        var private_key: String
+        var algorithm: String?
+    }
+    var dkim: [DKIM]?
     var http: HTTP?
     var api_key: [APIKey]?
     var database: Database?

@@ -1,3 +1,4 @@
+import DKIM
 import Foundation
 import Logging
 import NIOCore
@@ -46,6 +47,8 @@ public enum HeraldApp {
                                         })
         }
         defer { resolver?.shutdown() }
+        // Mail whose From domain has a key is signed once, before it is spooled.
+        let signer = DKIMSigner(keys: config.dkimKeys)
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
                 host: l.host, port: l.port,
@@ -63,7 +66,7 @@ public enum HeraldApp {
         }
         let server = SMTPServer(
             listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
-            sink: SpoolSink(spool: spool, hostname: config.hostname, onCommit: { [queueManager] envelope in
+            sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, onCommit: { [queueManager] envelope in
                 await queueManager?.enqueue(envelope)
             }),
             authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
@@ -97,7 +100,7 @@ public enum HeraldApp {
         services.append(.init(service: service))
         var campaignServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = config.httpAddress {
-            let writer = SpoolWriter(spool: spool, onCommit: { [queueManager] envelope in
+            let writer = SpoolWriter(spool: spool, signer: signer, onCommit: { [queueManager] envelope in
                 await queueManager?.enqueue(envelope)
             })
             var stores: HTTPStores?

@@ -14,7 +14,7 @@ struct HeraldCommand: AsyncParsableCommand {
         commandName: "herald",
         abstract: "Herald, a high-volume SMTP sending gateway.",
         version: "herald \(heraldVersion)",
-        subcommands: [Serve.self, Queue.self, TenantCommand.self, Passwd.self, CheckConfig.self])
+        subcommands: [Serve.self, Queue.self, TenantCommand.self, DKIMCommand.self, Passwd.self, CheckConfig.self])
 }
 
 /// `--config PATH`, shared by every command that reads the configuration.

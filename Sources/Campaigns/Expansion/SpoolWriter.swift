@@ -1,17 +1,24 @@
+import DKIM
 import Spool
 
-/// Commits rendered messages to the spool and tells the queue manager about them.
+/// Commits rendered messages to the spool and tells the queue manager about them. A
+/// message whose From domain has a DKIM key is signed first, once: the signature is
+/// spooled with it.
 public struct SpoolWriter: Sendable {
     public let spool: Spool
+    let signer: DKIMSigner
     let onCommit: @Sendable (Envelope) async -> Void
 
-    public init(spool: Spool, onCommit: @escaping @Sendable (Envelope) async -> Void = { _ in }) {
+    public init(spool: Spool, signer: DKIMSigner = DKIMSigner(keys: []),
+                onCommit: @escaping @Sendable (Envelope) async -> Void = { _ in }) {
         self.spool = spool
+        self.signer = signer
         self.onCommit = onCommit
     }
 
     public func commit(_ message: [UInt8], _ envelope: Envelope) async throws -> Envelope {
-        let stored = try await spool.store(message: message, envelope: envelope)
+        let signed = try signer.sign(message, now: envelope.arrival)
+        let stored = try await spool.store(message: signed, envelope: envelope)
         await onCommit(stored)
         return stored
     }

@@ -1,0 +1,109 @@
+import Foundation
+import HeraldTestSupport
+import Testing
+
+/// DKIM through `herald serve`: keys made by `herald dkim keygen`, their records served by
+/// dnsmasq, mail submitted over SMTP and a campaign delivered to the test MX, every
+/// arrival checked by dkimpy (an RSA and an Ed25519 signature each).
+extension Integration {
+    @Suite(.serialized, .timeLimit(.minutes(3)),
+           .enabled(if: Dnsmasq.isAvailable && DKIMVerification.isAvailable))
+    struct DKIMSigning {
+        struct Keys {
+            var toml: [String]
+            var records: [Dnsmasq.Record]
+        }
+
+        /// An RSA and an Ed25519 key for `domain`, made by the CLI in `directory`.
+        static func keys(domain: String, in directory: String) async throws -> Keys {
+            var keys = Keys(toml: [], records: [])
+            for (selector, algorithm) in [("rsa", "rsa-sha256"), ("ed", "ed25519-sha256")] {
+                let path = directory + "/\(selector).pem"
+                let made = try await Command.run(HeraldProcess.binary, [
+                    "dkim", "keygen", "--domain", domain, "--selector", selector, "--algorithm", algorithm, "--out", path,
+                ])
+                #expect(made.termination.succeeded, "\(made)")
+                let zone = try #require(made.stdoutText.split(separator: "\n").first { $0.contains(" IN TXT ") })
+                let name = String(zone[..<zone.range(of: ". IN TXT ")!.lowerBound])
+                let text = zone[zone.range(of: " IN TXT ")!.upperBound...]
+                    .split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map(\.element).joined()
+                #expect(name == "\(selector)._domainkey.\(domain)" && text.hasPrefix("v=DKIM1; k="), "\(zone)")
+                // The entry the command prints is the one the configuration takes.
+                let entry = made.stdoutText.components(separatedBy: "[[dkim]]").last ?? ""
+                #expect(entry.contains("private_key = \"\(path)\""), "\(made.stdoutText)")
+                keys.toml.append("[[dkim]]" + entry)
+                keys.records.append(DKIMVerification.txtRecord(name, text))
+            }
+            let again = try await Command.run(HeraldProcess.binary, [
+                "dkim", "keygen", "--domain", domain, "--selector", "rsa", "--out", directory + "/rsa.pem",
+            ])
+            #expect(!again.termination.succeeded && again.stderrText.contains("exists"), "an existing key is kept: \(again)")
+            return keys
+        }
+
+        @Test("mail submitted over SMTP From a domain with keys arrives with two signatures that verify; other mail unsigned")
+        func smtpSubmission() async throws {
+            let dir = try TemporaryDirectory.make(prefix: "herald-dkim-it")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let keys = try await Self.keys(domain: "mail.test", in: dir)
+            let dns = try Dnsmasq(keys.records)
+            defer { dns.stop() }
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            let options = DeliveryIT.options(toml: [DeliveryIT.route("*.dkim.test", port: sink.port)] + keys.toml)
+            try await HeraldProcess.with(options) { herald in
+                var mails = (0..<3).map { DeliveryIT.mail("signed-\($0)", from: "news@mail.test", to: ["u\($0)@a.dkim.test"]) }
+                mails.append(DeliveryIT.mail("sub", from: "alerts@eu.mail.test", to: ["s@b.dkim.test"]))
+                mails.append(DeliveryIT.mail("unsigned", from: "someone@other.test", to: ["x@c.dkim.test"]))
+                _ = try await DeliveryIT.submitAccepted(port: herald.port(), mails)
+                let arrived = await DeliveryIT.waitUntil(timeout: 30) { sink.index().count == mails.count }
+                #expect(arrived, "\(sink.index().count) of \(mails.count) arrived\n\(herald.diagnostics())")
+                for (info, bytes) in DeliveryIT.arrivals(sink) {
+                    let verdicts = try await DKIMVerification.verify(bytes, dnsPort: dns.port)
+                    let expected = info.message_id.contains("unsigned") ? [] : ["pass", "pass"]
+                    #expect(verdicts == expected, "\(info.message_id): \(verdicts)")
+                }
+            }
+        }
+
+        @Test("a campaign's messages verify, List-Unsubscribe and List-Unsubscribe-Post signed")
+        func campaign() async throws {
+            let dir = try TemporaryDirectory.make(prefix: "herald-dkim-it")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let keys = try await Self.keys(domain: "campaign.test", in: dir)
+            let dns = try Dnsmasq(keys.records)
+            defer { dns.stop() }
+            let pg = try await PostgresServer.shared()
+            let database = try await pg.createDatabase(prefix: "dkim")
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            let httpPort = try HeraldProcess.freeLoopbackPort()
+            let options = CampaignIT.options(database: database, httpPort: httpPort, delivery: true,
+                                             toml: [DeliveryIT.route("*.dkim.test", port: sink.port)] + keys.toml)
+            try await HeraldProcess.with(options) { herald in
+                _ = try await herald.httpPort()
+                let api = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "acme"))
+                let list = try await api.createList("signed")
+                let csv = herald.directory + "/subscribers.csv"
+                try CampaignIT.writeCSV(count: 5, domain: "dkim.test", to: csv)
+                _ = try await api.importCSV(list: list, path: csv)
+                let created = try await api.expect(201, "POST", "/v1/campaigns", [
+                    "name": "signed", "from": "News <news@campaign.test>", "subject": "Grüße, {{email}}",
+                    "text": "Hallo {{email}}, schöne Grüße.\n{{unsubscribe_url}}\n", "list_ids": [list],
+                ] as [String: Any])
+                let id = try #require(created["id"] as? Int)
+                try await api.send(campaign: id)
+                let arrived = await DeliveryIT.waitUntil(timeout: 60) { sink.index().count == 5 }
+                #expect(arrived, "\(sink.index().count) of 5 arrived\n\(herald.diagnostics())")
+                for (info, bytes) in DeliveryIT.arrivals(sink) {
+                    let verdicts = try await DKIMVerification.verify(bytes, dnsPort: dns.port)
+                    #expect(verdicts == ["pass", "pass"], "\(info.rcpts): \(verdicts)")
+                    let signature = try #require(DeliveryIT.header("DKIM-Signature", in: bytes))
+                    let h = signature.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\t", with: "")
+                    #expect(h.contains("list-unsubscribe:list-unsubscribe-post"), "\(signature)")
+                    #expect(DeliveryIT.header("List-Unsubscribe-Post", in: bytes) != nil)
+                }
+            }
+        }
+    }
+}
