@@ -18,6 +18,9 @@ struct CheckConfig: ParsableCommand {
             print("listener: \(l.host):\(l.port) role=\(l.role.rawValue) tls=\(l.tls.rawValue) trusted=[\(nets)]")
         }
         print("users: \(config.users.map(\.name).joined(separator: ", "))")
+        for key in config.dkimKeys {
+            print("dkim: \(key.recordName) \(key.algorithm.rawValue)")
+        }
         if config.listeners.contains(where: { $0.tls != .off }) {
             for path in [config.tlsCertificate, config.tlsPrivateKey].compactMap({ $0 })
             where !FileManager.default.isReadableFile(atPath: path) {

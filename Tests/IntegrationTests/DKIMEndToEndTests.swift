@@ -41,6 +41,33 @@ extension Integration {
             return keys
         }
 
+        @Test("check-config loads the keys and names what is wrong with a bad entry")
+        func checkConfig() async throws {
+            let dir = try TemporaryDirectory.make(prefix: "herald-dkim-config")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            _ = try await Self.keys(domain: "mail.test", in: dir)
+            func check(_ entry: String) async throws -> CommandResult {
+                let path = dir + "/herald.toml"
+                try ("[[dkim]]\n" + entry).write(toFile: path, atomically: true, encoding: .utf8)
+                return try await Command.run(HeraldProcess.binary, ["check-config", "--config", path])
+            }
+            let good = try await check("domain = \"mail.test\"\nselector = \"ed\"\nprivate_key = \"\(dir)/ed.pem\"")
+            #expect(good.termination.succeeded && good.stdoutText.contains("dkim: ed._domainkey.mail.test ed25519-sha256"),
+                    "\(good)")
+            let cases = [
+                ("domain = \"mail.test\"\nselector = \"ed\"\nprivate_key = \"\(dir)/ed.pem\"\nalgorithm = \"rsa-sha256\"",
+                 "dkim[0].algorithm: rsa-sha256, but the key is for ed25519-sha256"),
+                ("domain = \"mail.test\"\nselector = \"x\"\nprivate_key = \"\(dir)/missing.pem\"",
+                 "dkim[0].private_key: cannot read"),
+                ("domain = \"mail.test\"\nselector = \"x\"\nprivate_key = \"\(dir)/herald.toml\"",
+                 "not a PEM private key"),
+            ]
+            for (entry, message) in cases {
+                let bad = try await check(entry)
+                #expect(!bad.termination.succeeded && bad.stderrText.contains(message), "\(bad)")
+            }
+        }
+
         @Test("mail submitted over SMTP From a domain with keys arrives with two signatures that verify; other mail unsigned")
         func smtpSubmission() async throws {
             let dir = try TemporaryDirectory.make(prefix: "herald-dkim-it")
