@@ -66,4 +66,75 @@ public enum DKIMVerification {
         guard result.termination.succeeded else { throw SubprocessError("dkimpy: \(result)") }
         return result.stdoutText.split(whereSeparator: \.isWhitespace).map(String.init)
     }
+
+    /// Whether OpenDKIM's verifier can run here: `opendkim-testmsg` (Debian
+    /// opendkim-tools), `unshare` and `ip`, as root.
+    public static var openDKIMAvailable: Bool {
+        getuid() == 0 && ["/usr/sbin/opendkim-testmsg", "/usr/bin/opendkim-testmsg"]
+            .contains(where: FileManager.default.isExecutableFile(atPath:))
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")
+            && FileManager.default.isExecutableFile(atPath: Dnsmasq.executable)
+    }
+
+    /// OpenDKIM's verdict (`opendkim-testmsg`, which has no resolver setting of its own
+    /// and asks the system resolver on port 53): run in a private network and mount
+    /// namespace (`unshare -mn`) whose only interface is its own loopback, where a
+    /// dnsmasq on 127.0.0.1:53 serves `records` (name, TXT text) and `/etc/resolv.conf`
+    /// points at it. Nothing leaves the namespace. True when the message verifies; the
+    /// text is what the verifier said.
+    public static func openDKIM(_ message: [UInt8], records: [(name: String, text: String)]) async throws
+        -> (passed: Bool, output: String)
+    {
+        let dir = try TemporaryDirectory.make(prefix: "herald-opendkim")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(message).write(to: URL(fileURLWithPath: dir + "/message.eml"))
+        try "nameserver 127.0.0.1\n".write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
+        let txt = records.map { record -> String in
+            var parts: [String] = []
+            var rest = Substring(record.text)
+            while !rest.isEmpty {
+                parts.append(String(rest.prefix(250)))
+                rest = rest.dropFirst(250)
+            }
+            return "'--txt-record=\(record.name),\(parts.joined(separator: ","))'"
+        }.joined(separator: " ")
+        let script = """
+            set -e
+            ip link set lo up
+            mount --bind '\(dir)/resolv.conf' /etc/resolv.conf
+            \(Dnsmasq.executable) --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null \\
+                --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file= --user=root \\
+                --log-facility='\(dir)/dnsmasq.log' --local=/test/ \(txt) &
+            for i in $(seq 1 50); do
+                [ -s '\(dir)/dnsmasq.log' ] && grep -q 'started' '\(dir)/dnsmasq.log' && break
+                sleep 0.1
+            done
+            set +e
+            opendkim-testmsg < '\(dir)/message.eml'
+            status=$?
+            kill %1
+            exit $status
+            """
+        try script.write(toFile: dir + "/verify.sh", atomically: true, encoding: .utf8)
+        let result = try await Command.run("/usr/bin/unshare", ["-mn", "/bin/sh", dir + "/verify.sh"], timeout: 60)
+        return (result.termination.succeeded, result.stdoutText + result.stderrText)
+    }
+    /// `message` without its `index`-th `DKIM-Signature` field (0 = the top one).
+    public static func dropping(signature index: Int, from message: [UInt8]) -> [UInt8] {
+        var lines = String(decoding: message, as: UTF8.self).components(separatedBy: "\r\n")
+        var seen = -1, i = 0
+        while i < lines.count && !lines[i].isEmpty {
+            if lines[i].lowercased().hasPrefix("dkim-signature:") {
+                seen += 1
+                if seen == index {
+                    lines.remove(at: i)
+                    while i < lines.count, lines[i].hasPrefix(" ") || lines[i].hasPrefix("\t") { lines.remove(at: i) }
+                    continue
+                }
+            }
+            i += 1
+        }
+        return Array(lines.joined(separator: "\r\n").utf8)
+    }
+
 }

@@ -170,3 +170,33 @@ struct DKIMIndependentVerificationTests {
         #expect(try signer.sign(anonymous) == anonymous)
     }
 }
+
+/// The same messages checked by OpenDKIM (`opendkim-testmsg`), one signature at a time:
+/// the RSA one alone and the Ed25519 one alone.
+@Suite(.enabled(if: DKIMVerification.openDKIMAvailable))
+struct DKIMOpenDKIMVerificationTests {
+    @Test("every case verifies with each key alone; a changed body does not")
+    func verifies() async throws {
+        let domain = DKIMIndependentVerificationTests.domain
+        let rsa = try DKIMKey(domain: domain, selector: "rsa2048", pem: try DKIMTestKeys.pem(.rsaSHA256))
+        let ed = try DKIMKey(domain: domain, selector: "ed", pem: try DKIMTestKeys.pem(.ed25519SHA256))
+        let records = [rsa, ed].map { (name: $0.recordName, text: $0.record) }
+        let signer = DKIMSigner(keys: [rsa, ed])
+        for (name, message) in DKIMIndependentVerificationTests.cases {
+            let signed = try signer.sign(message)
+            for (kept, dropped) in [("rsa-sha256", 1), ("ed25519-sha256", 0)] {
+                let single = DKIMVerification.dropping(signature: dropped, from: signed)
+                let result = try await DKIMVerification.openDKIM(single, records: records)
+                #expect(result.passed, "\(name), \(kept): \(result.output)")
+            }
+        }
+        let signed = String(decoding: try signer.sign(DKIMIndependentVerificationTests.cases[0].1), as: UTF8.self)
+        let changed = Array(signed.replacingOccurrences(of: "Hello Ann.", with: "Hello Bob.").utf8)
+        for dropped in [1, 0] {
+            let result = try await DKIMVerification.openDKIM(DKIMVerification.dropping(signature: dropped, from: changed), records: records)
+            #expect(!result.passed, "a changed body must fail: \(result.output)")
+        }
+        let unsigned = try await DKIMVerification.openDKIM(DKIMIndependentVerificationTests.cases[0].1, records: records)
+        #expect(!unsigned.passed, "no signature is no pass: \(unsigned.output)")
+    }
+}

@@ -4,7 +4,8 @@ import Testing
 
 /// DKIM through `herald serve`: keys made by `herald dkim keygen`, their records served by
 /// dnsmasq, mail submitted over SMTP and a campaign delivered to the test MX, every
-/// arrival checked by dkimpy (an RSA and an Ed25519 signature each).
+/// arrival checked by dkimpy (an RSA and an Ed25519 signature each), campaign mail by
+/// OpenDKIM as well.
 extension Integration {
     @Suite(.serialized, .timeLimit(.minutes(3)),
            .enabled(if: Dnsmasq.isAvailable && DKIMVerification.isAvailable))
@@ -12,6 +13,19 @@ extension Integration {
         struct Keys {
             var toml: [String]
             var records: [Dnsmasq.Record]
+            var texts: [(name: String, text: String)] = []
+        }
+
+        /// OpenDKIM's verdict on each of the two signatures alone.
+        static func openDKIM(_ message: [UInt8], _ keys: Keys) async throws -> [String] {
+            guard DKIMVerification.openDKIMAvailable else { return ["pass", "pass"] }
+            var verdicts: [String] = []
+            for dropped in [1, 0] {
+                let result = try await DKIMVerification.openDKIM(
+                    DKIMVerification.dropping(signature: dropped, from: message), records: keys.texts)
+                verdicts.append(result.passed ? "pass" : "fail: \(result.output)")
+            }
+            return verdicts
         }
 
         /// An RSA and an Ed25519 key for `domain`, made by the CLI in `directory`.
@@ -33,6 +47,7 @@ extension Integration {
                 #expect(entry.contains("private_key = \"\(path)\""), "\(made.stdoutText)")
                 keys.toml.append("[[dkim]]" + entry)
                 keys.records.append(DKIMVerification.txtRecord(name, text))
+                keys.texts.append((name, text))
             }
             let again = try await Command.run(HeraldProcess.binary, [
                 "dkim", "keygen", "--domain", domain, "--selector", "rsa", "--out", directory + "/rsa.pem",
@@ -125,6 +140,8 @@ extension Integration {
                 for (info, bytes) in DeliveryIT.arrivals(sink) {
                     let verdicts = try await DKIMVerification.verify(bytes, dnsPort: dns.port)
                     #expect(verdicts == ["pass", "pass"], "\(info.rcpts): \(verdicts)")
+                    let openDKIM = try await Self.openDKIM(bytes, keys)
+                    #expect(openDKIM == ["pass", "pass"], "\(info.rcpts): OpenDKIM \(openDKIM)")
                     let signature = try #require(DeliveryIT.header("DKIM-Signature", in: bytes))
                     let h = signature.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\t", with: "")
                     #expect(h.contains("list-unsubscribe:list-unsubscribe-post"), "\(signature)")

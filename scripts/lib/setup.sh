@@ -23,7 +23,7 @@ herald_need_packages() {
 }
 
 herald_setup() {
-    herald_need_packages pkg-config libssl-dev libc-ares-dev dnsmasq-base openssl postfix swaks libnet-ssleay-perl libauthen-sasl-perl procps python3-pip ca-certificates
+    herald_need_packages pkg-config libssl-dev libc-ares-dev dnsmasq-base openssl postfix swaks libnet-ssleay-perl libauthen-sasl-perl procps python3-pip ca-certificates opendkim-tools iproute2
     # Postfix's package may start a system instance; Herald never uses it and its
     # port 25 must not be confused with Herald's listeners.
     if command -v postfix >/dev/null && [ -f /etc/postfix/main.cf ] && postfix status >/dev/null 2>&1; then
