@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "Delivery",
             dependencies: [
-                "Spool", "SMTPClient", "DNS", "SMTPCore", "MailFormat",
+                "DKIM", "Spool", "SMTPClient", "DNS", "SMTPCore", "MailFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

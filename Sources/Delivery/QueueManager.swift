@@ -1,3 +1,4 @@
+import DKIM
 import DNS
 import Foundation
 import Logging
@@ -18,6 +19,9 @@ public actor QueueManager {
     let deliverer: Deliverer
     let log: DeliveryLog
     let bounces: BounceBuilder
+    /// Signs the DSNs Herald writes (From MAILER-DAEMON@<helo name>) when that domain, or
+    /// a parent, has a DKIM key.
+    let signer: DKIMSigner
     let logger: Logger
     /// Called for every recipient outcome (``DeliveryOutcomeEvent``); must not block.
     let onOutcome: DeliveryOutcomeHandler?
@@ -38,8 +42,10 @@ public actor QueueManager {
     private var holdLoaded = false
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
-                logger: Logger, onOutcome: DeliveryOutcomeHandler? = nil) {
+                logger: Logger, signer: DKIMSigner = DKIMSigner(keys: []),
+                onOutcome: DeliveryOutcomeHandler? = nil) {
         self.spool = spool
+        self.signer = signer
         self.onOutcome = onOutcome
         self.config = config
         self.logger = logger
@@ -319,8 +325,8 @@ public actor QueueManager {
             let message = try spool.loadMessage(id, in: .queue, envelope: envelope)
             let now = Date()
             let bounceID = Self.bounceID(for: id, recipients: wanted.map(\.address))
-            let bytes = bounces.build(kind: .failed, original: envelope, message: message, recipients: wanted,
-                                      id: bounceID.rawValue, now: now)
+            let bytes = try signer.sign(bounces.build(kind: .failed, original: envelope, message: message,
+                                                      recipients: wanted, id: bounceID.rawValue, now: now), now: now)
             let env = Envelope(id: bounceID, arrival: now, sender: "",
                                origin: EnvelopeOrigin(listener: "bounce", clientAddress: "127.0.0.1",
                                                       authenticatedUser: nil, helo: nil, tls: false),

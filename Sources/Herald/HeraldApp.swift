@@ -34,6 +34,8 @@ public enum HeraldApp {
         }
         var queueManager: QueueManager?
         var resolver: CAresResolver?
+        // Mail whose From domain has a key is signed once, before it is spooled (DSNs too).
+        let signer = DKIMSigner(keys: config.dkimKeys)
         // Delivery outcomes of campaign messages update the campaign counters (batched).
         let statsRecorder = database.map { CampaignStatsRecorder(db: $0, logger: logger) }
         if config.deliveryEnabled {
@@ -42,13 +44,11 @@ public enum HeraldApp {
             resolver = r
             queueManager = QueueManager(spool: spool, config: config.delivery, resolver: r,
                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-                                        onOutcome: statsRecorder.map { recorder in
+                                        signer: signer, onOutcome: statsRecorder.map { recorder in
                                             { @Sendable event in recorder.record(event) }
                                         })
         }
         defer { resolver?.shutdown() }
-        // Mail whose From domain has a key is signed once, before it is spooled.
-        let signer = DKIMSigner(keys: config.dkimKeys)
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
                 host: l.host, port: l.port,

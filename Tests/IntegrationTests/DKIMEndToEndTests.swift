@@ -108,6 +108,30 @@ extension Integration {
             }
         }
 
+        @Test("a DSN Herald writes is signed with the host's key")
+        func bounceIsSigned() async throws {
+            let dir = try TemporaryDirectory.make(prefix: "herald-dkim-it")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let keys = try await Self.keys(domain: "mx.test", in: dir)   // the test daemon's host name
+            let dns = try Dnsmasq(keys.records)
+            defer { dns.stop() }
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            let options = DeliveryIT.options(toml: [DeliveryIT.route("*.test", port: sink.port)] + keys.toml)
+            try await HeraldProcess.with(options) { herald in
+                let mail = DeliveryIT.mail("to-bounce", from: "alice@sender.test", to: ["permfail@dest.dkim.test"])
+                _ = try await DeliveryIT.submitAccepted(port: herald.port(), [mail])
+                let bounced = await DeliveryIT.waitUntil(timeout: 30) {
+                    DeliveryIT.arrivals(sink).contains { DeliveryIT.isNullSender($0.info.mail_from) }
+                }
+                #expect(bounced, "no DSN arrived\n\(herald.diagnostics())")
+                let dsn = try #require(DeliveryIT.arrivals(sink).first { DeliveryIT.isNullSender($0.info.mail_from) })
+                #expect(dsn.info.rcpts == ["alice@sender.test"])
+                let verdicts = try await DKIMVerification.verify(dsn.bytes, dnsPort: dns.port)
+                #expect(verdicts == ["pass", "pass"], "\(verdicts)")
+            }
+        }
+
         @Test("a campaign's messages verify, List-Unsubscribe and List-Unsubscribe-Post signed")
         func campaign() async throws {
             let dir = try TemporaryDirectory.make(prefix: "herald-dkim-it")
