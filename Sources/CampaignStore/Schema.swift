@@ -26,6 +26,7 @@ public enum Schema {
         Migration(version: 2, name: "segments and retries", sql: version2),
         Migration(version: 3, name: "campaigns end with their mail", sql: version3),
         Migration(version: 4, name: "postmaster holds", sql: version4),
+        Migration(version: 5, name: "suppression ids", sql: version5),
     ]
 
     /// The newest version this build knows.
@@ -204,5 +205,12 @@ public enum Schema {
         ALTER TABLE campaign_recipients ADD CONSTRAINT campaign_recipients_state_check
             CHECK (state IN ('pending', 'queued', 'skipped', 'sent', 'deferred', 'held', 'bounced', 'failed', 'cancelled'));
         ALTER TABLE campaign_counters ADD COLUMN held bigint NOT NULL DEFAULT 0;
+        """
+
+    /// Suppressions get a number, in the order they were made, for keyset pagination of
+    /// `GET /v1/suppressions` (existing rows are numbered when the column is added).
+    static let version5 = """
+        ALTER TABLE suppressions ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY;
+        CREATE UNIQUE INDEX suppressions_tenant_id_id ON suppressions (tenant_id, id);
         """
 }

@@ -8,6 +8,9 @@ public enum SuppressionReason: String, Sendable, Codable, CaseIterable, Equatabl
 
 /// One suppressed address of a tenant: never mailed again, whatever list it is on.
 public struct Suppression: Sendable, Equatable {
+    /// The tenant's suppressions are numbered in the order they were made (the cursor of
+    /// ``SuppressionStore/suppressions(tenant:reason:after:limit:)``).
+    public var id: Int64
     public var email: String
     public var reason: SuppressionReason
     public var campaignID: Int64?
@@ -76,8 +79,67 @@ public struct SuppressionStore: Sendable {
     public func suppression(tenant: TenantID, email: String) async throws -> Suppression? {
         guard case .success(let email) = SubscriberAddress.normalize(email) else { return nil }
         return try await db.query("""
-            SELECT email, reason, campaign_id, created_at FROM suppressions WHERE tenant_id = $1 AND email = $2
+            SELECT \(Self.columns) FROM suppressions WHERE tenant_id = $1 AND email = $2
             """, [tenant.parameter, email]).first.map(Self.suppression)
+    }
+
+    static let columns = "email, reason, campaign_id, created_at, id"
+
+    /// A page of the tenant's suppressions in the order they were made, after the one
+    /// numbered `after`, optionally of one reason.
+    public func suppressions(tenant: TenantID, reason: SuppressionReason?, after: Int64?, limit: Int) async throws
+        -> [Suppression]
+    {
+        try await db.query("""
+            SELECT \(Self.columns) FROM suppressions
+            WHERE tenant_id = $1 AND id > $2 AND ($3::text IS NULL OR reason = $3)
+            ORDER BY id LIMIT $4
+            """, [tenant.parameter, String(after ?? 0), reason?.rawValue, String(limit)]).map(Self.suppression)
+    }
+
+    /// Suppresses `email` (``StoreError`` `.invalid` when it is not an address): the new
+    /// suppression and true, or the one that existed (kept as it is) and false.
+    public func add(tenant: TenantID, email: String, reason: SuppressionReason) async throws
+        -> (suppression: Suppression, created: Bool)
+    {
+        let given = email
+        let email: String
+        switch SubscriberAddress.normalize(given) {
+        case .success(let normalized): email = normalized
+        case .failure(let error): throw StoreError(.invalid, "email: \"\(given)\" is not a valid address (\(error.message))")
+        }
+        return try await db.transaction { connection in
+            if let row = try connection.query("""
+                INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, $2, $3)
+                ON CONFLICT (tenant_id, email) DO NOTHING RETURNING \(Self.columns)
+                """, [tenant.parameter, email, reason.rawValue]).rows.first {
+                return (try Self.suppression(row), true)
+            }
+            let row = try connection.query("SELECT \(Self.columns) FROM suppressions WHERE tenant_id = $1 AND email = $2",
+                                           [tenant.parameter, email]).rows[0]
+            return (try Self.suppression(row), false)
+        }
+    }
+
+    /// Lifts the suppression of `email`; false when there was none. The subscriber's own
+    /// status (unsubscribed, bounced, complained) is not changed.
+    public func remove(tenant: TenantID, email: String) async throws -> Bool {
+        guard case .success(let email) = SubscriberAddress.normalize(email) else { return false }
+        return try await db.execute("DELETE FROM suppressions WHERE tenant_id = $1 AND email = $2",
+                                    [tenant.parameter, email]) == 1
+    }
+
+    /// Which of `emails` (any case) the tenant suppresses, by normalised address.
+    public func suppressed(tenant: TenantID, among emails: [String]) async throws -> [String: SuppressionReason] {
+        let normalized = emails.compactMap { try? SubscriberAddress.normalize($0).get() }
+        guard !normalized.isEmpty else { return [:] }
+        var found: [String: SuppressionReason] = [:]
+        for row in try await db.query("""
+            SELECT email, reason FROM suppressions WHERE tenant_id = $1 AND email = ANY ($2::text[])
+            """, [tenant.parameter, PGText.textArray(normalized)]) {
+            found[try PGText.require(row, 0)] = try PGText.require(row, 1, SuppressionReason.init(rawValue:))
+        }
+        return found
     }
 
     /// Suppresses an address by hand (or for a bounce or complaint); an existing
@@ -94,7 +156,9 @@ public struct SuppressionStore: Sendable {
     }
 
     static func suppression(_ row: [String?]) throws -> Suppression {
-        Suppression(email: try PGText.require(row, 0), reason: try PGText.require(row, 1, SuppressionReason.init(rawValue:)),
-                    campaignID: row[2].flatMap { Int64($0) }, createdAt: try PGText.require(row, 3, PGText.timestamp))
+        Suppression(id: try PGText.require(row, 4, PGText.int64), email: try PGText.require(row, 0),
+                    reason: try PGText.require(row, 1, SuppressionReason.init(rawValue:)),
+                    campaignID: try PGText.optional(row, 2, PGText.int64),
+                    createdAt: try PGText.require(row, 3, PGText.timestamp))
     }
 }

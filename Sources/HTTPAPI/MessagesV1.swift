@@ -1,3 +1,4 @@
+import CampaignStore
 import Campaigns
 import Foundation
 import Hummingbird
@@ -10,7 +11,9 @@ import Spool
 /// The whole request is validated (templates, addresses, headers) before anything is
 /// written, so a bad request leaves nothing behind. Commits run concurrently so that
 /// they share disk flushes. The reply lists each recipient's queue id: `202 Accepted`,
-/// because delivery happens later (watch `delivery.jsonl` or campaign stats).
+/// because delivery happens later (watch `delivery.jsonl` or campaign stats). For a
+/// database tenant, recipients on its suppression list get no message: the reply lists
+/// them under `suppressed` with the reason.
 public struct MessagesV1: Sendable {
     public static let maxRecipients = 10_000
 
@@ -38,16 +41,25 @@ public struct MessagesV1: Sendable {
             var id: String
             var message_id: String
         }
+        struct Suppressed: Encodable {
+            var email: String
+            var reason: String
+        }
         var accepted: Int
         var messages: [Item]
+        var suppressed: [Suppressed]
     }
 
     let writer: SpoolWriter
     let hostname: String
 
-    public init(writer: SpoolWriter, hostname: String) {
+    /// The database tenants' suppression lists; nil without a database.
+    let suppressions: SuppressionStore?
+
+    public init(writer: SpoolWriter, hostname: String, suppressions: SuppressionStore? = nil) {
         self.writer = writer
         self.hostname = hostname
+        self.suppressions = suppressions
     }
 
     public func add(to group: RouterGroup<HeraldRequestContext>) {
@@ -89,12 +101,23 @@ public struct MessagesV1: Sendable {
         } catch {
             throw Problem.unprocessable("headers: \(error)")
         }
+        // Suppressed addresses of a database tenant get nothing.
+        var suppressed: [Accepted.Suppressed] = []
+        var suppressedReasons: [String: SuppressionReason] = [:]
+        if let suppressions, let tenant = try? context.databaseTenant() {
+            suppressedReasons = try await suppressions.suppressed(tenant: tenant, among: body.recipients.map(\.email))
+        }
         // Render everything first: a bad recipient rejects the request before any commit.
         var rendered: [(String, RenderedMessage)] = []
         rendered.reserveCapacity(body.recipients.count)
         var errors: [String] = []
         let now = Date()
         for (i, r) in body.recipients.enumerated() {
+            if !suppressedReasons.isEmpty, let email = try? SubscriberAddress.normalize(r.email).get(),
+               let reason = suppressedReasons[email] {
+                suppressed.append(.init(email: r.email, reason: reason.rawValue))
+                continue
+            }
             let vars = RecipientVariables(email: r.email, firstName: r.first_name, lastName: r.last_name, name: r.name,
                                           attributes: r.attributes ?? [:], unsubscribeURL: r.unsubscribe_url)
             do {
@@ -135,7 +158,7 @@ public struct MessagesV1: Sendable {
                     + "retry the others later.",
                 extensions: ["queued": .array(queued.map { .object(["email": .string($0.email), "id": .string($0.id)]) })])
         }
-        let accepted = Accepted(accepted: items.count, messages: items.compactMap { $0 })
+        let accepted = Accepted(accepted: items.count, messages: items.compactMap { $0 }, suppressed: suppressed)
         context.logger.info("messages queued", metadata: ["count": "\(accepted.accepted)"])
         return try APIInput.accepted(accepted, request: request, context: context)
     }

@@ -27,7 +27,8 @@ struct StoreMigrationTests {
             let recorded = try await db.query(
                 "SELECT version, name, applied_at IS NOT NULL FROM schema_migrations ORDER BY version")
             #expect(recorded == [["1", "campaign store", "t"], ["2", "segments and retries", "t"],
-                                 ["3", "campaigns end with their mail", "t"], ["4", "postmaster holds", "t"]])
+                                 ["3", "campaigns end with their mail", "t"], ["4", "postmaster holds", "t"],
+                                 ["5", "suppression ids", "t"]])
         }
     }
 
