@@ -35,6 +35,7 @@ extension DeliveryConfiguration {
         let route = route(for: domain)
         return OutboundDestination(
             domain: domain, host: route?.host, port: route?.port ?? mxPort, tls: route?.tls ?? .opportunistic,
-            username: route?.username, password: route?.password, authWithoutTLS: route?.authWithoutTLS ?? false)
+            username: route?.username, password: route?.password, authWithoutTLS: route?.authWithoutTLS ?? false,
+            caFile: route?.caFile, tlsVerify: route?.tlsVerify ?? true)
     }
 }

@@ -42,10 +42,17 @@ public struct Route: Sendable {
     public var rate: Rate?
     /// Concurrent deliveries over this route (default: `connections_per_destination`).
     public var connections: Int?
+    /// Trust roots (PEM) for `tls = verify` instead of the system's.
+    public var caFile: String?
+    /// False only when the route says `tls_verify = false`: credentials may then go over
+    /// TLS whose certificate was not verified.
+    public var tlsVerify: Bool
 
     public init(pattern: DomainPattern, host: String?, port: Int, tls: OutboundTLSPolicy,
                 username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false,
-                rate: Rate? = nil, connections: Int? = nil) {
+                rate: Rate? = nil, connections: Int? = nil, caFile: String? = nil, tlsVerify: Bool = true) {
+        self.caFile = caFile
+        self.tlsVerify = tlsVerify
         self.rate = rate
         self.connections = connections
         self.pattern = pattern

@@ -189,12 +189,16 @@ public struct HeraldConfig: Sendable {
                 port = pp
             }
             guard let tls = OutboundTLSPolicy(rawValue: r.tls ?? "opportunistic") else {
-                throw ConfigError("route[\(i)].tls: must be off, opportunistic or required")
+                throw ConfigError("route[\(i)].tls: must be off, opportunistic, required or verify")
+            }
+            if let ca = r.ca_file, !FileManager.default.isReadableFile(atPath: ca) {
+                throw ConfigError("route[\(i)].ca_file: cannot read \(ca)")
             }
             routes.append(Route(pattern: pattern, host: host, port: port, tls: tls, username: try env(r.username),
                                 password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false,
                                 rate: try rate(r.rate, "route[\(i)].rate", example: "\"14/s\""),
-                                connections: try connections(r.connections, "route[\(i)].connections")))
+                                connections: try connections(r.connections, "route[\(i)].connections"),
+                                caFile: r.ca_file, tlsVerify: r.tls_verify ?? true))
         }
         var throttles: [ThrottleRule] = []
         for (i, t) in (raw.throttle ?? []).enumerated() {
@@ -466,6 +470,8 @@ struct RawConfig: Decodable {
         var auth_without_tls: Bool?
         var rate: String?
         var connections: Int?
+        var ca_file: String?
+        var tls_verify: Bool?
     }
     struct Throttle: Decodable {
         var match: String

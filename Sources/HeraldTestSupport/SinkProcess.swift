@@ -16,13 +16,16 @@ public final class SinkProcess: @unchecked Sendable {
     let process: ChildProcess
     let workDirectory: String
 
-    public init(tls: (cert: String, key: String)? = nil, slow: Double = 2.0) async throws {
+    /// With `auth`, the sink offers AUTH after STARTTLS, takes any credentials and
+    /// records them (``authLog``).
+    public init(tls: (cert: String, key: String)? = nil, slow: Double = 2.0, auth: Bool = false) async throws {
         workDirectory = NSTemporaryDirectory() + "herald-sink-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         outDirectory = workDirectory + "/out"
         let stdout = workDirectory + "/stdout"
         var args = [repositoryRoot + "/scripts/lib/sink.py", "--out", outDirectory, "--slow", String(slow)]
         if let tls { args += ["--cert", tls.cert, "--key", tls.key] }
+        if auth { args += ["--auth-log", workDirectory + "/auth.log"] }
         process = try ChildProcess(executable: "python3", arguments: args, stdoutPath: stdout,
                                    stderrPath: workDirectory + "/stderr")
         let deadline = Date().addingTimeInterval(20)
@@ -43,6 +46,12 @@ public final class SinkProcess: @unchecked Sendable {
             throw SubprocessError("sink.py did not start: \(err)")
         }
         port = found
+    }
+
+    /// The credentials clients authenticated with ("user password" lines), when started with `auth`.
+    public var authLog: [String] {
+        ((try? String(contentsOfFile: workDirectory + "/auth.log", encoding: .utf8)) ?? "")
+            .split(separator: "\n").map(String.init)
     }
 
     /// The messages received so far, in arrival order.

@@ -1,6 +1,7 @@
 import DNS
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import SMTPCore
@@ -19,9 +20,26 @@ public struct OutboundDestination: Sendable {
     public var password: String?
     /// Allow AUTH over a connection without TLS.
     public var authWithoutTLS: Bool
+    /// Trust roots for `.verify` (PEM), instead of the system's.
+    public var caFile: String?
+    /// With credentials, the certificate must be verified before the password goes out
+    /// (the policy becomes `.verify`) unless this is false (the route's explicit
+    /// `tls_verify = false`).
+    public var tlsVerify: Bool
+
+    /// The policy connections follow: `.verify` whenever a password would be sent over
+    /// TLS and `tlsVerify` stands.
+    public var effectiveTLS: OutboundTLSPolicy {
+        if tls == .verify { return .verify }
+        if username != nil && tlsVerify && tls != .off { return .verify }
+        return tls
+    }
 
     public init(domain: String, host: String? = nil, port: Int = 25, tls: OutboundTLSPolicy = .opportunistic,
-                username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false) {
+                username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false,
+                caFile: String? = nil, tlsVerify: Bool = true) {
+        self.caFile = caFile
+        self.tlsVerify = tlsVerify
         self.domain = domain
         self.host = host
         self.port = port
@@ -100,6 +118,22 @@ public final class OutboundDeliverer: Sendable {
         self.tlsContext = try? NIOSSLContext(configuration: tls)
     }
 
+    /// Verifying contexts by CA file ("" = the system's trust store), made once each.
+    private let verifyingContexts = NIOLockedValueBox<[String: NIOSSLContext]>([:])
+
+    func verifyingContext(caFile: String?) throws -> NIOSSLContext {
+        try verifyingContexts.withLockedValue { contexts in
+            if let context = contexts[caFile ?? ""] { return context }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .fullVerification
+            tls.minimumTLSVersion = .tlsv12
+            if let caFile { tls.trustRoots = .file(caFile) }
+            let context = try NIOSSLContext(configuration: tls)
+            contexts[caFile ?? ""] = context
+            return context
+        }
+    }
+
     /// A reply that asks the client to slow down (421, 45x 4.7.x, "rate limit", …).
     public static func isThrottleReply(_ reply: SMTPReply) -> Bool {
         if reply.code == 421 { return true }
@@ -111,7 +145,7 @@ public final class OutboundDeliverer: Sendable {
 
     public func attempt(_ tx: OutboundTransaction, to destination: OutboundDestination) async -> AttemptResult {
         let domain = destination.domain
-        let policy = destination.tls
+        let policy = destination.effectiveTLS
         var targets: [(name: String, port: Int)] = []
         var site: String?
         if let host = destination.host {
@@ -149,7 +183,7 @@ public final class OutboundDeliverer: Sendable {
                 guard tried < settings.addressLimit else { break }
                 tried += 1
                 let key = SMTPConnectionPool.Key(address: address, port: target.port, tls: policy,
-                                                 user: destination.username)
+                                                 user: destination.username, caFile: destination.caFile)
                 var reused = false
                 do {
                     let conn: SMTPClientConnection
@@ -235,12 +269,23 @@ public final class OutboundDeliverer: Sendable {
         do {
             try await conn.hello(settings.heloName)
             let offered = conn.extensions["STARTTLS"] != nil
-            if policy == .required && !offered {
+            if (policy == .required || policy == .verify) && !offered {
                 throw SMTPClientError(.tlsUnavailable, phase: .starttls, host: conn.peer)
             }
-            if policy != .off && offered && !skipTLS, let tlsContext {
+            let context: NIOSSLContext?
+            if policy == .verify {
                 do {
-                    try await conn.startTLS(context: tlsContext, serverName: name)
+                    context = try verifyingContext(caFile: destination.caFile)
+                } catch {
+                    throw SMTPClientError(.tlsFailed("cannot load the trust roots \(destination.caFile ?? "of the system"): "
+                                                     + ErrorText.describe(error)), phase: .starttls, host: conn.peer)
+                }
+            } else {
+                context = tlsContext
+            }
+            if policy != .off && offered && !skipTLS, let context {
+                do {
+                    try await conn.startTLS(context: context, serverName: name)
                     try await conn.hello(settings.heloName)
                 } catch let e as SMTPClientError where policy == .opportunistic && e.reply == nil {
                     // Handshake failed: once more in plain text, as Postfix does at "may".

@@ -8,6 +8,10 @@ public enum OutboundTLSPolicy: String, Sendable, Codable, Hashable {
     case required
     /// Never.
     case off
+    /// STARTTLS required, and the certificate checked: a chain to a trusted root (the
+    /// system's, or the route's CA file), valid now, for the host's name (or, for an IP
+    /// address, an IP address entry). Anything less defers; nothing is sent in clear.
+    case verify
 }
 
 /// Keeps idle outbound connections for reuse, keyed by everything that makes two
@@ -18,6 +22,7 @@ public actor SMTPConnectionPool {
         var port: Int
         var tls: OutboundTLSPolicy
         var user: String?
+        var caFile: String? = nil
     }
 
     private var idle: [Key: [SMTPClientConnection]] = [:]

@@ -18,6 +18,10 @@ struct CheckConfig: ParsableCommand {
             print("listener: \(l.host):\(l.port) role=\(l.role.rawValue) tls=\(l.tls.rawValue) trusted=[\(nets)]")
         }
         print("users: \(config.users.map(\.name).joined(separator: ", "))")
+        for route in config.delivery.routes where route.username != nil && !route.tlsVerify && route.tls != .off {
+            print("warning: route \(route.pattern) sends its password over TLS without checking the certificate "
+                  + "(tls_verify = false): anyone in the path can take it")
+        }
         for key in config.dkimKeys {
             print("dkim: \(key.recordName) \(key.algorithm.rawValue)")
         }

@@ -33,10 +33,11 @@ herald_setup() {
         python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
     fi
     # DKIM signatures are checked by an independent verifier: dkimpy (dnspython for its
-    # DNS look-ups, PyNaCl for Ed25519).
-    if ! python3 -c 'import dkim, dns.resolver, nacl' 2>/dev/null; then
-        python3 -m pip install -q dkimpy dnspython pynacl 2>/dev/null \
-            || python3 -m pip install -q --break-system-packages dkimpy dnspython pynacl
+    # DNS look-ups, PyNaCl for Ed25519); TLS tests make their CA and certificates with
+    # cryptography.
+    if ! python3 -c 'import dkim, dns.resolver, nacl, cryptography' 2>/dev/null; then
+        python3 -m pip install -q dkimpy dnspython pynacl cryptography 2>/dev/null \
+            || python3 -m pip install -q --break-system-packages dkimpy dnspython pynacl cryptography
     fi
     herald_setup_postgres
 }

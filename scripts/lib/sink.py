@@ -19,6 +19,9 @@ The recipient's local part steers the behaviour:
   failonce-<tag>@…      450 the first time this exact address is seen, then accepted
   policyonce-<tag>@…    550 5.7.1 (a permanent policy refusal) the first time, then accepted
 anything else is accepted. --no-starttls disables STARTTLS; --cert/--key enable it.
+--auth-log FILE offers AUTH PLAIN/LOGIN (after STARTTLS only), accepts any credentials
+and appends "user password" to FILE for each, so a test can tell whether a password
+was sent.
 """
 import argparse, asyncio, json, os, ssl, sys, time, threading
 
@@ -130,14 +133,24 @@ class ScriptedSMTP(SMTP):
 
 
 class ScriptedController(Controller):
-    def __init__(self, handler, tls_context, **kw):
+    def __init__(self, handler, tls_context, auth_log=None, **kw):
         self.tls_context = tls_context
+        self.auth_log = auth_log
         super().__init__(handler, **kw)
 
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+        with open(self.auth_log, "a") as f:
+            f.write("%s %s\n" % (auth_data.login.decode(errors="replace"), auth_data.password.decode(errors="replace")))
+        return AuthResult(success=True)
+
     def factory(self):
+        extra = {}
+        if self.auth_log:
+            extra = dict(authenticator=self.authenticate, auth_require_tls=True)
         return ScriptedSMTP(self.handler, tls_context=self.tls_context, require_starttls=False,
                             enable_SMTPUTF8=True, decode_data=False, data_size_limit=50_000_000,
-                            ident="sink.test ESMTP")
+                            ident="sink.test ESMTP", **extra)
 
 
 def main():
@@ -147,6 +160,7 @@ def main():
     ap.add_argument("--slow", type=float, default=2.0)
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--auth-log")
     args = ap.parse_args()
     ctx = None
     if args.cert and args.key:
@@ -160,7 +174,7 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-    ctl = ScriptedController(handler, ctx, hostname="127.0.0.1", port=port)
+    ctl = ScriptedController(handler, ctx, auth_log=args.auth_log, hostname="127.0.0.1", port=port)
     ctl.start()
     print(f"listening 127.0.0.1:{port}", flush=True)
     try:
