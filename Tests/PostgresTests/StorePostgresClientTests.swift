@@ -243,13 +243,32 @@ struct StorePostgresClientTests {
     }
 
     @Test func workRunsOnDedicatedThreadsInParallel() async throws {
+        // Four queries that each wait until they have seen all four running at once (then
+        // linger, so the others see them): on four threads in parallel each sees the
+        // other three; run one after another, each would see only itself.
         try await StoreTestDB.with(size: 4, migrated: false) { db in
-            let started = Date()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 { group.addTask { _ = try await db.query("SELECT pg_sleep(0.5)") } }
-                try await group.waitForAll()
+            _ = try await db.query("""
+                CREATE FUNCTION wait_for_peers(n int) RETURNS int LANGUAGE plpgsql AS $$
+                DECLARE seen int; most int := 0;
+                BEGIN
+                    FOR i IN 1..500 LOOP
+                        PERFORM pg_stat_clear_snapshot();
+                        SELECT count(*) INTO seen FROM pg_stat_activity
+                        WHERE state = 'active' AND query LIKE 'SELECT wait_for_peers(%';
+                        most := greatest(most, seen);
+                        EXIT WHEN most >= n;
+                        PERFORM pg_sleep(0.02);
+                    END LOOP;
+                    -- Stay a while, so that the others see this one too.
+                    PERFORM pg_sleep(2);
+                    RETURN most;
+                END $$
+                """)
+            let seen = try await withThrowingTaskGroup(of: String?.self) { group in
+                for _ in 0..<4 { group.addTask { try await db.query("SELECT wait_for_peers(4)")[0][0] } }
+                return try await group.reduce(into: [String?]()) { $0.append($1) }
             }
-            #expect(Date().timeIntervalSince(started) < 1.8)
+            #expect(seen == ["4", "4", "4", "4"], "each query saw this many running: \(seen)")
         }
         // With one connection, all work runs on its one thread, which is not the caller's.
         try await StoreTestDB.with(size: 1, migrated: false) { db in
