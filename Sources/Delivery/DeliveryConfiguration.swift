@@ -42,6 +42,8 @@ public struct Route: Sendable {
     public var rate: Rate?
     /// Concurrent deliveries over this route (default: `connections_per_destination`).
     public var connections: Int?
+    /// Attempts per recipient over this route before it fails (instead of `[delivery] max_attempts`).
+    public var maxAttempts: Int?
     /// Trust roots (PEM) for `tls = verify` instead of the system's.
     public var caFile: String?
     /// False only when the route says `tls_verify = false`: credentials may then go over
@@ -50,7 +52,9 @@ public struct Route: Sendable {
 
     public init(pattern: DomainPattern, host: String?, port: Int, tls: OutboundTLSPolicy,
                 username: String? = nil, password: String? = nil, authWithoutTLS: Bool = false,
-                rate: Rate? = nil, connections: Int? = nil, caFile: String? = nil, tlsVerify: Bool = true) {
+                rate: Rate? = nil, connections: Int? = nil, caFile: String? = nil, tlsVerify: Bool = true,
+                maxAttempts: Int? = nil) {
+        self.maxAttempts = maxAttempts
         self.caFile = caFile
         self.tlsVerify = tlsVerify
         self.rate = rate
@@ -180,15 +184,19 @@ public struct DeliveryConfiguration: Sendable {
 /// |---|---|---|---|---|---|---|
 /// | wait | 5 min | 10 min | 20 min | 40 min | 66.7 min | 66.7 min |
 ///
-/// A recipient still deferred `maxLifetime` after arrival fails (bounces).
+/// A recipient still deferred `maxLifetime` after arrival fails (bounces); so does one
+/// deferred on its `maxAttempts`-th attempt, when a limit is set (here or on its route).
 public struct RetrySchedule: Sendable {
     public var minimal: TimeInterval
     public var maximal: TimeInterval
     public var maxLifetime: TimeInterval
     public var jitter: Double
+    /// Attempts after which a recipient still deferred fails; nil = only `maxLifetime` ends it.
+    public var maxAttempts: Int?
 
     public init(minimal: TimeInterval = 300, maximal: TimeInterval = 4000, maxLifetime: TimeInterval = 5 * 86400,
-                jitter: Double = 0.1) {
+                jitter: Double = 0.1, maxAttempts: Int? = nil) {
+        self.maxAttempts = maxAttempts
         self.minimal = minimal
         self.maximal = maximal
         self.maxLifetime = maxLifetime

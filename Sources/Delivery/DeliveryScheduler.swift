@@ -550,14 +550,17 @@ struct DeliveryScheduler {
                                                status: reply.enhanced?.description ?? "5.0.0", remoteMTA: result.mxHost,
                                                diagnostic: reply.description, lastAttempt: now))
             case .deferred(let reply):
-                if now.timeIntervalSince(entry.envelope.arrival) >= config.retry.maxLifetime {
+                let maxAttempts = config.route(for: Self.domain(of: r.address))?.maxAttempts ?? config.retry.maxAttempts
+                let expired = now.timeIntervalSince(entry.envelope.arrival) >= config.retry.maxLifetime
+                if expired || maxAttempts.map({ r.attempts >= $0 }) == true {
                     r.state = .failed
                     r.nextAttempt = nil
                     logResult = .expired
+                    let why = expired ? "message expired after \(Int(config.retry.maxLifetime))s"
+                                      : "gave up after \(r.attempts) attempt(s)"
                     completion.failed.append(.init(
                         address: r.address, orcpt: r.orcpt, status: "4.4.7", remoteMTA: result.mxHost,
-                        diagnostic: "message expired after \(Int(config.retry.maxLifetime))s; last reply: \(reply)",
-                        lastAttempt: now))
+                        diagnostic: "\(why); last reply: \(reply)", lastAttempt: now))
                 } else {
                     r.state = .deferred
                     r.nextAttempt = now.addingTimeInterval(config.retry.delay(afterAttempt: r.attempts))

@@ -198,7 +198,8 @@ public struct HeraldConfig: Sendable {
                                 password: try env(r.password), authWithoutTLS: r.auth_without_tls ?? false,
                                 rate: try rate(r.rate, "route[\(i)].rate", example: "\"14/s\""),
                                 connections: try connections(r.connections, "route[\(i)].connections"),
-                                caFile: r.ca_file, tlsVerify: r.tls_verify ?? true))
+                                caFile: r.ca_file, tlsVerify: r.tls_verify ?? true,
+                                maxAttempts: try optionalPositive(r.max_attempts, "route[\(i)].max_attempts")))
         }
         var throttles: [ThrottleRule] = []
         for (i, t) in (raw.throttle ?? []).enumerated() {
@@ -220,6 +221,7 @@ public struct HeraldConfig: Sendable {
         retry.minimal = try duration(d.minimal_backoff ?? "300s", "delivery.minimal_backoff")
         retry.maximal = try duration(d.maximal_backoff ?? "4000s", "delivery.maximal_backoff")
         retry.maxLifetime = try duration(d.max_lifetime ?? "5d", "delivery.max_lifetime")
+        retry.maxAttempts = try optionalPositive(d.max_attempts, "delivery.max_attempts")
         let logDir = raw.log?.path
         return DeliveryConfiguration(
             heloName: try env(d.helo_name) ?? hostname,
@@ -328,6 +330,11 @@ public struct HeraldConfig: Sendable {
             throw ConfigError("environment variable \(name) is not set")
         }
         return v
+    }
+
+    static func optionalPositive(_ v: Int?, _ key: String) throws(ConfigError) -> Int? {
+        guard let v else { return nil }
+        return try positive(v, key)
     }
 
     static func positive(_ v: Int, _ key: String) throws(ConfigError) -> Int {
@@ -456,6 +463,7 @@ struct RawConfig: Decodable {
         var minimal_backoff: String?
         var maximal_backoff: String?
         var max_lifetime: String?
+        var max_attempts: Int?
         var throttle_backoff: String?
         var rescan_interval: String?
         var log_max_size: Int?
@@ -472,6 +480,7 @@ struct RawConfig: Decodable {
         var connections: Int?
         var ca_file: String?
         var tls_verify: Bool?
+        var max_attempts: Int?
     }
     struct Throttle: Decodable {
         var match: String

@@ -151,6 +151,44 @@ import Testing
         #expect(done?.failed.map(\.status) == ["5.1.1", "4.4.7"])
     }
 
+    @Test("max_attempts: the deferral on the last allowed attempt fails with a DSN; a route's own limit wins")
+    func maxAttempts() {
+        var s = DeliveryScheduler(config: Self.config {
+            $0.retry.maxAttempts = 3
+            $0.routes = [Route(pattern: DomainPattern("strict.test")!, host: nil, port: 25, tls: .off, maxAttempts: 1)]
+        })
+        let env = Self.envelope(["a@x.test"])
+        let strict = Self.envelope(["b@strict.test"])
+        s.add(env, now: Self.t0)
+        s.add(strict, now: Self.t0)
+        var now = Self.t0
+        var results: [DeliveryOutcomeEvent.Result] = []
+        for _ in 0..<4 {
+            s.releaseDue(now: now)
+            for attempt in s.dispatch(now: now).attempts {
+                let done = s.completed(attempt, result: Self.result([.deferred(Self.later)]), began: now, now: now)
+                // The envelope write the queue manager does after each attempt.
+                if s.beginWrite(attempt.id), let next = s.nextWrite(attempt.id) {
+                    _ = s.wrote(attempt.id, removed: next.done, done: next.done, stamp: { 1 }, now: now)
+                }
+                for e in done?.events ?? [] {
+                    results.append(e.result)
+                    if e.result == .expired {
+                        #expect(done?.failed.first?.status == "4.4.7")
+                        let attempts = e.recipient == "b@strict.test" ? 1 : 3
+                        let diagnostic = done?.failed.first?.diagnostic ?? ""
+                        #expect(diagnostic.hasPrefix("gave up after \(attempts) attempt(s); last reply: 451"), "\(diagnostic)")
+                    }
+                }
+            }
+            now = now.addingTimeInterval(5000)
+        }
+        // strict.test: expired on its first attempt; x.test: deferred twice, expired on the third.
+        #expect(results == [.expired, .deferred, .deferred, .expired] || results == [.deferred, .expired, .deferred, .expired],
+                "\(results)")
+        #expect(results.count(where: { $0 == .expired }) == 2 && results.count == 4, "\(results)")
+    }
+
     @Test("a destination with no reachable host pauses without shrinking its window")
     func unreachable() {
         var s = DeliveryScheduler(config: Self.config())
