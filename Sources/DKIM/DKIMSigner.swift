@@ -42,8 +42,10 @@ public struct DKIMSigner: Sendable {
     public func sign(_ message: [UInt8], now: Date = Date()) throws -> [UInt8] {
         guard !keysByDomain.isEmpty else { return message }
         let (fields, bodyStart) = Relaxed.split(message)
-        guard let from = fields.first(where: { $0.lowercasedName == "from" }),
-              let domain = Self.domain(ofFrom: String(decoding: from.value, as: UTF8.self))
+        // Each field's index under its lower-case name, in message order.
+        var unused = Dictionary(grouping: fields.indices, by: { fields[$0].lowercasedName })
+        guard let from = unused["from"]?.first,
+              let domain = Self.domain(ofFrom: String(decoding: fields[from].value, as: UTF8.self))
         else { return message }
         let keys = keys(forFromDomain: domain)
         guard !keys.isEmpty else { return message }
@@ -52,11 +54,10 @@ public struct DKIMSigner: Sendable {
         // The fields to sign, each name once per instance, and `from` once more.
         var names: [String] = []
         for name in Self.signedFields {
-            names += Array(repeating: name, count: fields.count(where: { $0.lowercasedName == name }))
+            names += Array(repeating: name, count: unused[name]?.count ?? 0)
         }
         names.append("from")
         // RFC 6376 §5.4.2: the n-th use of a name takes the n-th instance from the bottom.
-        var unused = Dictionary(grouping: fields.indices, by: { fields[$0].lowercasedName })
         var signedData: [UInt8] = []
         for name in names {
             guard let index = unused[name]?.popLast() else { continue }
