@@ -108,17 +108,15 @@ public struct SuppressionStore: Sendable {
         case .success(let normalized): email = normalized
         case .failure(let error): throw StoreError(.invalid, "email: \"\(given)\" is not a valid address (\(error.message))")
         }
-        return try await db.transaction { connection in
-            if let row = try connection.query("""
-                INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, $2, $3)
-                ON CONFLICT (tenant_id, email) DO NOTHING RETURNING \(Self.columns)
-                """, [tenant.parameter, email, reason.rawValue]).rows.first {
-                return (try Self.suppression(row), true)
-            }
-            let row = try connection.query("SELECT \(Self.columns) FROM suppressions WHERE tenant_id = $1 AND email = $2",
-                                           [tenant.parameter, email]).rows[0]
-            return (try Self.suppression(row), false)
-        }
+        // One statement: the conflict arm rewrites nothing (the same email) but returns the
+        // existing row, so there is no window in which it could vanish between two queries.
+        // `xmax = 0` only for a row this statement inserted.
+        let row = try await db.query("""
+            INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, $2, $3)
+            ON CONFLICT (tenant_id, email) DO UPDATE SET email = excluded.email
+            RETURNING \(Self.columns), xmax = 0
+            """, [tenant.parameter, email, reason.rawValue])[0]
+        return (try Self.suppression(row), try PGText.require(row, 5, PGText.boolean))
     }
 
     /// Lifts the suppression of `email`; false when there was none. The subscriber's own
@@ -140,19 +138,6 @@ public struct SuppressionStore: Sendable {
             found[try PGText.require(row, 0)] = try PGText.require(row, 1, SuppressionReason.init(rawValue:))
         }
         return found
-    }
-
-    /// Suppresses an address by hand (or for a bounce or complaint); an existing
-    /// suppression is kept. Returns true when the address was not suppressed before.
-    @discardableResult
-    public func suppress(tenant: TenantID, email: String, reason: SuppressionReason, campaignID: Int64? = nil)
-        async throws -> Bool
-    {
-        let email = try SubscriberAddress.normalize(email).get()
-        return try await db.execute("""
-            INSERT INTO suppressions (tenant_id, email, reason, campaign_id) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (tenant_id, email) DO NOTHING
-            """, [tenant.parameter, email, reason.rawValue, campaignID.map(String.init)]) == 1
     }
 
     static func suppression(_ row: [String?]) throws -> Suppression {
