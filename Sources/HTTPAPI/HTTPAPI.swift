@@ -1,4 +1,3 @@
-import CampaignStore
 import Campaigns
 import Hummingbird
 import Spool
@@ -20,8 +19,7 @@ public enum HTTPAPI {
         Health(spool: spool, database: databasePing).add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
-        MessagesV1(writer: writer, hostname: hostname,
-                   suppressions: stores.map { SuppressionStore($0.subscribers.db) }).add(to: v1)
+        MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions).add(to: v1)
         if let stores {
             ListsV1(stores: stores).add(to: v1)
             SubscribersV1(stores: stores).add(to: v1)

@@ -12,6 +12,7 @@ public struct HTTPStores: Sendable {
     public let tenants: TenantStore
     public let lists: ListStore
     public let subscribers: SubscriberStore
+    public let suppressions: SuppressionStore
     public let campaigns: CampaignStore
     /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
     /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
@@ -29,6 +30,7 @@ public struct HTTPStores: Sendable {
         tenants = TenantStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)
+        suppressions = SuppressionStore(db)
         campaigns = CampaignStore(db, chunkSize: expander?.store.chunkSize ?? 1000)
         self.expander = expander
     }

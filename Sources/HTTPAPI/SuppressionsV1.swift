@@ -41,7 +41,7 @@ public struct SuppressionsV1: Sendable {
 
     let store: SuppressionStore
 
-    public init(stores: HTTPStores) { store = SuppressionStore(stores.subscribers.db) }
+    public init(stores: HTTPStores) { store = stores.suppressions }
 
     static func reason(_ text: String?, field: String) throws -> SuppressionReason? {
         guard let text, !text.isEmpty else { return nil }

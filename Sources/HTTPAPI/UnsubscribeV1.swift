@@ -26,7 +26,7 @@ public struct UnsubscribeV1: Sendable {
     ///   bytes each; shorter ones never verify anything).
     public init(stores: HTTPStores, keys: [[UInt8]]) {
         self.stores = stores
-        self.suppressions = SuppressionStore(stores.subscribers.db)
+        self.suppressions = stores.suppressions
         self.keys = keys
     }
 
