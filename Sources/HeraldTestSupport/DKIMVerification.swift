@@ -20,13 +20,17 @@ public enum DKIMVerification {
     /// most 250 octets, which a verifier joins; dnsmasq splits its argument at commas and
     /// keeps quotes, so `text` must have no comma).
     public static func txtRecord(_ name: String, _ text: String) -> Dnsmasq.Record {
+        .option(txtOption(name, text))
+    }
+
+    static func txtOption(_ name: String, _ text: String) -> String {
         var parts: [String] = []
         var rest = Substring(text)
         while !rest.isEmpty {
             parts.append(String(rest.prefix(250)))
             rest = rest.dropFirst(250)
         }
-        return .option("--txt-record=\(name),\(parts.joined(separator: ","))")
+        return "--txt-record=\(name),\(parts.joined(separator: ","))"
     }
 
     static let script = #"""
@@ -89,15 +93,7 @@ public enum DKIMVerification {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Data(message).write(to: URL(fileURLWithPath: dir + "/message.eml"))
         try "nameserver 127.0.0.1\n".write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
-        let txt = records.map { record -> String in
-            var parts: [String] = []
-            var rest = Substring(record.text)
-            while !rest.isEmpty {
-                parts.append(String(rest.prefix(250)))
-                rest = rest.dropFirst(250)
-            }
-            return "'--txt-record=\(record.name),\(parts.joined(separator: ","))'"
-        }.joined(separator: " ")
+        let txt = records.map { "'" + txtOption($0.name, $0.text) + "'" }.joined(separator: " ")
         let script = """
             set -e
             ip link set lo up
