@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "Campaigns",
             dependencies: [
-                "DKIM", "CampaignStore", "Delivery", "Rendering", "Postgres", "Spool",
+                "DKIM", "CampaignStore", "Delivery", "MailFormat", "Rendering", "Postgres", "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -137,7 +137,7 @@ let package = Package(
         .target(
             name: "Herald",
             dependencies: [
-                "DKIM", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
+                "DKIM", "MailFormat", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
                 "Postgres", "CampaignStore", "Campaigns", "HTTPAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -175,7 +175,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CampaignsTests",
-            dependencies: ["Campaigns", "CampaignStore", "Postgres", "Rendering", "Spool", "HeraldTestSupport"]
+            dependencies: ["Campaigns", "CampaignStore", "Delivery", "Herald", "Postgres", "Rendering", "Spool", "HeraldTestSupport"]
         ),
         .testTarget(
             name: "HTTPAPITests",

@@ -89,6 +89,8 @@ public struct CampaignStats: Sendable, Equatable {
     public var cancelled: Int64
     /// Recipients whose message the postmaster holds (`herald queue hold`): still waiting.
     public var held: Int64
+    /// Complaints (feedback reports) about the campaign's messages (``BounceStore``).
+    public var complained: Int64 = 0
     public var chunks: Int64
     public var chunksDone: Int64
     /// The campaign's send rate, its send window and zone (for the estimated completion).
@@ -374,7 +376,7 @@ public struct CampaignStore: Sendable {
                    coalesce(n.unsubscribed, 0), coalesce(n.cancelled, 0), coalesce(n.held, 0),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done),
-                   c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at
+                   c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at, coalesce(n.complained, 0)
             FROM campaigns c LEFT JOIN campaign_counters n ON n.campaign_id = c.id
             WHERE c.tenant_id = $1 AND c.id = $2
             """, [tenant.parameter, String(id)]).first
@@ -383,7 +385,8 @@ public struct CampaignStore: Sendable {
         return CampaignStats(
             status: try PGText.require(row, 0, CampaignStatus.init(rawValue:)), total: try n(1), expanded: try n(2),
             skipped: try n(3), sent: try n(4), deferred: try n(5), bounced: try n(6), failed: try n(7),
-            unsubscribed: try n(8), cancelled: try n(9), held: try n(10), chunks: try n(11), chunksDone: try n(12),
+            unsubscribed: try n(8), cancelled: try n(9), held: try n(10), complained: try n(18), chunks: try n(11),
+            chunksDone: try n(12),
             sendRate: row[13], sendWindow: try PGText.optional(row, 14, CampaignSendWindow.init(jsonText:)),
             timeZone: try PGText.require(row, 15), startedAt: PGText.timestamp(row[16]),
             finishedAt: PGText.timestamp(row[17]))

@@ -27,6 +27,7 @@ public enum Schema {
         Migration(version: 3, name: "campaigns end with their mail", sql: version3),
         Migration(version: 4, name: "postmaster holds", sql: version4),
         Migration(version: 5, name: "suppression ids", sql: version5),
+        Migration(version: 6, name: "bounce and complaint events", sql: version6),
     ]
 
     /// The newest version this build knows.
@@ -212,5 +213,34 @@ public enum Schema {
     static let version5 = """
         ALTER TABLE suppressions ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY;
         CREATE UNIQUE INDEX suppressions_tenant_id_id ON suppressions (tenant_id, id);
+        """
+
+    /// Bounces and complaints that arrive after delivery (``BounceStore``): one row per
+    /// event, numbered for keyset pagination. `source` + `seq` (the spool id of the
+    /// report Herald consumed and the event's place in it) is unique, so a report
+    /// processed twice (a crash after the database commit, before the spool knew) is
+    /// recorded and acted on once. `campaign_counters.complained` counts complaints.
+    static let version6 = """
+        CREATE TABLE bounce_events (
+            id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id      bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            campaign_id    bigint,
+            subscriber_id  bigint,
+            email          text NOT NULL CHECK (email = lower(email)),
+            type           text NOT NULL CHECK (type IN ('bounce', 'complaint')),
+            category       text NOT NULL,
+            hard           boolean NOT NULL,
+            status         text,
+            diagnostic     text,
+            reporter       text,
+            suppressed     boolean NOT NULL DEFAULT false,
+            source         text NOT NULL,
+            seq            integer NOT NULL,
+            received_at    timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (source, seq)
+        );
+        CREATE INDEX bounce_events_tenant ON bounce_events (tenant_id, id);
+        CREATE INDEX bounce_events_soft ON bounce_events (tenant_id, email, received_at) WHERE type = 'bounce' AND NOT hard;
+        ALTER TABLE campaign_counters ADD COLUMN complained bigint NOT NULL DEFAULT 0;
         """
 }

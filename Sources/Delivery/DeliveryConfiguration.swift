@@ -143,6 +143,9 @@ public struct DeliveryConfiguration: Sendable {
     public var logPath: String?
     public var logMaxBytes: Int
     public var sourceAddress: String?
+    /// Domains whose mail is Herald's own (`[bounce] domains`, lower-cased): handed to
+    /// the queue manager's ``LocalDeliveryAgent`` instead of being relayed.
+    public var localDomains: Set<String> = []
 
     public init(heloName: String, mxPort: Int = 25, routes: [Route] = [], throttles: [ThrottleRule] = [],
                 globalRate: Rate? = nil, maxConcurrentDeliveries: Int = 200, connectionsPerDestination: Int = 20,
@@ -172,6 +175,10 @@ public struct DeliveryConfiguration: Sendable {
     }
 
     /// The most specific route for `domain`, if any.
+    public func isLocal(_ domain: String) -> Bool {
+        !localDomains.isEmpty && localDomains.contains(domain.lowercased())
+    }
+
     public func route(for domain: String) -> Route? {
         routes.filter { $0.pattern.matches(domain) }.max { $0.pattern.specificity < $1.pattern.specificity }
     }

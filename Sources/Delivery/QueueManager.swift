@@ -43,14 +43,14 @@ public actor QueueManager {
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
                 logger: Logger, signer: DKIMSigner = DKIMSigner(keys: []),
-                onOutcome: DeliveryOutcomeHandler? = nil) {
+                onOutcome: DeliveryOutcomeHandler? = nil, localAgent: (any LocalDeliveryAgent)? = nil) {
         self.spool = spool
         self.signer = signer
         self.onOutcome = onOutcome
         self.config = config
         self.logger = logger
         self.scheduler = DeliveryScheduler(config: config)
-        self.deliverer = Deliverer(config: config, resolver: resolver, group: group, logger: logger)
+        self.deliverer = Deliverer(config: config, resolver: resolver, group: group, logger: logger, local: localAgent)
         self.log = DeliveryLog(path: config.logPath, maxBytes: config.logMaxBytes)
         self.bounces = BounceBuilder(hostname: config.heloName)
         // What this node last learnt about paused campaigns holds their mail from the start.
@@ -267,7 +267,8 @@ public actor QueueManager {
                     message: message, declared8BitMIME: envelope.body == "8BITMIME", smtputf8: envelope.smtputf8,
                     dsnRet: envelope.dsnRet, dsnEnvid: envelope.dsnEnvid)
                 result = attempt.indices.isEmpty ? AttemptResult(outcomes: [], tls: false)
-                                                 : await deliverer.attempt(domain: attempt.recipientDomain, tx: tx)
+                                                 : await deliverer.attempt(domain: attempt.recipientDomain, tx: tx,
+                                                                           id: attempt.id)
             } catch {
                 // The message vanished (held/deleted meanwhile) or is unreadable.
                 await self.abandon(attempt, error: error)

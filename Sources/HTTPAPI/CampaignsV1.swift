@@ -104,6 +104,8 @@ public struct CampaignsV1: Sendable {
         var cancelled: Int64
         /// Recipients whose message the postmaster holds (`herald queue hold`).
         var held: Int64
+        /// Complaints (feedback reports) received about the campaign's messages.
+        var complained: Int64
         var chunks: Int64
         var chunks_done: Int64
         /// Recipients without a final outcome yet (total - skipped - sent - bounced -
@@ -130,6 +132,7 @@ public struct CampaignsV1: Sendable {
             skipped = s.skipped
             cancelled = s.cancelledTotal
             held = s.held
+            complained = s.complained
             chunks = s.chunks
             chunks_done = s.chunksDone
             remaining = s.remaining
@@ -141,7 +144,8 @@ public struct CampaignsV1: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, held, chunks,
+            case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, held,
+                 complained, chunks,
                  chunks_done, remaining, rate_per_minute, estimated_completion, started_at, finished_at, completion
         }
 
@@ -150,7 +154,8 @@ public struct CampaignsV1: Sendable {
             try c.encode(status, forKey: .status)
             for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
                                  (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
-                                 (.skipped, skipped), (.cancelled, cancelled), (.held, held), (.chunks, chunks),
+                                 (.skipped, skipped), (.cancelled, cancelled), (.held, held), (.complained, complained),
+                                 (.chunks, chunks),
                                  (.chunks_done, chunks_done), (.remaining, remaining)] {
                 try c.encode(value, forKey: key)
             }

@@ -24,6 +24,7 @@ public enum HTTPAPI {
             ListsV1(stores: stores).add(to: v1)
             SubscribersV1(stores: stores).add(to: v1)
             SuppressionsV1(stores: stores).add(to: v1)
+            BouncesV1(stores: stores).add(to: v1)
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)

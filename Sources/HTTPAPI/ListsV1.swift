@@ -13,6 +13,7 @@ public struct HTTPStores: Sendable {
     public let lists: ListStore
     public let subscribers: SubscriberStore
     public let suppressions: SuppressionStore
+    public let bounces: BounceStore
     public let campaigns: CampaignStore
     /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
     /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
@@ -31,6 +32,7 @@ public struct HTTPStores: Sendable {
         lists = ListStore(db)
         subscribers = SubscriberStore(db)
         suppressions = SuppressionStore(db)
+        bounces = BounceStore(db)
         campaigns = CampaignStore(db, chunkSize: expander?.store.chunkSize ?? 1000)
         self.expander = expander
     }

@@ -1,6 +1,9 @@
+import Campaigns
+import CampaignStore
 import DKIM
 import Delivery
 import Foundation
+import MailFormat
 import Spool
 import NIOCore
 import SMTPClient
@@ -61,6 +64,9 @@ public struct HeraldConfig: Sendable {
     public var databaseURL: String?
     /// `[[dkim]]`: the signing keys, loaded (``DKIMSigner`` picks them by From domain).
     public var dkimKeys: [DKIMKey]
+    /// `[bounce]`: the return-path domains whose mail Herald consumes as bounces and
+    /// complaints, with the classification table loaded; nil = no bounce processing.
+    public var bounce: BounceSettings?
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -135,7 +141,7 @@ public struct HeraldConfig: Sendable {
         let spool = raw.spool ?? RawConfig.Spool()
         let log = raw.log ?? RawConfig.Log()
         let tls = raw.tls ?? RawConfig.TLS()
-        let config = HeraldConfig(
+        var config = HeraldConfig(
             hostname: hostname,
             spoolPath: spool.path ?? "var/spool",
             spoolCommitters: try positive(spool.committers ?? 32, "spool.committers"),
@@ -166,9 +172,15 @@ public struct HeraldConfig: Sendable {
             unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database),
-            dkimKeys: try dkimKeys(raw.dkim ?? []))
+            dkimKeys: try dkimKeys(raw.dkim ?? []),
+            bounce: try bounce(raw.bounce, source: source))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
+        }
+        config.delivery.localDomains = Set(config.bounce?.domains ?? [])
+        if config.bounce != nil && config.databaseURL == nil {
+            throw ConfigError("bounce: bounce and complaint processing records in the campaign database; "
+                              + "set [database] url (or HERALD_DATABASE_URL)")
         }
         if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
             // Not fatal: a submission listener without users simply refuses everyone.
@@ -321,6 +333,80 @@ public struct HeraldConfig: Sendable {
             keys.append(key)
         }
         return keys
+    }
+
+    /// `[bounce]`: `domains` (required, at least one), `classes` (the classification
+    /// table; default `bounce-classes.toml` beside the config file), `soft_bounce_limit`
+    /// (3) soft bounces within `soft_bounce_days` (7) suppress an address.
+    static func bounce(_ raw: RawConfig.Bounce?, source: String) throws(ConfigError) -> BounceSettings? {
+        guard let raw else { return nil }
+        var domains: [String] = []
+        for d in raw.domains ?? [] {
+            let domain = d.lowercased()
+            guard !domain.isEmpty, !domain.contains("@"), !domain.contains("*"),
+                  AddressSyntax.isDomain(Array(domain.utf8)[...]) else {
+                throw ConfigError("bounce.domains: \"\(d)\" is not a domain name")
+            }
+            domains.append(domain)
+        }
+        guard !domains.isEmpty else { throw ConfigError("bounce.domains: name at least one return-path domain") }
+        let directory = source.contains("/") ? String(source[..<source.lastIndex(of: "/")!]) : "."
+        let path = raw.classes ?? directory + "/bounce-classes.toml"
+        return BounceSettings(domains: domains, classifier: BounceClassifier(classes: try bounceClasses(path: path)),
+                              softBounces: SoftBounceLimit(
+                                limit: try positive(raw.soft_bounce_limit ?? 3, "bounce.soft_bounce_limit"),
+                                days: try positive(raw.soft_bounce_days ?? 7, "bounce.soft_bounce_days")))
+    }
+
+    /// The bounce classification table (`[[class]]` entries, see conf/bounce-classes.toml).
+    public static func bounceClasses(path: String) throws(ConfigError) -> [BounceClass] {
+        struct File: Decodable {
+            struct Class: Decodable {
+                var category: String
+                var hard: Bool
+                var statuses: [String]?
+                var phrases: [String]?
+            }
+            var `class`: [Class]?
+        }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("bounce.classes: cannot read \(path): \(error.localizedDescription)")
+        }
+        let file: File
+        do {
+            file = try TOMLDecoder(strictDecoding: true).decode(File.self, from: text)
+        } catch let error as UnexpectedKeysError {
+            let names = error.keys.values.map { $0.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".") }
+            throw ConfigError("\(path): unknown key(s): \(names.sorted().joined(separator: ", "))")
+        } catch let error as DecodingError {
+            throw ConfigError("\(path): \(describe(error))")
+        } catch {
+            throw ConfigError("\(path): \(error)")
+        }
+        var classes: [BounceClass] = []
+        for (i, c) in (file.class ?? []).enumerated() {
+            guard !c.category.isEmpty, c.category.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw ConfigError("\(path): class[\(i)].category: letters, digits, - and _ only")
+            }
+            for status in c.statuses ?? [] {
+                let parts = status.split(separator: ".", omittingEmptySubsequences: false)
+                let valid = (2...3).contains(parts.count) && ["2", "4", "5"].contains(parts[0])
+                    && parts.dropFirst().enumerated().allSatisfy { j, p in
+                        (p.isEmpty && j == parts.count - 2) || (!p.isEmpty && p.count <= 3 && p.allSatisfy(\.isNumber))
+                    }
+                    && (parts.count == 3 || status.hasSuffix("."))
+                guard valid else {
+                    throw ConfigError("\(path): class[\(i)].statuses: \"\(status)\" is not a status code (5.1.1) or prefix (5.1. or 5.)")
+                }
+            }
+            classes.append(BounceClass(category: c.category, hard: c.hard, statuses: c.statuses ?? [],
+                                       phrases: (c.phrases ?? []).filter { !$0.isEmpty }))
+        }
+        guard !classes.isEmpty else { throw ConfigError("\(path): no [[class]] entries") }
+        return classes
     }
 
     static func env(_ value: String?) throws(ConfigError) -> String? {
@@ -506,6 +592,13 @@ struct RawConfig: Decodable {
         var algorithm: String?
     }
     var dkim: [DKIM]?
+    struct Bounce: Decodable {
+        var domains: [String]?
+        var classes: String?
+        var soft_bounce_limit: Int?
+        var soft_bounce_days: Int?
+    }
+    var bounce: Bounce?
     var http: HTTP?
     var api_key: [APIKey]?
     var database: Database?

@@ -38,6 +38,11 @@ public enum HeraldApp {
         let signer = DKIMSigner(keys: config.dkimKeys)
         // Delivery outcomes of campaign messages update the campaign counters (batched).
         let statsRecorder = database.map { CampaignStatsRecorder(db: $0, logger: logger) }
+        // Mail to the [bounce] domains is consumed by the intake, not relayed.
+        var bounceIntake: BounceIntake?
+        if let db = database, let bounce = config.bounce {
+            bounceIntake = BounceIntake(store: BounceStore(db), settings: bounce, logger: logger)
+        }
         if config.deliveryEnabled {
             let r = try CAresResolver(servers: config.dnsServers, timeout: .milliseconds(Int64(config.dnsTimeout * 1000)),
                                       logger: logger)
@@ -46,7 +51,8 @@ public enum HeraldApp {
                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger,
                                         signer: signer, onOutcome: statsRecorder.map { recorder in
                                             { @Sendable event in recorder.record(event) }
-                                        })
+                                        },
+                                        localAgent: bounceIntake)
         }
         defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
@@ -58,7 +64,7 @@ public enum HeraldApp {
                     allowPlaintextAuth: l.allowPlaintextAuth, authAvailable: !config.users.isEmpty,
                     maxMessageSize: config.maxMessageSize, maxRecipients: config.maxRecipients,
                     maxCommandLineLength: config.maxCommandLineLength, maxTextLineLength: config.maxTextLineLength,
-                    maxErrors: config.maxErrors),
+                    maxErrors: config.maxErrors, localDomains: Set(config.bounce?.domains ?? [])),
                 trustedNetworks: l.trustedNetworks,
                 tlsContext: l.tls == .off ? nil : tlsContext,
                 timeouts: SMTPTimeouts(command: seconds(config.commandTimeout), data: seconds(config.dataTimeout),
@@ -111,7 +117,8 @@ public enum HeraldApp {
                 // held when it was killed are taken back at once instead of after the lease.
                 let expander = CampaignExpander(db: db, writer: writer, publicURL: config.publicURL,
                                                 secret: unsubscribeKey, hostname: config.hostname,
-                                                node: "\(config.hostname):\(spool.path)", logger: logger)
+                                                node: "\(config.hostname):\(spool.path)",
+                                                returnPathDomains: config.bounce?.domains ?? [], logger: logger)
                 stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder, control: control)
                 ping = { (try? await db.query("SELECT 1")) != nil }
                 // Campaigns that were expanding when Herald stopped carry on from their
@@ -212,3 +219,4 @@ struct SMTPServerService: Service {
         await server.shutdown(grace: grace)
     }
 }
+

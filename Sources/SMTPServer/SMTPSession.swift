@@ -427,7 +427,13 @@ public struct SMTPSession: Sendable {
             state = .transaction(tx)
             return [error(reply)]
         }
-        guard relayPermitted else {
+        let local: Bool
+        if case .mailbox(let m) = path, !configuration.localDomains.isEmpty {
+            local = configuration.localDomains.contains(m.domain.lowercased())
+        } else {
+            local = false
+        }
+        guard relayPermitted || local else {
             let why = configuration.role == .submission || !configuration.authAvailable
                 ? "Relay access denied" : "Relay access denied; authenticate first"
             return reject(SMTPReply(554, EnhancedStatusCode(5, 7, 1), why))

@@ -49,6 +49,10 @@ public struct SMTPSessionConfiguration: Sendable {
     public var maxTextLineLength: Int
     /// Error replies tolerated in one session before it is closed with `421 4.7.0`.
     public var maxErrors: Int
+    /// Herald's own domains (`[bounce] domains`, lower-cased): recipients there are
+    /// accepted from any client, without relay rights, like a mail server's local
+    /// domains. Their mail is consumed by Herald (bounce and complaint processing).
+    public var localDomains: Set<String> = []
 
     public init(
         hostname: String = "localhost",
@@ -61,8 +65,10 @@ public struct SMTPSessionConfiguration: Sendable {
         maxRecipients: Int = 1000,
         maxCommandLineLength: Int = 512,
         maxTextLineLength: Int = 1000,
-        maxErrors: Int = 20
+        maxErrors: Int = 20,
+        localDomains: Set<String> = []
     ) {
+        self.localDomains = localDomains
         self.hostname = hostname
         self.role = role
         self.tls = tls

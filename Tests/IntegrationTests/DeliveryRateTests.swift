@@ -11,18 +11,24 @@ extension Integration {
     struct DeliveryRate {
         static let n = 10
 
-        /// The most arrivals in any half-open window [t, t + 1 s) starting at an arrival.
-        static func maxPerSecond(_ times: [Double]) -> (count: Int, at: Double) {
+        /// The most arrivals in any half-open window [t, t + `window`) starting at an arrival.
+        ///
+        /// The window is 0.9 s, not 1 s: the limiter spaces a domain's dispatches exactly
+        /// 1/N s apart, so N + 1 of them span exactly 1 s, and a dispatch that runs a few
+        /// milliseconds late (or a faster trip to the sink) would put N + 1 arrivals inside
+        /// a 1 s window without the rate being exceeded. N + 1 arrivals within 0.9 s still
+        /// mean a rate over N/s by more than 10 %, which any bypass of the throttle gives.
+        static func maxPerSecond(_ times: [Double], window: Double = 0.9) -> (count: Int, at: Double) {
             var best = (0, 0.0)
             var lo = 0
             for hi in times.indices {
-                while times[hi] - times[lo] >= 1.0 { lo += 1 }
+                while times[hi] - times[lo] >= window { lo += 1 }
                 if hi - lo + 1 > best.0 { best = (hi - lo + 1, times[lo]) }
             }
             return best
         }
 
-        @Test("rate.test at 10/s: 100 messages, never more than 10 in a second, average within 5 %")
+        @Test("rate.test at 10/s: 100 messages, never more than 10 in 0.9 s, average within 5 %")
         func throttleAccuracy() async throws {
             let sink = try await SinkProcess()
             defer { Task { await sink.stop() } }
@@ -53,7 +59,7 @@ extension Integration {
                 let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
                 func f(_ v: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", v) }
                 print("throttle accuracy: N=\(Self.n)/s, 100 messages in \(f(last - first)) s, average \(f(average))/s "
-                      + "(\(f((average / Double(Self.n) - 1) * 100, 2)) % off), peak \(peak) in a 1 s window "
+                      + "(\(f((average / Double(Self.n) - 1) * 100, 2)) % off), peak \(peak) in a 0.9 s window "
                       + "(at +\(f(at - first)) s), gaps \(f((gaps.min() ?? 0) * 1000, 1))–\(f((gaps.max() ?? 0) * 1000, 1)) ms; "
                       + "per second from the first: \(perSecond.map(String.init).joined(separator: ",")); "
                       + "submission took \(f(submitTime, 2)) s")

@@ -62,6 +62,9 @@ public actor CampaignExpander {
     /// How often a chunk being expanded looks at its campaign's status (a pause or
     /// cancel stops it within this time rather than at the end of the chunk).
     public nonisolated let statusInterval: Duration
+    /// `[bounce] domains`: a campaign whose From domain has one of them as its return-path
+    /// domain (``BounceSettings/returnPathDomain(for:among:)``) sends with it.
+    public nonisolated let returnPathDomains: [String]
     let logger: Logger
 
     private var running: [Int64: Task<ExpansionReport, any Error>] = [:]
@@ -69,7 +72,7 @@ public actor CampaignExpander {
     public init(db: PostgresClient, writer: SpoolWriter, publicURL: String, secret: [UInt8], hostname: String,
                 node: String = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UUID().uuidString.prefix(8))",
                 claimTimeout: TimeInterval = 300, concurrency: Int = 128, chunkSize: Int = 1000,
-                statusInterval: Duration = .milliseconds(250),
+                statusInterval: Duration = .milliseconds(250), returnPathDomains: [String] = [],
                 logger: Logger = Logger(label: "herald.campaigns.expander")) {
         precondition(secret.count >= UnsubscribeToken.minimumKeyLength, "unsubscribe secret too short")
         self.db = db
@@ -84,6 +87,7 @@ public actor CampaignExpander {
         self.claimTimeout = claimTimeout
         self.concurrency = max(1, concurrency)
         self.statusInterval = statusInterval
+        self.returnPathDomains = returnPathDomains.map { $0.lowercased() }
         self.logger = logger
     }
 
@@ -253,6 +257,9 @@ public actor CampaignExpander {
         let campaignText = String(campaign.id)
         let tenantText = tenant.description
         let sender = renderer.from.address
+        let returnPath = sender.split(separator: "@").last.flatMap {
+            BounceSettings.returnPathDomain(for: String($0), among: returnPathDomains)
+        }
         let now = Date()
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(recipients.count)
@@ -282,7 +289,8 @@ public actor CampaignExpander {
                     : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window)
                 let envelope = Envelope(
                     id: id, arrival: now,
-                    sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id),
+                    sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id,
+                                                           returnPathDomain: returnPath),
                     origin: EnvelopeOrigin(listener: "campaign", clientAddress: "expander",
                                            authenticatedUser: tenantText, helo: nil, tls: false),
                     recipients: [EnvelopeRecipient(address: recipient.variables.email)], body: "8BITMIME",
@@ -364,19 +372,20 @@ public actor CampaignExpander {
     /// The envelope sender (MAIL FROM, hence the DSN recipient) of the campaign's message
     /// to one subscriber, VERP-like: `<local>+c<campaign>-s<subscriber>@<domain>` of the
     /// campaign's from address, e.g. `news+c12-s3456@example.org`, so that a bounce
-    /// names the campaign and subscriber it is about even when the DSN is unparseable.
-    /// The domain (and its SPF/DMARC alignment) is the from address's; the domain's
-    /// mail server must accept `+` sub-addresses. The from address itself is returned
-    /// when the result would not be a plain dot-atom local part of at most 64 octets
-    /// (a quoted local part, say). Processing of inbound DSNs sent to these addresses
-    /// is not part of Herald yet.
-    public static func bounceAddress(_ from: String, campaign: Int64, subscriber: Int64) -> String {
+    /// names the campaign and subscriber it is about even when the DSN is unparseable
+    /// (``BounceAddress`` reads it back). The domain is `returnPathDomain` when given (a
+    /// `[bounce]` domain, whose mail Herald consumes), else the from address's; either
+    /// way it aligns with the From domain for SPF/DMARC. The from address itself is
+    /// returned when the result would not be a plain dot-atom local part of at most 64
+    /// octets (a quoted local part, say).
+    public static func bounceAddress(_ from: String, campaign: Int64, subscriber: Int64,
+                                     returnPathDomain: String? = nil) -> String {
         guard let at = from.lastIndex(of: "@"), at > from.startIndex else { return from }
         let local = from[..<at]
         guard !local.hasPrefix("\""), !local.contains("\\") else { return from }
         let tagged = "\(local)+c\(campaign)-s\(subscriber)"
         guard tagged.utf8.count <= 64 else { return from }
-        return tagged + from[at...]
+        return tagged + (returnPathDomain.map { "@" + $0 } ?? String(from[at...]))
     }
 
     // MARK: - Queue ids

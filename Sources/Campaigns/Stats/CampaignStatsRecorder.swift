@@ -71,7 +71,10 @@ extension DeliveryOutcomeEvent {
 /// old state and joins the one of its new state (``deltas(_:)``). So `deferred` counts
 /// the recipients deferred *now* (five deferrals count once; a later delivery takes it
 /// back), a replayed outcome changes nothing, and the counters add up to the rows in
-/// whatever order outcomes arrive.
+/// whatever order outcomes arrive. A row that reached `sent`, `bounced` or `failed`
+/// keeps it: its message is gone from the spool, so a later outcome for its queue id is
+/// a replay of the delivery log after a restart, which must not undo what the bounce
+/// intake (``BounceStore``) recorded since (`sent` → `bounced`).
 /// - a hard bounce (``CampaignDeliveryOutcome/isHardBounce``) also marks the tenant's
 ///   subscriber with that address `bounced` (from `active` or `unsubscribed`; a
 ///   `complained` one keeps its status) and suppresses the address for the tenant with
@@ -253,6 +256,8 @@ public actor CampaignStatsRecorder {
         var key: Key
         var old: String
         var new: String
+        /// `[campaign, subscriber]`.
+        var recipient: [Int64] = []
     }
 
     /// The counters follow the rows: each changed row leaves the counter of its old
@@ -333,23 +338,32 @@ public actor CampaignStatsRecorder {
                              WITH ORDINALITY AS u(tenant_id, campaign_id, subscriber_id, queue_id, state, reason, ord)
                         ORDER BY u.campaign_id, u.subscriber_id, u.ord DESC
                     ), old AS (
-                        SELECT r.campaign_id, r.subscriber_id, r.state FROM campaign_recipients r JOIN u
+                        SELECT r.tenant_id, r.campaign_id, r.subscriber_id, r.state FROM campaign_recipients r JOIN u
                           ON r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
                          AND r.tenant_id = u.tenant_id AND r.queue_id = u.queue_id
                         FOR UPDATE OF r
+                    ), changed AS (
+                        UPDATE campaign_recipients AS r SET state = u.state, reason = u.reason, updated_at = now()
+                        FROM u JOIN old ON old.campaign_id = u.campaign_id AND old.subscriber_id = u.subscriber_id
+                        WHERE r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
+                          AND old.state NOT IN ('sent', 'bounced', 'failed')
+                        RETURNING r.campaign_id, r.subscriber_id, r.state
                     )
-                    UPDATE campaign_recipients AS r SET state = u.state, reason = u.reason, updated_at = now()
-                    FROM u JOIN old ON old.campaign_id = u.campaign_id AND old.subscriber_id = u.subscriber_id
-                    WHERE r.campaign_id = u.campaign_id AND r.subscriber_id = u.subscriber_id
-                    RETURNING r.tenant_id, r.campaign_id, r.subscriber_id, old.state, r.state
+                    SELECT old.tenant_id, old.campaign_id, old.subscriber_id, old.state, coalesce(changed.state, old.state)
+                    FROM old LEFT JOIN changed
+                      ON changed.campaign_id = old.campaign_id AND changed.subscriber_id = old.subscriber_id
                     """, recipients).rows {
                     let tenant = try PGText.require(row, 0, PGText.int64), campaign = try PGText.require(row, 1, PGText.int64)
-                    matched.insert([campaign, try PGText.require(row, 2, PGText.int64)])
+                    let subscriber = try PGText.require(row, 2, PGText.int64)
+                    matched.insert([campaign, subscriber])
                     transitions.append(Transition(key: Key(tenant: tenant, campaign: campaign),
-                                                  old: try PGText.require(row, 3), new: try PGText.require(row, 4)))
+                                                  old: try PGText.require(row, 3), new: try PGText.require(row, 4),
+                                                  recipient: [campaign, subscriber]))
                 }
                 let deltas = Self.deltas(transitions)
-                let hard = Self.hardBounces(candidates.filter { matched.contains($0.1.key) }.map(\.0))
+                // Only outcomes that changed their row act on subscribers (not a replay).
+                let moved = Set(transitions.filter { $0.old != $0.new }.map(\.recipient))
+                let hard = Self.hardBounces(candidates.filter { moved.contains($0.1.key) }.map(\.0))
                 if !deltas.isEmpty {
                     let keys = Array(deltas.keys)
                     func column(_ k: KeyPath<Deltas, Int64>) -> String? { PGText.array(keys.map { deltas[$0]![keyPath: k] }) }
