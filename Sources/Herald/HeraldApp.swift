@@ -37,7 +37,9 @@ public enum HeraldApp {
         // Mail whose From domain has a key is signed once, before it is spooled (DSNs too).
         let signer = DKIMSigner(keys: config.dkimKeys)
         // Delivery outcomes of campaign messages update the campaign counters (batched).
-        let statsRecorder = database.map { CampaignStatsRecorder(db: $0, logger: logger) }
+        let statsRecorder = database.map {
+            CampaignStatsRecorder(db: $0, classifier: config.bounce?.classifier, logger: logger)
+        }
         // Mail to the [bounce] domains is consumed by the intake, not relayed.
         var bounceIntake: BounceIntake?
         if let db = database, let bounce = config.bounce {

@@ -61,6 +61,22 @@ struct BounceIntakeTests {
         #expect(verdict == BounceClassifier.Verdict(category: category, hard: hard), "\(status) \(text)")
     }
 
+    /// Delivery-time failures are judged by the same table as the reports that come later.
+    @Test func deliveryFailuresUseTheTable() {
+        func outcome(_ code: Int, _ enhanced: String?, _ reply: String) -> CampaignDeliveryOutcome {
+            CampaignDeliveryOutcome(queueID: "Q", recipient: "a@example.net", tenant: "1", campaign: "2",
+                                    result: .failed, code: code, enhanced: enhanced, firstAttempt: true,
+                                    wasDeferred: false, reply: reply)
+        }
+        let full = outcome(552, "5.2.2", "552 5.2.2 Mailbox full")
+        #expect(full.isHardBounce(by: nil), "without [bounce], 5.2.x is hard as before")
+        #expect(!full.isHardBounce(by: Self.classifier))
+        let unknown = outcome(550, "5.7.1", "550 5.7.1 <a@example.net>: Recipient address rejected: User unknown")
+        #expect(!unknown.isHardBounce(by: nil))
+        #expect(unknown.isHardBounce(by: Self.classifier))
+        #expect(!outcome(550, "5.7.1", "550 5.7.1 blocked using zen.spamhaus.org").isHardBounce(by: Self.classifier))
+    }
+
     @Test func statusPrefixesPreferTheLongestMatch() {
         let c = BounceClassifier(classes: [
             BounceClass(category: "wide", hard: false, statuses: ["5."]),

@@ -47,6 +47,15 @@ extension DeliveryOutcomeEvent {
         guard result == .failed, let enhanced else { return false }
         return enhanced.hasPrefix("5.1.") || enhanced.hasPrefix("5.2.")
     }
+
+    /// A hard bounce by the `[bounce]` classification table (``BounceClassifier``), the
+    /// one that classifies reports arriving later: so `552 5.2.2 mailbox full` is soft
+    /// here too, and `550 5.7.1 … user unknown` hard.
+    public func isHardBounce(by classifier: BounceClassifier?) -> Bool {
+        guard let classifier else { return isHardBounce }
+        guard result == .failed, isPermanentFailure else { return false }
+        return classifier.classify(status: enhanced, text: reply ?? "").hard
+    }
 }
 
 /// Turns delivery outcomes into per-campaign counters (`campaign_counters`).
@@ -75,7 +84,8 @@ extension DeliveryOutcomeEvent {
 /// keeps it: its message is gone from the spool, so a later outcome for its queue id is
 /// a replay of the delivery log after a restart, which must not undo what the bounce
 /// intake (``BounceStore``) recorded since (`sent` → `bounced`).
-/// - a hard bounce (``CampaignDeliveryOutcome/isHardBounce``) also marks the tenant's
+/// - a hard bounce (``CampaignDeliveryOutcome/isHardBounce(by:)``: by the `[bounce]`
+///   classification table when there is one, else 5.1.x and 5.2.x) also marks the tenant's
 ///   subscriber with that address `bounced` (from `active` or `unsubscribed`; a
 ///   `complained` one keeps its status) and suppresses the address for the tenant with
 ///   reason `bounced` (an existing suppression is kept), in the same transaction.
@@ -167,9 +177,13 @@ public actor CampaignStatsRecorder {
     public private(set) var batchesWritten = 0
     public private(set) var eventsWritten = 0
 
+    /// Decides which failures are hard bounces (`[bounce]`); nil: 5.1.x and 5.2.x are.
+    public let classifier: BounceClassifier?
+
     public init(db: PostgresClient, interval: Duration = .seconds(1), maxBuffered: Int = 1_000_000,
-                logger: Logger = Logger(label: "herald.campaigns.stats")) {
+                classifier: BounceClassifier? = nil, logger: Logger = Logger(label: "herald.campaigns.stats")) {
         self.db = db
+        self.classifier = classifier
         self.interval = interval
         self.maxBuffered = max(1, maxBuffered)
         self.logger = logger
@@ -278,9 +292,11 @@ public actor CampaignStatsRecorder {
     }
 
     /// The hard bounces among `events` (subscriber and suppression updates).
-    static func hardBounces(_ events: [CampaignDeliveryOutcome]) -> [(key: Key, email: String)] {
+    static func hardBounces(_ events: [CampaignDeliveryOutcome], classifier: BounceClassifier? = nil)
+        -> [(key: Key, email: String)]
+    {
         events.compactMap { event in
-            guard event.isHardBounce, let c = event.campaign.flatMap({ Int64($0) }),
+            guard event.isHardBounce(by: classifier), let c = event.campaign.flatMap({ Int64($0) }),
                   let t = event.tenant.flatMap({ Int64($0) }) else { return nil }
             let email = (try? SubscriberAddress.normalize(event.recipient).get()) ?? event.recipient.lowercased()
             return (Key(tenant: t, campaign: c), email)
@@ -325,6 +341,7 @@ public actor CampaignStatsRecorder {
             PGText.array(updates.map(\.subscriber)), PGText.textArray(updates.map(\.queueID)),
             PGText.textArray(updates.map(\.state)), PGText.textArray(updates.map(\.reason)),
         ]
+        let classifier = self.classifier
         do {
             let (matched, deltas): (Set<[Int64]>, [Key: Deltas]) = try await db.transaction { connection in
                 // The latest outcome per recipient, on the row that carries its queue id,
@@ -363,7 +380,8 @@ public actor CampaignStatsRecorder {
                 let deltas = Self.deltas(transitions)
                 // Only outcomes that changed their row act on subscribers (not a replay).
                 let moved = Set(transitions.filter { $0.old != $0.new }.map(\.recipient))
-                let hard = Self.hardBounces(candidates.filter { moved.contains($0.1.key) }.map(\.0))
+                let hard = Self.hardBounces(candidates.filter { moved.contains($0.1.key) }.map(\.0),
+                                            classifier: classifier)
                 if !deltas.isEmpty {
                     let keys = Array(deltas.keys)
                     func column(_ k: KeyPath<Deltas, Int64>) -> String? { PGText.array(keys.map { deltas[$0]![keyPath: k] }) }
