@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "CampaignStore",
             dependencies: [
-                "Postgres", "Rendering", "MailFormat", "Spool", "COpenSSLCrypto",
+                "DKIM", "Postgres", "Rendering", "MailFormat", "Spool", "COpenSSLCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

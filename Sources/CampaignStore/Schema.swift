@@ -28,6 +28,7 @@ public enum Schema {
         Migration(version: 4, name: "postmaster holds", sql: version4),
         Migration(version: 5, name: "suppression ids", sql: version5),
         Migration(version: 6, name: "bounce and complaint events", sql: version6),
+        Migration(version: 7, name: "tenant dkim keys", sql: version7),
     ]
 
     /// The newest version this build knows.
@@ -242,5 +243,21 @@ public enum Schema {
         CREATE INDEX bounce_events_tenant ON bounce_events (tenant_id, id);
         CREATE INDEX bounce_events_soft ON bounce_events (tenant_id, email, received_at) WHERE type = 'bounce' AND NOT hard;
         ALTER TABLE campaign_counters ADD COLUMN complained bigint NOT NULL DEFAULT 0;
+        """
+
+    /// DKIM keys made over the API (``DKIMKeyStore``): the private key sealed with
+    /// AES-256-GCM (``SecretSealer``), the public TXT record in clear.
+    static let version7 = """
+        CREATE TABLE dkim_keys (
+            id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id    bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            domain       text NOT NULL CHECK (domain = lower(domain)),
+            selector     text NOT NULL CHECK (selector = lower(selector)),
+            algorithm    text NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+            private_key  text NOT NULL,
+            record       text NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant_id, domain, selector)
+        );
         """
 }

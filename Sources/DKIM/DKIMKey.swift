@@ -120,8 +120,9 @@ public final class DKIMKey: @unchecked Sendable {
     }
 }
 
-enum SHA256 {
-    static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
+/// SHA-256 through libcrypto.
+public enum SHA256 {
+    public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         let ok = data.withContiguousStorageIfAvailable { buffer in

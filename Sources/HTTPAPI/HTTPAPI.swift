@@ -25,6 +25,7 @@ public enum HTTPAPI {
             SubscribersV1(stores: stores).add(to: v1)
             SuppressionsV1(stores: stores).add(to: v1)
             BouncesV1(stores: stores).add(to: v1)
+            if let keys = stores.dkimKeys { DKIMKeysV1(store: keys, signers: stores.tenantSigners).add(to: v1) }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)

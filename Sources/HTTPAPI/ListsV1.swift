@@ -23,11 +23,17 @@ public struct HTTPStores: Sendable {
     /// Carries pause, resume and cancel to this node's spool at once (other nodes follow
     /// within their control interval); nil: only the status changes here.
     public let control: CampaignControl?
+    /// Tenants' DKIM keys (`/v1/dkim-keys`); nil without an encryption secret to seal them.
+    public let dkimKeys: DKIMKeyStore?
+    /// Told when a tenant's keys change, so its next message is signed with them.
+    public let tenantSigners: TenantDKIMSigners?
 
     public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
-                control: CampaignControl? = nil) {
+                control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil) {
         self.statsRecorder = statsRecorder
         self.control = control
+        self.dkimKeys = sealer.map { DKIMKeyStore(db, sealer: $0) }
+        self.tenantSigners = tenantSigners
         tenants = TenantStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)

@@ -62,6 +62,8 @@ public struct HeraldConfig: Sendable {
     public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
     public var databaseURL: String?
+    /// `[database] encryption_secret`; nil = a random key kept in the spool.
+    public var encryptionSecret: String?
     /// `[[dkim]]`: the signing keys, loaded (``DKIMSigner`` picks them by From domain).
     public var dkimKeys: [DKIMKey]
     /// `[bounce]`: the return-path domains whose mail Herald consumes as bounces and
@@ -172,16 +174,13 @@ public struct HeraldConfig: Sendable {
             unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database),
+            encryptionSecret: try encryptionSecret(raw.database),
             dkimKeys: try dkimKeys(raw.dkim ?? []),
             bounce: try bounce(raw.bounce, source: source))
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
         config.delivery.localDomains = Set(config.bounce?.domains ?? [])
-        if config.bounce != nil && config.databaseURL == nil {
-            throw ConfigError("bounce: bounce and complaint processing records in the campaign database; "
-                              + "set [database] url (or HERALD_DATABASE_URL)")
-        }
         if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
             // Not fatal: a submission listener without users simply refuses everyone.
         }
@@ -266,6 +265,16 @@ public struct HeraldConfig: Sendable {
     }
 
     /// `[database] url`, or HERALD_DATABASE_URL when the key is empty; nil = none.
+    /// `[database] encryption_secret`: seals secrets kept in the database (tenants' DKIM
+    /// keys); nil = a random key made once and kept in `<spool>/database.key`.
+    static func encryptionSecret(_ db: RawConfig.Database?) throws(ConfigError) -> String? {
+        guard let secret = try env(db?.encryption_secret), !secret.isEmpty else { return nil }
+        guard secret.utf8.count >= 32 else {
+            throw ConfigError("database.encryption_secret: at least 32 characters (e.g. openssl rand -base64 32)")
+        }
+        return secret
+    }
+
     static func databaseURL(_ db: RawConfig.Database?) throws(ConfigError) -> String? {
         if let url = try env(db?.url), !url.isEmpty { return url }
         if let url = ProcessInfo.processInfo.environment["HERALD_DATABASE_URL"], !url.isEmpty { return url }
@@ -584,6 +593,7 @@ struct RawConfig: Decodable {
     }
     struct Database: Decodable {
         var url: String?
+        var encryption_secret: String?
     }
     struct DKIM: Decodable {
         var domain: String

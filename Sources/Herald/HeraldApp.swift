@@ -40,10 +40,19 @@ public enum HeraldApp {
         let statsRecorder = database.map {
             CampaignStatsRecorder(db: $0, classifier: config.bounce?.classifier, logger: logger)
         }
-        // Mail to the [bounce] domains is consumed by the intake, not relayed.
+        // Mail to the [bounce] domains is consumed by the intake, not relayed. The intake
+        // records in the campaign database: without one the domains are not Herald's.
+        var config = config
         var bounceIntake: BounceIntake?
-        if let db = database, let bounce = config.bounce {
-            bounceIntake = BounceIntake(store: BounceStore(db), settings: bounce, logger: logger)
+        if let bounce = config.bounce {
+            if let db = database {
+                bounceIntake = BounceIntake(store: BounceStore(db), settings: bounce, logger: logger)
+            } else {
+                logger.error("[bounce] is set but there is no [database]: bounce processing is off",
+                             metadata: ["domains": "\(bounce.domains)"])
+                config.bounce = nil
+                config.delivery.localDomains = []
+            }
         }
         if config.deliveryEnabled {
             let r = try CAresResolver(servers: config.dnsServers, timeout: .milliseconds(Int64(config.dnsTimeout * 1000)),
@@ -108,7 +117,18 @@ public enum HeraldApp {
         services.append(.init(service: service))
         var campaignServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = config.httpAddress {
-            let writer = SpoolWriter(spool: spool, signer: signer, onCommit: { [queueManager] envelope in
+            // Tenants' own DKIM keys, sealed in the database under the encryption secret.
+            var sealer: SecretSealer?
+            var tenantSigners: TenantDKIMSigners?
+            if let db = database {
+                let s = SecretSealer(secret: try secretKey(config.encryptionSecret, file: spool.path + "/database.key",
+                                                           logger: logger))
+                sealer = s
+                tenantSigners = TenantDKIMSigners(store: DKIMKeyStore(db, sealer: s), base: config.dkimKeys,
+                                                  logger: logger)
+            }
+            let writer = SpoolWriter(spool: spool, signer: signer, tenantSigners: tenantSigners,
+                                     onCommit: { [queueManager] envelope in
                 await queueManager?.enqueue(envelope)
             })
             var stores: HTTPStores?
@@ -121,7 +141,8 @@ public enum HeraldApp {
                                                 secret: unsubscribeKey, hostname: config.hostname,
                                                 node: "\(config.hostname):\(spool.path)",
                                                 returnPathDomains: config.bounce?.domains ?? [], logger: logger)
-                stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder, control: control)
+                stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder, control: control,
+                                    sealer: sealer, tenantSigners: tenantSigners)
                 ping = { (try? await db.query("SELECT 1")) != nil }
                 // Campaigns that were expanding when Herald stopped carry on from their
                 // checkpoints; every 30 s, chunks whose lease expired on a dead node are taken over.
@@ -157,8 +178,13 @@ public enum HeraldApp {
     /// The unsubscribe-token key: `[http] unsubscribe_secret`, or a random key made once
     /// and kept in `<spool>/unsubscribe.key` (0600). Several nodes must share one: set it.
     static func unsubscribeKey(_ config: HeraldConfig, spoolPath: String, logger: Logger) throws -> [UInt8] {
-        if let secret = config.unsubscribeSecret { return Array(secret.utf8) }
-        let path = spoolPath + "/unsubscribe.key"
+        try secretKey(config.unsubscribeSecret, file: spoolPath + "/unsubscribe.key", logger: logger)
+    }
+
+    /// `configured` (a secret from the config), or a random 32-byte key made once and
+    /// kept in `path` (0600).
+    static func secretKey(_ configured: String?, file path: String, logger: Logger) throws -> [UInt8] {
+        if let secret = configured { return Array(secret.utf8) }
         if let data = FileManager.default.contents(atPath: path), data.count >= 32 { return Array(data) }
         var key = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
@@ -166,7 +192,7 @@ public enum HeraldApp {
         guard FileManager.default.createFile(atPath: path, contents: Data(key), attributes: [.posixPermissions: 0o600]) else {
             throw ConfigError("cannot write \(path)")
         }
-        logger.notice("made a new unsubscribe key", metadata: ["path": "\(path)"])
+        logger.notice("made a new secret key", metadata: ["path": "\(path)"])
         return key
     }
 

@@ -33,19 +33,27 @@ public enum DKIMVerification {
         return "--txt-record=\(name),\(parts.joined(separator: ","))"
     }
 
+    /// argv[1]: the port of a dnsmasq on 127.0.0.1 serving the TXT records, or the
+    /// records themselves as a JSON object (name → value).
     static let script = #"""
-        import sys, dkim, dns.resolver
-        port = int(sys.argv[1])
+        import sys, json, dkim, dns.resolver
+        source = sys.argv[1]
         message = sys.stdin.buffer.read()
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = ["127.0.0.1"]
-        resolver.port = port
-        def dnsfunc(name, timeout=5):
-            try:
-                answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-            except Exception:
-                return None
-            return b"".join(b"".join(r.strings) for r in answer)
+        if source.startswith("{"):
+            records = json.loads(source)
+            def dnsfunc(name, timeout=5):
+                value = records.get(name.decode().rstrip(".").lower())
+                return value.encode() if value is not None else None
+        else:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
+            resolver.port = int(source)
+            def dnsfunc(name, timeout=5):
+                try:
+                    answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+                except Exception:
+                    return None
+                return b"".join(b"".join(r.strings) for r in answer)
         d = dkim.DKIM(message)
         count = sum(1 for name, _ in d.headers if name.lower() == b"dkim-signature")
         results = []
@@ -60,13 +68,23 @@ public enum DKIMVerification {
         """#
 
     /// dkimpy's verdict on each `DKIM-Signature` of `message`, top first ("pass"/"fail");
-    /// empty when the message has none.
+    /// empty when the message has none. The keys come from the dnsmasq on `dnsPort`.
     public static func verify(_ message: [UInt8], dnsPort: Int) async throws -> [String] {
+        try await run(message, source: String(dnsPort))
+    }
+
+    /// The same, with the TXT records given here (name → value) instead of looked up in DNS.
+    public static func verify(_ message: [UInt8], records: [String: String]) async throws -> [String] {
+        try await run(message, source: String(decoding: try JSONSerialization.data(withJSONObject: records),
+                                               as: UTF8.self))
+    }
+
+    static func run(_ message: [UInt8], source: String) async throws -> [String] {
         let dir = try TemporaryDirectory.make(prefix: "herald-dkim")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/verify.py"
         try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let result = try await Python.run(path, [String(dnsPort)], stdin: message, timeout: 60)
+        let result = try await Python.run(path, [source], stdin: message, timeout: 60)
         guard result.termination.succeeded else { throw SubprocessError("dkimpy: \(result)") }
         return result.stdoutText.split(whereSeparator: \.isWhitespace).map(String.init)
     }

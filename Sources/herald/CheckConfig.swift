@@ -22,6 +22,14 @@ struct CheckConfig: ParsableCommand {
             print("warning: route \(route.pattern) sends its password over TLS without checking the certificate "
                   + "(tls_verify = false): anyone in the path can take it")
         }
+        if let bounce = config.bounce {
+            print("bounce: \(bounce.domains.joined(separator: ", ")); \(bounce.classifier.classes.count) classes; "
+                  + "\(bounce.softBounces.limit) soft bounces in \(bounce.softBounces.days) days suppress")
+            if config.databaseURL == nil {
+                print("warning: [bounce] needs the campaign database ([database] url or HERALD_DATABASE_URL); "
+                      + "without it herald serve does not process bounces")
+            }
+        }
         for key in config.dkimKeys {
             print("dkim: \(key.recordName) \(key.algorithm.rawValue)")
         }

@@ -17,7 +17,11 @@ struct HTTPListsFixture: Sendable {
     let keyA: String
     let keyB: String
     let tenantA: TenantID
+    let spool: Spool
     let makeRouter: @Sendable () -> Router<HeraldRequestContext>
+
+    /// Seals the tenants' DKIM keys in the fixture's database.
+    static let sealer = SecretSealer(secret: Array("http-lists-fixture-encryption-secret!".utf8))
 
     static func with(_ body: (HTTPListsFixture) async throws -> Void) async throws {
         try await StoreTestDB.with { db in
@@ -26,13 +30,14 @@ struct HTTPListsFixture: Sendable {
             let dir = NSTemporaryDirectory() + "herald-http-lists-" + UUID().uuidString
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let spool = try Spool(path: dir)
+            let signers = TenantDKIMSigners(store: DKIMKeyStore(db, sealer: sealer), base: [])
             let makeRouter: @Sendable () -> Router<HeraldRequestContext> = {
                 HTTPAPI.makeRouter(
-                    spool: spool, writer: SpoolWriter(spool: spool),
+                    spool: spool, writer: SpoolWriter(spool: spool, tenantSigners: signers),
                     verifier: StaticAPIKeys([(tenant: "config-tenant", sha256: APIKey.hash(HTTPListsFixture.configKey))]),
-                    hostname: "herald.test", stores: HTTPStores(db))
+                    hostname: "herald.test", stores: HTTPStores(db, sealer: sealer, tenantSigners: signers))
             }
-            try await body(HTTPListsFixture(db: db, keyA: issuedA.key, keyB: issuedB.key, tenantA: a.id,
+            try await body(HTTPListsFixture(db: db, keyA: issuedA.key, keyB: issuedB.key, tenantA: a.id, spool: spool,
                                             makeRouter: makeRouter))
         }
     }

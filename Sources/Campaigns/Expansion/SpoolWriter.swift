@@ -7,16 +7,20 @@ import Spool
 public struct SpoolWriter: Sendable {
     public let spool: Spool
     let signer: DKIMSigner
+    /// A database tenant's mail is signed with its own keys too (made over the API).
+    let tenantSigners: TenantDKIMSigners?
     let onCommit: @Sendable (Envelope) async -> Void
 
-    public init(spool: Spool, signer: DKIMSigner = DKIMSigner(keys: []),
+    public init(spool: Spool, signer: DKIMSigner = DKIMSigner(keys: []), tenantSigners: TenantDKIMSigners? = nil,
                 onCommit: @escaping @Sendable (Envelope) async -> Void = { _ in }) {
         self.spool = spool
         self.signer = signer
+        self.tenantSigners = tenantSigners
         self.onCommit = onCommit
     }
 
     public func commit(_ message: [UInt8], _ envelope: Envelope) async throws -> Envelope {
+        let signer = await tenantSigners?.signer(forTenant: envelope.tenant) ?? self.signer
         let signed = try signer.sign(message, now: envelope.arrival)
         let stored = try await spool.store(message: signed, envelope: envelope)
         await onCommit(stored)
