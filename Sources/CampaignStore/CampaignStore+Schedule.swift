@@ -169,9 +169,10 @@ extension CampaignStore {
                 [tenantParameter, PGText.array(source.listIDs)]).rows.map { try PGText.require($0, 0, PGText.int64) })
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
-                                            segment, segment_path, send_rate, send_window, time_zone)
+                                            segment, segment_path, send_rate, send_window, time_zone,
+                                            max_attempts)
                 SELECT tenant_id, $3, from_address, reply_to, subject, html, text, $4::bigint[], segment,
-                       segment_path, send_rate, send_window, time_zone
+                       segment_path, send_rate, send_window, time_zone, max_attempts
                 FROM campaigns WHERE tenant_id = $1 AND id = $2
                 RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), name,

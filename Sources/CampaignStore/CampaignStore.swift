@@ -25,6 +25,9 @@ public struct Campaign: Sendable, Equatable {
     public var sendRate: String?
     /// Delivery attempts of its messages start only inside this daily window.
     public var sendWindow: CampaignSendWindow?
+    /// A recipient still deferred on this attempt fails (with the configured limits, the
+    /// lowest applies); nil = only `[delivery]` / the route's `max_attempts`.
+    public var maxAttempts: Int? = nil
     /// The zone `send_at` was given in (`schedule`), and the window's default zone.
     public var timeZone: String
     public var status: CampaignStatus
@@ -57,10 +60,12 @@ public struct CampaignInput: Sendable, Equatable {
     public var segment: Segment??
     public var sendRate: String??
     public var sendWindow: CampaignSendWindow??
+    public var maxAttempts: Int??
 
     public init(name: String? = nil, from: String? = nil, replyTo: String? = nil, subject: String? = nil,
                 html: String? = nil, text: String? = nil, listIDs: [Int64]? = nil, segment: Segment?? = nil,
-                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil) {
+                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil, maxAttempts: Int?? = nil) {
+        self.maxAttempts = maxAttempts
         self.name = name
         self.from = from
         self.replyTo = replyTo
@@ -145,7 +150,8 @@ public struct CampaignStore: Sendable {
 
     static let columns = """
         c.id, c.tenant_id, c.name, c.from_address, c.reply_to, c.subject, c.html, c.text, c.list_ids, c.status,
-        c.started_at, c.finished_at, c.created_at, c.updated_at, c.segment, c.send_rate, c.send_window, c.time_zone
+        c.started_at, c.finished_at, c.created_at, c.updated_at, c.segment, c.send_rate, c.send_window, c.time_zone,
+        c.max_attempts
         """
 
     // MARK: - Create, read, update
@@ -158,14 +164,15 @@ public struct CampaignStore: Sendable {
                                        subject: subject, html: input.html.flatMap(Self.nonEmpty),
                                        text: input.text.flatMap(Self.nonEmpty), listIDs: input.listIDs ?? [],
                                        segment: input.segment ?? nil, sendRate: input.sendRate ?? nil,
-                                       sendWindow: input.sendWindow ?? nil)
+                                       sendWindow: input.sendWindow ?? nil, maxAttempts: input.maxAttempts ?? nil)
         let tenantParameter = tenant.parameter
         return try await db.transaction { connection in
             try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
-                                            segment, segment_path, send_rate, send_window)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[], $9::jsonb, $10::jsonpath, $11, $12::jsonb)
+                                            segment, segment_path, send_rate, send_window, max_attempts)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[], $9::jsonb, $10::jsonpath, $11, $12::jsonb,
+                        $13::int)
                 RETURNING \(Self.columns)
                 """, [tenantParameter, fields.name, fields.from, fields.replyTo, fields.subject, fields.html,
                       fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows[0]
@@ -204,14 +211,15 @@ public struct CampaignStore: Sendable {
             replyTo: input.replyTo.map(Self.nonEmpty) ?? current.replyTo, subject: input.subject ?? current.subject,
             html: input.html.map(Self.nonEmpty) ?? current.html, text: input.text.map(Self.nonEmpty) ?? current.text,
             listIDs: input.listIDs ?? current.listIDs, segment: input.segment ?? current.segment,
-            sendRate: input.sendRate ?? current.sendRate, sendWindow: input.sendWindow ?? current.sendWindow)
+            sendRate: input.sendRate ?? current.sendRate, sendWindow: input.sendWindow ?? current.sendWindow,
+            maxAttempts: input.maxAttempts ?? current.maxAttempts)
         let tenantParameter = tenant.parameter
         let row: [String?]?? = try await db.transaction { connection in
             try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
             let rows = try connection.query("""
                 UPDATE campaigns AS c SET name = $3, from_address = $4, reply_to = $5, subject = $6, html = $7,
                     text = $8, list_ids = $9::bigint[], segment = $10::jsonb, segment_path = $11::jsonpath,
-                    send_rate = $12, send_window = $13::jsonb, updated_at = now()
+                    send_rate = $12, send_window = $13::jsonb, max_attempts = $14::int, updated_at = now()
                 WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = 'draft' RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), fields.name, fields.from, fields.replyTo, fields.subject,
                       fields.html, fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows
@@ -405,10 +413,11 @@ public struct CampaignStore: Sendable {
         var segment: Segment?
         var sendRate: String?
         var sendWindow: CampaignSendWindow?
+        var maxAttempts: Int?
 
-        /// segment, segment_path, send_rate, send_window as query parameters.
+        /// segment, segment_path, send_rate, send_window, max_attempts as query parameters.
         var policyParameters: [String?] {
-            [segment?.jsonText, segment?.jsonPath, sendRate, sendWindow?.jsonText]
+            [segment?.jsonText, segment?.jsonPath, sendRate, sendWindow?.jsonText, maxAttempts.map(String.init)]
         }
     }
 
@@ -420,7 +429,7 @@ public struct CampaignStore: Sendable {
     /// ``TemplateValidationError`` (each issue names field, line and variable).
     static func validate(name: String, from: String, replyTo: String?, subject: String, html: String?, text: String?,
                          listIDs: [Int64], segment: Segment?, sendRate: String?,
-                         sendWindow: CampaignSendWindow?) throws -> Fields {
+                         sendWindow: CampaignSendWindow?, maxAttempts: Int? = nil) throws -> Fields {
         let name = try NameRules.validate(name, what: "name", limit: 500)
         do {
             _ = try MailAddress(parsing: from)
@@ -443,11 +452,14 @@ public struct CampaignStore: Sendable {
         guard listIDs.count <= 100 else { throw StoreError(.invalid, "list_ids: at most 100 lists") }
         if let sendRate { try CampaignSendWindow.validateRate(sendRate) }
         if let sendWindow { try sendWindow.validate() }
+        if let maxAttempts, !(1...100).contains(maxAttempts) {
+            throw StoreError(.invalid, "max_attempts: from 1 to 100 (got \(maxAttempts))")
+        }
         _ = try CampaignTemplate(subject: subject, html: html, text: text)
         var seen = Set<Int64>()
         return Fields(name: name, from: from, replyTo: replyTo, subject: subject, html: html, text: text,
                       listIDs: listIDs.filter { seen.insert($0).inserted }, segment: segment, sendRate: sendRate,
-                      sendWindow: sendWindow)
+                      sendWindow: sendWindow, maxAttempts: maxAttempts)
     }
 
     /// Every list must be the tenant's (another tenant's list reads as not found).
@@ -469,6 +481,7 @@ public struct CampaignStore: Sendable {
                  text: row[7], listIDs: PGText.int64Array(row[8]),
                  segment: try PGText.optional(row, 14, Segment.init(jsonText:)), sendRate: row[15],
                  sendWindow: try PGText.optional(row, 16, CampaignSendWindow.init(jsonText:)),
+                 maxAttempts: try PGText.optional(row, 18, { Int($0) }),
                  timeZone: try PGText.require(row, 17), status: try PGText.require(row, 9, CampaignStatus.init(rawValue:)),
                  startedAt: PGText.timestamp(row[10]), finishedAt: PGText.timestamp(row[11]),
                  createdAt: try PGText.require(row, 12, PGText.timestamp),

@@ -28,7 +28,7 @@ public enum Schema {
         Migration(version: 4, name: "postmaster holds", sql: version4),
         Migration(version: 5, name: "suppression ids", sql: version5),
         Migration(version: 6, name: "bounce and complaint events", sql: version6),
-        Migration(version: 7, name: "tenant dkim keys", sql: version7),
+        Migration(version: 7, name: "tenant dkim keys and campaign max attempts", sql: version7),
     ]
 
     /// The newest version this build knows.
@@ -246,7 +246,8 @@ public enum Schema {
         """
 
     /// DKIM keys made over the API (``DKIMKeyStore``): the private key sealed with
-    /// AES-256-GCM (``SecretSealer``), the public TXT record in clear.
+    /// AES-256-GCM (``SecretSealer``), the public TXT record in clear. A campaign's own
+    /// `max_attempts` (its messages carry it in their send policy).
     static let version7 = """
         CREATE TABLE dkim_keys (
             id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -259,5 +260,6 @@ public enum Schema {
             created_at   timestamptz NOT NULL DEFAULT now(),
             UNIQUE (tenant_id, domain, selector)
         );
+        ALTER TABLE campaigns ADD COLUMN max_attempts integer CHECK (max_attempts BETWEEN 1 AND 100);
         """
 }

@@ -550,7 +550,10 @@ struct DeliveryScheduler {
                                                status: reply.enhanced?.description ?? "5.0.0", remoteMTA: result.mxHost,
                                                diagnostic: reply.description, lastAttempt: now))
             case .deferred(let reply):
-                let maxAttempts = config.route(for: Self.domain(of: r.address))?.maxAttempts ?? config.retry.maxAttempts
+                // The route's limit (else the global one) and the message's own (a
+                // campaign's max_attempts): the lowest applies.
+                let configured = config.route(for: Self.domain(of: r.address))?.maxAttempts ?? config.retry.maxAttempts
+                let maxAttempts = [configured, entry.envelope.sendPolicy?.maxAttempts].compactMap { $0 }.min()
                 let expired = now.timeIntervalSince(entry.envelope.arrival) >= config.retry.maxLifetime
                 if expired || maxAttempts.map({ r.attempts >= $0 }) == true {
                     r.state = .failed

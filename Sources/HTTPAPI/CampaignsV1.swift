@@ -36,6 +36,7 @@ public struct CampaignsV1: Sendable {
         var segment: TemplateValue?
         var send_rate: String?
         var send_window: CampaignSendWindow?
+        var max_attempts: Int?
         var time_zone: String
         var status: String
         var started_at: Date?
@@ -55,6 +56,7 @@ public struct CampaignsV1: Sendable {
             segment = c.segment?.json
             send_rate = c.sendRate
             send_window = c.sendWindow
+            max_attempts = c.maxAttempts
             time_zone = c.timeZone
             status = c.status.rawValue
             started_at = c.startedAt
@@ -64,8 +66,8 @@ public struct CampaignsV1: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, time_zone,
-                 status, started_at, finished_at, created_at, updated_at
+            case id, name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, max_attempts,
+                 time_zone, status, started_at, finished_at, created_at, updated_at
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -81,6 +83,7 @@ public struct CampaignsV1: Sendable {
             try c.encode(segment, forKey: .segment)
             try c.encode(send_rate, forKey: .send_rate)
             try c.encode(send_window, forKey: .send_window)
+            try c.encode(max_attempts, forKey: .max_attempts)
             try c.encode(time_zone, forKey: .time_zone)
             try c.encode(status, forKey: .status)
             try c.encode(started_at, forKey: .started_at)
@@ -167,8 +170,8 @@ public struct CampaignsV1: Sendable {
         }
     }
 
-    /// A create or update body. `segment`, `send_rate` and `send_window` tell "left out"
-    /// (keep) from `null` (clear) on update.
+    /// A create or update body. `segment`, `send_rate`, `send_window` and `max_attempts`
+    /// tell "left out" (keep) from `null` (clear) on update.
     struct Body: Decodable {
         var name: String?
         var from: String?
@@ -180,9 +183,10 @@ public struct CampaignsV1: Sendable {
         var segment: TemplateValue??
         var send_rate: String??
         var send_window: CampaignSendWindow??
+        var max_attempts: Int??
 
         enum CodingKeys: String, CodingKey {
-            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window
+            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, max_attempts
         }
 
         init(from decoder: any Decoder) throws {
@@ -202,6 +206,7 @@ public struct CampaignsV1: Sendable {
             segment = try nullable(TemplateValue.self, .segment)
             send_rate = try nullable(String.self, .send_rate)
             send_window = try nullable(CampaignSendWindow.self, .send_window)
+            max_attempts = try nullable(Int.self, .max_attempts)
         }
 
         func input() throws -> CampaignInput {
@@ -211,7 +216,7 @@ public struct CampaignsV1: Sendable {
             }
             return CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
                                  listIDs: list_ids, segment: segmentInput, sendRate: send_rate,
-                                 sendWindow: send_window)
+                                 sendWindow: send_window, maxAttempts: max_attempts)
         }
     }
 

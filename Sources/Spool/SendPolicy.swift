@@ -10,8 +10,12 @@ public struct SendPolicy: Codable, Sendable, Equatable {
     public var rateKey: String?
     /// Attempts start only while this window is open.
     public var window: SendWindow?
+    /// A recipient still deferred on this attempt fails (a campaign's `max_attempts`;
+    /// the lowest of this and the configured limits applies).
+    public var maxAttempts: Int?
 
-    public init(rate: Rate? = nil, rateKey: String? = nil, window: SendWindow? = nil) {
+    public init(rate: Rate? = nil, rateKey: String? = nil, window: SendWindow? = nil, maxAttempts: Int? = nil) {
+        self.maxAttempts = maxAttempts
         self.rate = rate
         self.rateKey = rateKey
         self.window = window

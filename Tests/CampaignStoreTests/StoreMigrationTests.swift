@@ -7,8 +7,9 @@ import Testing
 
 @Suite("Store migrations", .enabled(if: PostgresServer.isAvailable))
 struct StoreMigrationTests {
-    static let tables = ["api_keys", "campaign_chunks", "campaign_counters", "campaign_recipients", "campaigns",
-                         "list_members", "lists", "schema_migrations", "subscribers", "suppressions", "tenants"]
+    static let tables = ["api_keys", "bounce_events", "campaign_chunks", "campaign_counters", "campaign_recipients",
+                         "campaigns", "dkim_keys", "list_members", "lists", "schema_migrations", "subscribers",
+                         "suppressions", "tenants"]
 
     @Test func migrationIsAppliedOnceAndIsIdempotent() async throws {
         try await StoreTestDB.with(migrated: false) { db in
@@ -28,7 +29,8 @@ struct StoreMigrationTests {
                 "SELECT version, name, applied_at IS NOT NULL FROM schema_migrations ORDER BY version")
             #expect(recorded == [["1", "campaign store", "t"], ["2", "segments and retries", "t"],
                                  ["3", "campaigns end with their mail", "t"], ["4", "postmaster holds", "t"],
-                                 ["5", "suppression ids", "t"]])
+                                 ["5", "suppression ids", "t"], ["6", "bounce and complaint events", "t"],
+                                 ["7", "tenant dkim keys and campaign max attempts", "t"]])
         }
     }
 

@@ -141,8 +141,10 @@ struct CampaignSegmentRetryTests {
             input.sendWindow = .some(CampaignSendWindow(start: "09:00", end: "17:30", timeZone: "Europe/Paris",
                                                         days: ["mon", "tue", "wed", "thu", "fri"],
                                                         recipientTimeZone: true))
+            input.maxAttempts = .some(3)
             let campaign = try await store.create(tenant: f.tenant, input)
             #expect(campaign.sendRate == "10/s" && campaign.sendWindow?.recipientTimeZone == true)
+            #expect(campaign.maxAttempts == 3)
             _ = try await store.send(tenant: f.tenant, id: campaign.id)
             _ = try await f.expander().run(campaign: campaign.id)
             let envelopes = try f.spooled(campaign: campaign.id)
@@ -154,6 +156,7 @@ struct CampaignSegmentRetryTests {
                 #expect(policy.window?.timeZone == zone, "\(envelope.recipients[0].address)")
                 #expect(policy.window?.start == "09:00" && policy.window?.end == "17:30")
                 #expect(policy.window?.days == ["mon", "tue", "wed", "thu", "fri"])
+                #expect(policy.maxAttempts == 3)
             }
             // Bad rates and windows are refused when the campaign is saved, naming the field.
             for (rate, window, message) in [

@@ -189,6 +189,31 @@ import Testing
         #expect(results.count(where: { $0 == .expired }) == 2 && results.count == 4, "\(results)")
     }
 
+    @Test("a message's own max_attempts (a campaign's): the lowest of it and the configured limit applies")
+    func maxAttemptsOfTheMessage() {
+        var s = DeliveryScheduler(config: Self.config { $0.retry.maxAttempts = 3 })
+        var tight = Self.envelope(["a@x.test"])
+        tight.sendPolicy = SendPolicy(maxAttempts: 2)
+        var loose = Self.envelope(["b@y.test"])
+        loose.sendPolicy = SendPolicy(maxAttempts: 10)
+        s.add(tight, now: Self.t0)
+        s.add(loose, now: Self.t0)
+        var now = Self.t0
+        var expiredAt: [String: Int] = [:]
+        for round in 1...4 {
+            s.releaseDue(now: now)
+            for attempt in s.dispatch(now: now).attempts {
+                let done = s.completed(attempt, result: Self.result([.deferred(Self.later)]), began: now, now: now)
+                if s.beginWrite(attempt.id), let next = s.nextWrite(attempt.id) {
+                    _ = s.wrote(attempt.id, removed: next.done, done: next.done, stamp: { 1 }, now: now)
+                }
+                for e in done?.events ?? [] where e.result == .expired { expiredAt[e.recipient] = round }
+            }
+            now = now.addingTimeInterval(5000)
+        }
+        #expect(expiredAt == ["a@x.test": 2, "b@y.test": 3], "\(expiredAt)")
+    }
+
     @Test("a destination with no reachable host pauses without shrinking its window")
     func unreachable() {
         var s = DeliveryScheduler(config: Self.config())

@@ -246,6 +246,7 @@ public actor CampaignExpander {
         let rateKey = "campaign:\(campaign.id)"
         // Validated when the campaign was saved; the envelope carries the typed rate.
         let sendRate = campaign.sendRate.flatMap(Rate.init)
+        let maxAttempts = campaign.maxAttempts
         let sendWindow = campaign.sendWindow
         let campaignZone = campaign.timeZone
 
@@ -285,8 +286,9 @@ public actor CampaignExpander {
                 let id = CampaignExpander.deterministicQueueID(campaign: campaign.id, subscriber: recipient.id,
                                                                startedMicros: idMicros)
                 let window = sendWindow?.window(campaignZone: campaignZone, attributes: recipient.variables.attributes)
-                let policy = sendRate == nil && window == nil ? nil
-                    : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window)
+                let policy = sendRate == nil && window == nil && maxAttempts == nil ? nil
+                    : SendPolicy(rate: sendRate, rateKey: sendRate == nil ? nil : rateKey, window: window,
+                                 maxAttempts: maxAttempts)
                 let envelope = Envelope(
                     id: id, arrival: now,
                     sender: CampaignExpander.bounceAddress(sender, campaign: campaign.id, subscriber: recipient.id,
