@@ -96,7 +96,7 @@ public struct BounceStore: Sendable {
     /// - a bounce of a recipient recorded `sent` (or still waiting for its outcome to be
     ///   recorded, ``bounceable``) makes it `bounced` (its counter down by one,
     ///   `bounced` up by one);
-    /// - a complaint counts in the campaign's `complained`;
+    /// - a complaint counts in the campaign's `complained` (once per recipient);
     /// - a hard bounce, a complaint, or a soft bounce that makes `limit` soft bounces of
     ///   the address within `days` suppresses the address for the tenant (reason
     ///   `bounced` or `complained`; an existing suppression is kept) and marks the
@@ -154,10 +154,13 @@ public struct BounceStore: Sendable {
                 case .bounce:
                     break
                 case .complaint:
+                    // A recipient counts once, however many reports arrive about its message.
                     try connection.execute("""
                         UPDATE campaign_counters SET complained = complained + 1, updated_at = now()
-                        WHERE campaign_id = $1
-                        """, [campaign])
+                        WHERE campaign_id = $1 AND NOT EXISTS (
+                            SELECT 1 FROM bounce_events WHERE campaign_id = $1 AND subscriber_id = $2
+                              AND type = 'complaint' AND id <> $3)
+                        """, [campaign, subscriber, String(id)])
                 }
                 var suppress = event.type == .complaint || event.hard
                 if !suppress {

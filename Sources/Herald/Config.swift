@@ -81,11 +81,15 @@ public struct HeraldConfig: Sendable {
     }
 
     public static func parse(_ text: String, source: String = "config") throws(ConfigError) -> HeraldConfig {
-        let raw: RawConfig
+        try resolve(try decodeStrictly(RawConfig.self, text, source: source), source: source)
+    }
+
+    /// TOML into `T`, strictly: an unknown key is an error that names it.
+    static func decodeStrictly<T: Decodable>(_ type: T.Type, _ text: String, source: String) throws(ConfigError) -> T {
         do {
-            raw = try TOMLDecoder(strictDecoding: true).decode(RawConfig.self, from: text)
+            return try TOMLDecoder(strictDecoding: true).decode(T.self, from: text)
         } catch let error as UnexpectedKeysError {
-            let names = error.keys.values.map { $0.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".") }
+            let names = error.keys.values.map { $0.filter { $0.intValue == nil }.map(\.stringValue).joined(separator: ".") }
             throw ConfigError("\(source): unknown key(s): \(names.sorted().joined(separator: ", "))")
         } catch let error as TOMLParseError {
             throw ConfigError("\(source): TOML syntax error at line \(error.source.begin.line): \(error.description)")
@@ -94,7 +98,6 @@ public struct HeraldConfig: Sendable {
         } catch {
             throw ConfigError("\(source): \(error)")
         }
-        return try resolve(raw, source: source)
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -384,17 +387,7 @@ public struct HeraldConfig: Sendable {
         } catch {
             throw ConfigError("bounce.classes: cannot read \(path): \(error.localizedDescription)")
         }
-        let file: File
-        do {
-            file = try TOMLDecoder(strictDecoding: true).decode(File.self, from: text)
-        } catch let error as UnexpectedKeysError {
-            let names = error.keys.values.map { $0.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".") }
-            throw ConfigError("\(path): unknown key(s): \(names.sorted().joined(separator: ", "))")
-        } catch let error as DecodingError {
-            throw ConfigError("\(path): \(describe(error))")
-        } catch {
-            throw ConfigError("\(path): \(error)")
-        }
+        let file = try decodeStrictly(File.self, text, source: path)
         var classes: [BounceClass] = []
         for (i, c) in (file.class ?? []).enumerated() {
             guard !c.category.isEmpty, c.category.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {

@@ -87,16 +87,7 @@ public final class PostfixMX: @unchecked Sendable {
         guard r.termination.succeeded else {
             throw SubprocessError("postfix did not start: \(r)\n\(maillog())")
         }
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if (try? SMTPTestClient(port: port, timeout: 1)).map({ client in
-                defer { client.close() }
-                return (try? client.readReply().code) == 220
-            }) == true {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        if try await SMTPTestClient.waitForGreeting(port: port, timeout: 20) { return }
         await stop()
         throw SubprocessError("postfix did not answer on 127.0.0.1:\(port)\n\(maillog())")
     }

@@ -16,17 +16,8 @@ public final class PostfixSink: @unchecked Sendable {
         var arguments = ["-c", "127.0.0.1:\(port)", String(backlog)]
         if getuid() == 0 { arguments = ["-u", "postfix"] + arguments }
         process = try ChildProcess(executable: "smtp-sink", arguments: arguments)
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if (try? SMTPTestClient(port: port, timeout: 1)).map({ client in
-                defer { client.close() }
-                return (try? client.readReply().code) == 220
-            }) == true {
-                return
-            }
-            guard process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let process = self.process
+        if try await SMTPTestClient.waitForGreeting(port: port, timeout: 10, while: { process.isRunning }) { return }
         await process.killAndWait()
         throw SubprocessError("smtp-sink did not start on 127.0.0.1:\(port)")
     }

@@ -115,6 +115,24 @@ public final class SMTPTestClient: @unchecked Sendable {
         return a
     }
 
+    /// Polls 127.0.0.1:`port` until a server there greets with 220 (true), `timeout`
+    /// passes or `alive` says the server's process is gone (false).
+    public static func waitForGreeting(port: Int, timeout: Double,
+                                       while alive: () -> Bool = { true }) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? SMTPTestClient(port: port, timeout: 1)).map({ client in
+                defer { client.close() }
+                return (try? client.readReply().code) == 220
+            }) == true {
+                return true
+            }
+            guard alive() else { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     public func close() {
         if fd >= 0 {
             sysClose(fd)

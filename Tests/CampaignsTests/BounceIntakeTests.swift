@@ -330,6 +330,10 @@ struct BounceStoreTests {
             #expect(try await f.int("SELECT count(*) FROM suppressions WHERE email = 'user3@example.com' AND reason = 'complained'") == 1)
             #expect(try await f.db.query("SELECT state FROM campaign_recipients WHERE subscriber_id = $1", [String(s3)])[0][0]
                     == "sent", "a complaint is not a delivery failure")
+            // A second report about the same message is kept, but the recipient counts once.
+            outcomes = try await store.record([Self.event(c, s3, type: .complaint, hard: true, category: "complaint",
+                                                          source: "E")], softBounces: limit)
+            #expect(outcomes.first.map { if case .recorded = $0 { true } else { false } } == true)
 
             // Counters: s1 once and s2 once moved from sent to bounced (the second soft
             // bounce found the recipient bounced already); one complaint.
@@ -338,13 +342,14 @@ struct BounceStoreTests {
             #expect(stats.bounced == 2)
             #expect(stats.complained == 1)
 
-            // Listing: all four, in order, filtered by type and address; the tenant's only.
+            // Listing: all five, in order, filtered by type and address; the tenant's only.
             let all = try await store.events(tenant: f.tenant, after: nil, limit: 10)
             #expect(all.map(\.id).first == id)
-            #expect(all.map(\.email) == ["user1@example.com", "user2@example.com", "user2@example.com", "user3@example.com"])
-            #expect(all.map(\.suppressed) == [true, false, true, true])
+            #expect(all.map(\.email) == ["user1@example.com", "user2@example.com", "user2@example.com", "user3@example.com",
+                                          "user3@example.com"])
+            #expect(all.map(\.suppressed) == [true, false, true, true, true])
             #expect(try await store.events(tenant: f.tenant, type: .complaint, after: nil, limit: 10).map(\.email)
-                    == ["user3@example.com"])
+                    == ["user3@example.com", "user3@example.com"])
             #expect(try await store.events(tenant: f.tenant, email: "USER2@example.com", after: nil, limit: 10).count == 2)
             #expect(try await store.events(tenant: f.tenant, after: all[1].id, limit: 1).map(\.id) == [all[2].id])
             #expect(try await store.events(tenant: TenantID(f.tenant.rawValue + 1000), after: nil, limit: 10).isEmpty)
@@ -407,6 +412,60 @@ struct BounceStoreTests {
             #expect(try await f.int("SELECT count(*) FROM bounce_events") == 0)
             #expect(try await f.int("SELECT count(*) FROM suppressions WHERE reason = 'bounced'") == 0)
             #expect(try await f.db.query("SELECT status FROM subscribers WHERE id = $1", [String(stranger)])[0][0] == "active")
+        }
+    }
+}
+
+/// `[bounce]` and the classification file: what the config accepts and how it refuses.
+@Suite("Bounce configuration")
+struct BounceConfigTests {
+    static let table = HeraldProcess.packageRoot + "/conf/bounce-classes.toml"
+
+    static func parse(_ bounce: String, source: String = "test.toml") -> Result<HeraldConfig, ConfigError> {
+        Result { () throws(ConfigError) -> HeraldConfig in try HeraldConfig.parse(bounce, source: source) }
+    }
+
+    static func error(_ bounce: String) -> String {
+        if case .failure(let e) = parse(bounce) { return e.description }
+        return "(accepted)"
+    }
+
+    @Test func acceptedAndDefaults() throws {
+        let config = try Self.parse("[bounce]\ndomains = [\"Bounces.Example.org\"]\nclasses = \"\(Self.table)\"\n").get()
+        let bounce = try #require(config.bounce)
+        #expect(bounce.domains == ["bounces.example.org"])
+        #expect(bounce.softBounces == SoftBounceLimit(limit: 3, days: 7))
+        #expect(bounce.classifier.classes.map(\.category).contains("bad-mailbox"))
+        #expect(config.delivery.localDomains == ["bounces.example.org"])
+        // Without `classes`, the table next to the config file is used.
+        let sibling = try Self.parse("[bounce]\ndomains = [\"b.example.org\"]\n",
+                                source: HeraldProcess.packageRoot + "/conf/herald.toml").get()
+        #expect(sibling.bounce?.classifier.classes == bounce.classifier.classes)
+        #expect(try Self.parse("").get().bounce == nil)
+    }
+
+    @Test func refusals() throws {
+        #expect(Self.error("[bounce]\nclasses = \"\(Self.table)\"\n").contains("bounce.domains: name at least one"))
+        #expect(Self.error("[bounce]\ndomains = [\"*.example.org\"]\nclasses = \"\(Self.table)\"\n")
+                .contains("is not a domain name"))
+        #expect(Self.error("[bounce]\ndomains = [\"b.example.org\"]\nclasses = \"/nonexistent.toml\"\n")
+                .contains("cannot read /nonexistent.toml"))
+        #expect(Self.error("[bounce]\ndomains = [\"b.example.org\"]\nclasses = \"\(Self.table)\"\nsoft_bounce_limit = 0\n")
+                .contains("bounce.soft_bounce_limit"))
+        let dir = NSTemporaryDirectory() + "herald-bounce-classes-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (table, message) in [
+            ("[[class]]\ncategory = \"x\"\nhard = true\npattern = [\"a\"]\n", "unknown key(s): class.pattern"),
+            ("[[class]]\ncategory = \"x\"\nhard = true\nstatuses = [\"5.1\"]\n", "\"5.1\" is not a status code"),
+            ("[[class]]\ncategory = \"x\"\nhard = true\nstatuses = [\"6.1.1\"]\n", "\"6.1.1\" is not a status code"),
+            ("[[class]]\ncategory = \"bad mailbox\"\nhard = true\n", "category: letters, digits"),
+            ("# nothing\n", "no [[class]] entries"),
+        ] {
+            let path = dir + "/classes.toml"
+            try table.write(toFile: path, atomically: true, encoding: .utf8)
+            let e = Self.error("[bounce]\ndomains = [\"b.example.org\"]\nclasses = \"\(path)\"\n")
+            #expect(e.contains(message), "\(table): \(e)")
         }
     }
 }
