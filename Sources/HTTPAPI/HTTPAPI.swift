@@ -13,13 +13,15 @@ public enum HTTPAPI {
     public static func makeRouter(spool: Spool, writer: SpoolWriter, verifier: any APIKeyVerifier, hostname: String,
                                   databasePing: (@Sendable () async -> Bool)? = nil,
                                   stores: HTTPStores? = nil,
-                                  unsubscribeKey: [UInt8]? = nil) -> Router<HeraldRequestContext> {
+                                  unsubscribeKey: [UInt8]? = nil, maxMessageSize: Int = 25 * 1024 * 1024,
+                                  maxBodySize: Int = 32 * 1024 * 1024) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
-        MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions).add(to: v1)
+        MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions,
+                   maxMessageSize: maxMessageSize, maxBodySize: maxBodySize).add(to: v1)
         if let stores {
             ListsV1(stores: stores).add(to: v1)
             SubscribersV1(stores: stores).add(to: v1)

@@ -130,19 +130,33 @@ enum APIInput {
     /// attributes fits many times over). Larger bodies are a 413 problem.
     static let maxJSONBody = 1024 * 1024
 
-    /// Decodes a JSON body of at most `limit` bytes (413 beyond; 400 when malformed).
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = maxJSONBody) async throws -> T {
+    /// Decodes a JSON body of at most `limit` bytes (413 beyond; 400 when malformed; 415
+    /// when it is not sent as `application/json`, or a `+json` type).
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = maxJSONBody,
+                                     tooLarge: String = "for many subscribers, use POST /v1/lists/{id}/import with a CSV file")
+        async throws -> T
+    {
+        guard isJSON(request.headers[.contentType]) else {
+            throw Problem(.unsupportedMediaType, "Send the body as JSON with Content-Type: application/json (got "
+                + "\(request.headers[.contentType].map { "\"\($0)\"" } ?? "none")).")
+        }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw Problem(.contentTooLarge, "The request body is larger than \(limit) bytes; send less "
-                + "(for many subscribers, use POST /v1/lists/{id}/import with a CSV file).")
+            throw Problem(.contentTooLarge, "The request body is larger than \(limit) bytes; send less (\(tooLarge)).")
         }
         guard buffer.readableBytes > 0 else {
             throw Problem.badRequest("The request body is empty: send a JSON object (Content-Type: application/json).")
         }
         return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+    }
+
+    /// `application/json` or `application/<anything>+json`, parameters (charset) aside.
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let type = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
     }
 
     /// The path parameter `name` as a positive id. Anything else cannot name an object,

@@ -55,11 +55,18 @@ public struct MessagesV1: Sendable {
 
     /// The database tenants' suppression lists; nil without a database.
     let suppressions: SuppressionStore?
+    /// Each rendered message's limit (`smtp.max_message_size`, as over SMTP): 413 beyond.
+    let maxMessageSize: Int
+    /// The request body's limit (`http.max_body_size`): 413 beyond.
+    let maxBodySize: Int
 
-    public init(writer: SpoolWriter, hostname: String, suppressions: SuppressionStore? = nil) {
+    public init(writer: SpoolWriter, hostname: String, suppressions: SuppressionStore? = nil,
+                maxMessageSize: Int = 25 * 1024 * 1024, maxBodySize: Int = 32 * 1024 * 1024) {
         self.writer = writer
         self.hostname = hostname
         self.suppressions = suppressions
+        self.maxMessageSize = maxMessageSize
+        self.maxBodySize = maxBodySize
     }
 
     public func add(to group: RouterGroup<HeraldRequestContext>) {
@@ -69,7 +76,14 @@ public struct MessagesV1: Sendable {
     }
 
     func handle(_ request: Request, _ context: HeraldRequestContext) async throws -> Response {
-        let body = try await request.decode(as: Body.self, context: context)
+        let body = try await APIInput.decode(Body.self, from: request, limit: maxBodySize,
+                                             tooLarge: "http.max_body_size; split the recipients over several requests")
+        // A template already over the limit makes every message over it: refuse before rendering.
+        let templateSize = body.subject.utf8.count + (body.html?.utf8.count ?? 0) + (body.text?.utf8.count ?? 0)
+        guard templateSize <= maxMessageSize else {
+            throw Problem(.contentTooLarge, "The templates are \(templateSize) bytes; a message may be at most "
+                + "\(maxMessageSize) bytes (smtp.max_message_size).")
+        }
         guard !body.recipients.isEmpty else { throw Problem.unprocessable("recipients: give at least one recipient") }
         guard body.recipients.count <= Self.maxRecipients else {
             throw Problem.unprocessable("recipients: at most \(Self.maxRecipients) per request, got \(body.recipients.count)")
@@ -122,7 +136,15 @@ public struct MessagesV1: Sendable {
                                           attributes: r.attributes ?? [:], unsubscribeURL: r.unsubscribe_url)
             do {
                 let unsubscribe = r.unsubscribe_url.map { ListUnsubscribe(url: $0) }
-                rendered.append((r.email, try renderer.render(recipient: vars, listUnsubscribe: unsubscribe, date: now)))
+                let message = try renderer.render(recipient: vars, listUnsubscribe: unsubscribe, date: now)
+                guard message.bytes.count <= maxMessageSize else {
+                    throw Problem(.contentTooLarge, "recipients[\(i)] (\(r.email)): the message is "
+                        + "\(message.bytes.count) bytes; a message may be at most \(maxMessageSize) bytes "
+                        + "(smtp.max_message_size); nothing was queued")
+                }
+                rendered.append((r.email, message))
+            } catch let problem as Problem {
+                throw problem
             } catch {
                 errors.append("recipients[\(i)] (\(r.email)): \(error)")
                 if errors.count >= 100 { break }

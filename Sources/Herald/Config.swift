@@ -42,6 +42,7 @@ public struct HeraldConfig: Sendable {
     public var maxMessageSize: Int
     public var maxRecipients: Int
     public var maxErrors: Int
+    public var recipientOvershootLimit: Int
     public var maxCommandLineLength: Int
     public var maxTextLineLength: Int
     public var maxConnections: Int
@@ -58,6 +59,8 @@ public struct HeraldConfig: Sendable {
     /// The HTTP API's listener; nil = no HTTP server.
     public var httpAddress: (host: String, port: Int)?
     public var publicURL: String
+    /// `[http] max_body_size`: the largest `POST /v1/messages` body (413 beyond).
+    public var maxBodySize: Int
     /// Key of the unsubscribe tokens; nil = a random one kept in `<spool>/unsubscribe.key`.
     public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
@@ -159,6 +162,8 @@ public struct HeraldConfig: Sendable {
             maxMessageSize: try positive(smtp.max_message_size ?? 25 * 1024 * 1024, "smtp.max_message_size"),
             maxRecipients: try positive(smtp.max_recipients ?? 1000, "smtp.max_recipients"),
             maxErrors: try positive(smtp.max_errors ?? 20, "smtp.max_errors"),
+            recipientOvershootLimit: try notNegative(smtp.recipient_overshoot_limit ?? 1000,
+                                                     "smtp.recipient_overshoot_limit"),
             maxCommandLineLength: try atLeast(smtp.max_command_line ?? 512, 512, "smtp.max_command_line"),
             maxTextLineLength: try atLeast(smtp.max_text_line ?? 1000, 1000, "smtp.max_text_line"),
             maxConnections: try positive(smtp.max_connections ?? 1000, "smtp.max_connections"),
@@ -174,6 +179,7 @@ public struct HeraldConfig: Sendable {
             deliveryEnabled: raw.delivery?.enabled ?? true,
             httpAddress: try httpAddress(raw.http),
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
+            maxBodySize: try positive(raw.http?.max_body_size ?? 32 * 1024 * 1024, "http.max_body_size"),
             unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database),
@@ -430,6 +436,11 @@ public struct HeraldConfig: Sendable {
         return v
     }
 
+    static func notNegative(_ v: Int, _ key: String) throws(ConfigError) -> Int {
+        guard v >= 0 else { throw ConfigError("\(key): must be 0 or more") }
+        return v
+    }
+
     static func atLeast(_ v: Int, _ min: Int, _ key: String) throws(ConfigError) -> Int {
         guard v >= min else { throw ConfigError("\(key): must be at least \(min) (RFC 5321 §4.5.3.1)") }
         return v
@@ -497,6 +508,7 @@ struct RawConfig: Decodable {
         var max_message_size: Int?
         var max_recipients: Int?
         var max_errors: Int?
+        var recipient_overshoot_limit: Int?
         var max_command_line: Int?
         var max_text_line: Int?
         var max_connections: Int?
@@ -579,6 +591,7 @@ struct RawConfig: Decodable {
         var address: String?
         var public_url: String?
         var unsubscribe_secret: String?
+        var max_body_size: Int?
     }
     struct APIKey: Decodable {
         var tenant: String

@@ -75,7 +75,8 @@ public enum HeraldApp {
                     allowPlaintextAuth: l.allowPlaintextAuth, authAvailable: !config.users.isEmpty,
                     maxMessageSize: config.maxMessageSize, maxRecipients: config.maxRecipients,
                     maxCommandLineLength: config.maxCommandLineLength, maxTextLineLength: config.maxTextLineLength,
-                    maxErrors: config.maxErrors, localDomains: Set(config.bounce?.domains ?? [])),
+                    maxErrors: config.maxErrors, recipientOvershootLimit: config.recipientOvershootLimit,
+                    localDomains: Set(config.bounce?.domains ?? [])),
                 trustedNetworks: l.trustedNetworks,
                 tlsContext: l.tls == .off ? nil : tlsContext,
                 timeouts: SMTPTimeouts(command: seconds(config.commandTimeout), data: seconds(config.dataTimeout),
@@ -153,7 +154,8 @@ public enum HeraldApp {
             }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
-                                            unsubscribeKey: unsubscribeKey)
+                                            unsubscribeKey: unsubscribeKey, maxMessageSize: config.maxMessageSize,
+                                            maxBodySize: config.maxBodySize)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in

@@ -57,6 +57,8 @@ public struct SMTPSession: Sendable {
         var sender: ReversePath
         var recipients: [AcceptedRecipient] = []
         var rejectedRecipients = 0
+        /// `452 4.5.3` replies for recipients past `maxRecipients` in this transaction.
+        var overshoot = 0
         var body: String?
         var smtputf8 = false
         var dsnRet: String?
@@ -375,13 +377,20 @@ public struct SMTPSession: Sendable {
             return [error(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: nested MAIL command"))]
         }
         var tx = Transaction(sender: path)
+        var seen = Set<String>()
         for param in params {
+            guard seen.insert(param.keyword).inserted else {
+                return [error(SMTPReply(501, EnhancedStatusCode(5, 5, 4), "Duplicate \(param.keyword) parameter"))]
+            }
             switch param.keyword {
             case "SIZE":
-                guard let v = param.value, v.count <= 18, let size = Int(v), size >= 0 else {
+                // RFC 1870: size-value = 1*20DIGIT (no sign, no space).
+                guard let v = param.value, (1...20).contains(v.utf8.count),
+                      v.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+                else {
                     return [error(SMTPReply(501, EnhancedStatusCode(5, 5, 4), "Bad SIZE parameter"))]
                 }
-                if size > configuration.maxMessageSize {
+                if (Int(v) ?? Int.max) > configuration.maxMessageSize {
                     return [error(SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Message size exceeds fixed limit"))]
                 }
             case "BODY":
@@ -445,7 +454,17 @@ public struct SMTPSession: Sendable {
             return reject(SMTPReply(553, EnhancedStatusCode(5, 6, 7), "Non-ASCII address requires SMTPUTF8"))
         }
         guard tx.recipients.count < configuration.maxRecipients else {
-            return reject(SMTPReply(452, EnhancedStatusCode(4, 5, 3), "Too many recipients"))
+            // RFC 5321 §4.5.3.1.8: the client sends the rest in another transaction. A
+            // pipelining client learns of the limit only after sending them all, so
+            // these replies count as errors only past the overshoot allowance (Postfix's
+            // smtpd_recipient_overshoot_limit), and the accepted ones keep their DATA.
+            tx.overshoot += 1
+            let reply = SMTPReply(452, EnhancedStatusCode(4, 5, 3), "Too many recipients")
+            if tx.overshoot <= configuration.recipientOvershootLimit {
+                state = .transaction(tx)
+                return [.reply(reply)]
+            }
+            return reject(reply)
         }
         var recipient = AcceptedRecipient(mailbox: mailbox, notify: nil, orcpt: nil)
         for param in params {

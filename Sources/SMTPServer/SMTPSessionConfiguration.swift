@@ -49,6 +49,9 @@ public struct SMTPSessionConfiguration: Sendable {
     public var maxTextLineLength: Int
     /// Error replies tolerated in one session before it is closed with `421 4.7.0`.
     public var maxErrors: Int
+    /// `452 4.5.3` replies for recipients past `maxRecipients` that do not count as
+    /// errors, per transaction (a pipelining client's overshoot).
+    public var recipientOvershootLimit: Int = 1000
     /// Herald's own domains (`[bounce] domains`, lower-cased): recipients there are
     /// accepted from any client, without relay rights, like a mail server's local
     /// domains. Their mail is consumed by Herald (bounce and complaint processing).
@@ -66,8 +69,10 @@ public struct SMTPSessionConfiguration: Sendable {
         maxCommandLineLength: Int = 512,
         maxTextLineLength: Int = 1000,
         maxErrors: Int = 20,
+        recipientOvershootLimit: Int = 1000,
         localDomains: Set<String> = []
     ) {
+        self.recipientOvershootLimit = recipientOvershootLimit
         self.localDomains = localDomains
         self.hostname = hostname
         self.role = role

@@ -17,13 +17,13 @@ import HTTPAPI
         let spool: Spool
         let app: Application<RouterResponder<HeraldRequestContext>>
 
-        init() throws {
+        init(maxMessageSize: Int = 25 * 1024 * 1024, maxBodySize: Int = 32 * 1024 * 1024) throws {
             dir = NSTemporaryDirectory() + "herald-http-" + UUID().uuidString
             spool = try Spool(path: dir)
             let router = HTTPAPI.makeRouter(
                 spool: spool, writer: SpoolWriter(spool: spool),
                 verifier: StaticAPIKeys([(tenant: "tenant-a", sha256: APIKey.hash(HTTPMessagesTests.key))]),
-                hostname: "herald.test")
+                hostname: "herald.test", maxMessageSize: maxMessageSize, maxBodySize: maxBodySize)
             app = Application(router: router)
         }
 
@@ -148,5 +148,52 @@ import HTTPAPI
             }
         }
         #expect(try f.queued().isEmpty)
+    }
+
+    /// The limits of SMTP hold here too: each rendered message within `smtp.max_message_size`,
+    /// the body within `http.max_body_size`, and the body must be sent as JSON.
+    @Test func sizeLimitsAndMediaType() async throws {
+        let f = try Fixture(maxMessageSize: 4000, maxBodySize: 20_000)
+        defer { f.cleanup() }
+        let big = String(repeating: "x", count: 5000)
+        let grows = "{{attributes.blob}}"
+        let cases: [(ByteBuffer, HTTPFields, HTTPResponse.Status, String)] = [
+            // A template over the limit: refused before rendering.
+            (Self.json(["from": "a@x.test", "subject": "s", "text": big, "recipients": [["email": "b@y.test"]]]),
+             Self.auth, .contentTooLarge, "at most 4000 bytes (smtp.max_message_size)"),
+            // A variable that makes one recipient's message too large: nothing is queued.
+            (Self.json(["from": "a@x.test", "subject": "s", "text": grows, "recipients": [
+                ["email": "ok@y.test", "attributes": ["blob": "small"]],
+                ["email": "big@y.test", "attributes": ["blob": String(repeating: "y ", count: 2500)]],
+            ]]), Self.auth, .contentTooLarge, "recipients[1] (big@y.test)"),
+            // A body over http.max_body_size.
+            (Self.json(["from": "a@x.test", "subject": "s", "text": "t",
+                        "recipients": (0..<1000).map { ["email": "r\($0)@y.test"] }]),
+             Self.auth, .contentTooLarge, "larger than 20000 bytes"),
+            // JSON sent as something else, or without a type.
+            (Self.json(["from": "a@x.test", "subject": "s", "text": "t", "recipients": [["email": "b@y.test"]]]),
+             [.authorization: "Bearer \(Self.key)", .contentType: "text/plain"], .unsupportedMediaType, "\"text/plain\""),
+            (Self.json(["from": "a@x.test", "subject": "s", "text": "t", "recipients": [["email": "b@y.test"]]]),
+             [.authorization: "Bearer \(Self.key)"], .unsupportedMediaType, "application/json"),
+        ]
+        try await f.app.test(.router) { client in
+            for (body, headers, status, mention) in cases {
+                try await client.execute(uri: "/v1/messages", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == status, "\(mention)")
+                    let p = try Self.problem(response)
+                    #expect("\(p["detail"] ?? "")".contains(mention), "\(mention): \(p)")
+                }
+            }
+            // JSON with a charset, and a +json type, are JSON.
+            for type in ["application/json; charset=utf-8", "application/vnd.herald+json"] {
+                let body = Self.json(["from": "a@x.test", "subject": "s", "text": "t", "recipients": [["email": "b@y.test"]]])
+                try await client.execute(uri: "/v1/messages", method: .post,
+                                         headers: [.authorization: "Bearer \(Self.key)", .contentType: type],
+                                         body: body) { response in
+                    #expect(response.status == .accepted, "\(type)")
+                }
+            }
+        }
+        #expect(try f.queued().count == 2)
     }
 }

@@ -76,5 +76,44 @@ extension Integration {
                 }
             }
         }
+
+        /// `smtp.max_message_size` and `http.max_body_size` from the config reach the route.
+        @Test("the message size and body limits of the config apply to POST /v1/messages (413, nothing queued)")
+        func limitsFromTheConfig() async throws {
+            var options = DeliveryIT.options(enabled: false)
+            options.http = true
+            options.maxMessageSize = 20_000
+            options.extraHTTP = ["max_body_size = 100000"]
+            options.apiKeys = [(tenant: "acme", sha256: try await Self.sha256(Self.key))]
+            try await HeraldProcess.with(options) { herald in
+                let port = try await herald.httpPort()
+                let script = """
+                import json, sys, urllib.request, urllib.error
+                def post(payload, ctype="application/json"):
+                    req = urllib.request.Request("http://127.0.0.1:%s/v1/messages" % sys.argv[1],
+                        data=json.dumps(payload).encode(), method="POST",
+                        headers={"Content-Type": ctype, "Authorization": "Bearer " + sys.argv[2]})
+                    try:
+                        with urllib.request.urlopen(req, timeout=10) as r:
+                            return r.status, json.load(r).get("detail", "")
+                    except urllib.error.HTTPError as e:
+                        return e.code, json.load(e).get("detail", "")
+                one = [{"email": "a@x.http.test"}]
+                print(json.dumps([
+                    post({"from": "n@http.test", "subject": "s", "text": "x" * 30000, "recipients": one}),
+                    post({"from": "n@http.test", "subject": "s", "text": "t", "recipients": one * 0 +
+                          [{"email": "r%d@x.http.test" % i} for i in range(5000)]}),
+                    post({"from": "n@http.test", "subject": "s", "text": "t", "recipients": one}, "text/plain"),
+                    post({"from": "n@http.test", "subject": "s", "text": "t", "recipients": one}),
+                ]))
+                """
+                let r = try await Command.run("/usr/bin/env", ["python3", "-c", script, String(port), Self.key], timeout: 30)
+                let out = try #require(JSONSerialization.jsonObject(with: Data(r.stdoutText.utf8)) as? [[Any]], "\(r)")
+                #expect(out.map { $0[0] as? Int } == [413, 413, 415, 202], "\(out)")
+                #expect((out[0][1] as? String)?.contains("at most 20000 bytes") == true, "\(out[0])")
+                #expect((out[1][1] as? String)?.contains("larger than 100000 bytes") == true, "\(out[1])")
+                #expect(try await herald.queueList().count == 1)
+            }
+        }
     }
 }

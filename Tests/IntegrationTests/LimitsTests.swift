@@ -110,6 +110,34 @@ extension Integration {
             }
         }
 
+        /// RFC 5321 §4.5.3.1.8 with PIPELINING: a client that writes 1,500 RCPTs and DATA
+        /// at once (max_recipients 1,000, max_errors 20) gets 1,000 × 250 and 500 × 452
+        /// 4.5.3, which stay within the overshoot allowance, so its DATA goes through and
+        /// the 1,000 accepted recipients are queued.
+        @Test("1,500 pipelined RCPTs: 1,000 accepted, 500 × 452 4.5.3 without a disconnect, the message queued")
+        func pipelinedOvershoot() async throws {
+            var options = HeraldProcess.Options(listeners: [.relay(tls: "off")])
+            options.maxRecipients = 1000
+            options.maxErrors = 20
+            try await HeraldProcess.with(options) { herald in
+                let c = try SMTPTestClient(port: herald.port(), timeout: 30)
+                try c.greetAndEhlo()
+                var batch = "MAIL FROM:<s@client.test>\r\n"
+                for i in 0..<1500 { batch += "RCPT TO:<r\(i)@example.com>\r\n" }
+                batch += "DATA\r\n"
+                try c.send(batch)
+                var statuses: [String: Int] = [:]
+                for _ in 0..<1502 { statuses[try c.readReply().status, default: 0] += 1 }
+                #expect(statuses == ["250 2.1.0": 1, "250 2.1.5": 1000, "452 4.5.3": 500, "354": 1], "\(statuses)")
+                try c.send(TestMessage.wire(TestMessage.make(tag: "overshoot")))
+                let reply = try c.readReply()
+                #expect(reply.code == 250, "\(reply)")
+                let list = try await herald.queueList()
+                #expect(list.first?.recipients.count == 1000, "\(list.first?.recipients.count ?? 0)")
+                c.close()
+            }
+        }
+
         @Test("NUL bytes: 500 5.5.2 in a command, 550 5.6.0 in the data")
         func nulBytes() async throws {
             try await HeraldProcess.with(Self.options) { herald in
