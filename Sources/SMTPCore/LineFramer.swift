@@ -12,7 +12,8 @@ public struct SMTPInputBuffer: Sendable {
         case needMoreData
         /// A line longer than the limit; its bytes up to and including the CRLF were dropped.
         case tooLong
-        /// A line ended by a bare LF, or holding a bare CR; it was dropped.
+        /// A line ended by a bare LF (with what follows up to the next CRLF), or holding a
+        /// bare CR; it was dropped.
         case bareLineEnding
     }
 
@@ -20,6 +21,8 @@ public struct SMTPInputBuffer: Sendable {
     private var start = 0
     /// True while the tail of an over-long line is being skipped.
     private var discarding = false
+    /// True after a bare LF, until the CRLF that ends the refused line.
+    private var skippingBareLine = false
 
     public init() {}
 
@@ -46,6 +49,7 @@ public struct SMTPInputBuffer: Sendable {
         bytes.removeAll(keepingCapacity: true)
         start = 0
         discarding = false
+        skippingBareLine = false
         return n
     }
 
@@ -59,27 +63,46 @@ public struct SMTPInputBuffer: Sendable {
     public var readable: ArraySlice<UInt8> { bytes[start...] }
 
     /// Frames the next command line; `maxLength` counts the CRLF, as RFC 5321 §4.5.3.1.4 does.
+    ///
+    /// Only CRLF ends a line. A bare LF is reported at once (`.bareLineEnding`), and
+    /// what follows it up to the next CRLF belongs to the same refused line: the session
+    /// is never re-synchronised on a bare LF (as Postfix refuses them), so
+    /// `MAIL FROM:<a@b>\nRCPT TO:<c@d>\r\n` executes neither command.
     public mutating func nextLine(maxLength: Int) -> LineResult {
-        guard let lf = bytes[start...].firstIndex(of: 0x0A) else {
-            if count > maxLength {
-                // Keep only the last byte (it may be the CR of the CRLF we wait for).
-                discarding = true
-                start = bytes.count - 1
-                if bytes[start] != 0x0D { start = bytes.count }
+        while true {
+            guard let lf = bytes[start...].firstIndex(of: 0x0A) else {
+                if skippingBareLine || count > maxLength {
+                    // Keep only the last byte (it may be the CR of the CRLF we wait for).
+                    if !skippingBareLine { discarding = true }
+                    if count > 0 {
+                        start = bytes.count - 1
+                        if bytes[start] != 0x0D { start = bytes.count }
+                    }
+                }
+                return .needMoreData
             }
-            return .needMoreData
+            let lineStart = start
+            start = lf + 1
+            let endsWithCRLF = lf > lineStart && bytes[lf - 1] == 0x0D
+            if skippingBareLine {
+                // The rest of a line that had a bare LF: dropped, already reported.
+                if endsWithCRLF { skippingBareLine = false }
+                continue
+            }
+            if discarding {
+                discarding = false
+                if !endsWithCRLF { skippingBareLine = true }
+                return .tooLong
+            }
+            guard endsWithCRLF else {
+                skippingBareLine = true
+                return .bareLineEnding
+            }
+            let content = bytes[lineStart..<(lf - 1)]
+            if content.count + 2 > maxLength { return .tooLong }
+            if content.contains(0x0D) { return .bareLineEnding }
+            return .line(Array(content))
         }
-        let lineStart = start
-        start = lf + 1
-        if discarding {
-            discarding = false
-            return .tooLong
-        }
-        guard lf > lineStart, bytes[lf - 1] == 0x0D else { return .bareLineEnding }
-        let content = bytes[lineStart..<(lf - 1)]
-        if content.count + 2 > maxLength { return .tooLong }
-        if content.contains(0x0D) { return .bareLineEnding }
-        return .line(Array(content))
     }
 
     private mutating func compactIfUseful() {

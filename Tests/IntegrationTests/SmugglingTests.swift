@@ -55,5 +55,23 @@ extension Integration {
                 #expect(!herald.log.contains("smuggler@evil.test"))
             }
         }
+
+        /// Commands end with CRLF only: a bare LF is refused with 500 5.5.2 and the line it
+        /// seemed to end runs on to the next CRLF, so nothing hidden after it executes.
+        @Test("a bare LF in the command channel: 500 5.5.2, and what follows it up to the CRLF never runs")
+        func bareLFInCommands() async throws {
+            try await HeraldProcess.with(HeraldProcess.Options(listeners: [.relay(tls: "off")])) { herald in
+                let c = try SMTPTestClient(port: herald.port())
+                try c.greetAndEhlo()
+                try c.send("MAIL FROM:<a@client.test>\nRCPT TO:<victim@example.com>\r\nRCPT TO:<victim@example.com>\r\n")
+                #expect(try c.readReply().status == "500 5.5.2")
+                #expect(try c.readReply().status == "503 5.5.1", "no MAIL was executed before the RCPT")
+                let extra = try c.drain(wait: 0.3)
+                #expect(extra.bytes.isEmpty && !extra.closed, "\(String(decoding: extra.bytes, as: UTF8.self))")
+                #expect(try c.command("NOOP").code == 250)
+                _ = try? c.command("QUIT")
+                #expect(try await herald.queueList().isEmpty)
+            }
+        }
     }
 }

@@ -36,12 +36,15 @@ struct LineFramerTests {
         ("empty line", ["\r\n"], [line("")]),
         ("incomplete line is held", ["NOOP"], []),
         ("CR without LF yet is held", ["NOOP\r"], []),
-        ("bare LF ends nothing but is reported", ["NOOP\nRSET\r\n"], [.bareLineEnding, line("RSET")]),
+        ("a bare LF does not end a line: the refused line runs to the CRLF", ["NOOP\nRSET\r\nQUIT\r\n"],
+         [.bareLineEnding, line("QUIT")]),
         ("lone LF", ["\n"], [.bareLineEnding]),
+        ("two bare LFs in one refused line are one report", ["A\nB\nC\r\nQUIT\r\n"], [.bareLineEnding, line("QUIT")]),
+        ("a bare LF, then nothing: the rest waits for a CRLF", ["NOOP\nRSET"], [.bareLineEnding]),
         ("bare CR inside a line", ["NO\rOP\r\nRSET\r\n"], [.bareLineEnding, line("RSET")]),
         ("CR CR LF", ["NOOP\r\r\nRSET\r\n"], [.bareLineEnding, line("RSET")]),
-        ("CR LF LF", ["NOOP\r\n\nRSET\r\n"], [line("NOOP"), .bareLineEnding, line("RSET")]),
-        ("smuggled LF inside MAIL", ["MAIL FROM:<a@b>\nRCPT TO:<c@d>\r\nQUIT\r\n"], [.bareLineEnding, line("RCPT TO:<c@d>"), line("QUIT")]),
+        ("CR LF LF", ["NOOP\r\n\nRSET\r\nQUIT\r\n"], [line("NOOP"), .bareLineEnding, line("QUIT")]),
+        ("smuggled LF inside MAIL", ["MAIL FROM:<a@b>\nRCPT TO:<c@d>\r\nQUIT\r\n"], [.bareLineEnding, line("QUIT")]),
     ]
 
     @Test(arguments: cases)
@@ -68,13 +71,14 @@ struct LineFramerTests {
         }
     }
 
-    @Test func overLongLineEndingInBareLFRecovers() {
-        let input = Array((String(repeating: "y", count: 900) + "\nNOOP\r\n").utf8)
+    /// An over-long line ended by a bare LF is one refused line up to the next CRLF.
+    @Test func overLongLineEndingInBareLFRunsToTheCRLF() {
+        let input = Array((String(repeating: "y", count: 900) + "\nNOOP\r\nQUIT\r\n").utf8)
         for chunks in chunkings(input) {
             let results = frame(chunks)
-            #expect(results.count == 2)
+            #expect(results.count == 2, "chunks \(chunks.map(\.count))")
             #expect(results.first == .tooLong || results.first == .bareLineEnding)
-            #expect(results.last == line("NOOP"))
+            #expect(results.last == line("QUIT"))
         }
     }
 

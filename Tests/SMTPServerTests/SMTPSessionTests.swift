@@ -282,9 +282,15 @@ struct SMTPSessionTests {
         #expect(replies == ["500 5.5.2", "250 2.0.0"])
     }
 
+    /// Only CRLF ends a command: after a bare LF the session waits for the CRLF that ends
+    /// the refused line, and never executes what a bare LF seemed to start.
     @Test func bareLineEndingInACommand() {
         var d = SessionDriver()
-        #expect(d.codesFor("NOOP\nNOOP\rX\r\nNOOP\r\n") == ["500 5.5.2", "500 5.5.2", "250 2.0.0"])
+        #expect(d.codesFor("NOOP\nNOOP\rX\r\nNOOP\r\n") == ["500 5.5.2", "250 2.0.0"])
+        #expect(d.codesFor("NOOP\rX\r\nNOOP\r\n") == ["500 5.5.2", "250 2.0.0"])
+        #expect(d.codesFor("EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n") == ["250", "250 2.1.0"])
+        // The RCPT after a bare LF is part of the refused line: no recipient is added.
+        #expect(d.codesFor("NOOP\nRCPT TO:<r@d.example>\r\nDATA\r\n") == ["500 5.5.2", "503 5.5.1"])
     }
 
     @Test func nulInACommand() {
