@@ -190,11 +190,13 @@ public struct DnsmasqError: Error, CustomStringConvertible {
 }
 
 /// A tiny UDP DNS server on 127.0.0.1 that answers every question the same bad way:
-/// SERVFAIL, REFUSED, or not at all (a black hole, so that clients time out).
+/// SERVFAIL, REFUSED, not at all (a black hole, so that clients time out), or with
+/// garbage: a reply that matches the query (same id and question) and claims answers
+/// whose records are malformed (a compression pointer into itself, then truncation).
 /// Runs on its own thread until ``stop()``.
 public final class StubDNSServer: Sendable {
     public enum Behaviour: Sendable {
-        case servfail, refused, silent
+        case servfail, refused, silent, garbage
     }
 
     public let port: Int
@@ -225,6 +227,15 @@ public final class StubDNSServer: Sendable {
                 case .servfail: code = 2
                 case .refused: code = 5
                 case .silent: continue
+                case .garbage:
+                    if var reply = StubDNSServer.Probe.errorReply(to: query, responseCode: 0) {
+                        reply[7] = 3   // three answers claimed
+                        // A name that points at itself, a type and class, then the end.
+                        let at = reply.count
+                        reply += [0xC0 | UInt8(at >> 8 & 0x3F), UInt8(at & 0xFF), 0x00, 0x0F, 0x00, 0x01, 0xFF]
+                        self.socket.send(reply, to: peer)
+                    }
+                    continue
                 }
                 if let reply = StubDNSServer.Probe.errorReply(to: query, responseCode: code) {
                     self.socket.send(reply, to: peer)

@@ -256,6 +256,22 @@ struct CAresResolverFailureTests {
         #expect(error?.isTemporary == true)
     }
 
+    /// A server that answers with malformed records: a temporary failure, promptly, never
+    /// a crash or a permanent "no such domain".
+    @Test func garbageAnswersAreTemporary() async throws {
+        let server = try StubDNSServer(.garbage)
+        defer { server.stop() }
+        let resolver = try CAresResolver(servers: [server.server], timeout: .seconds(2), tries: 2, logger: quietLogger)
+        defer { resolver.shutdown() }
+        for _ in 0..<3 {
+            let mx = await #expect(throws: DNSError.self) { try await resolver.mx(for: "example.com") }
+            #expect(mx?.isTemporary == true, "\(String(describing: mx))")
+            let a = await #expect(throws: DNSError.self) { try await resolver.addresses(for: "mx.example.com") }
+            #expect(a?.isTemporary == true, "\(String(describing: a))")
+        }
+        #expect(server.queriesReceived >= 6)
+    }
+
     @Test func refusedIsTemporary() async throws {
         let server = try StubDNSServer(.refused)
         defer { server.stop() }

@@ -53,6 +53,8 @@ while True:
                 while f.readline() not in (b".\r\n", b""): pass
                 if mode == "dot5": send("554 5.7.1 message refused as spam"); break
                 if mode == "dot4": send("451 4.3.0 try later"); break
+                if mode == "dothang":
+                    import time; time.sleep(3600)
                 send("250 2.0.0 queued")
             elif cmd.startswith("RSET"): send("250 ok")
             elif cmd.startswith("QUIT"): send("221 bye"); break
@@ -85,10 +87,11 @@ while True:
         return try await body(try #require(port))
     }
 
-    static func attempt(port: Int, tls: OutboundTLSPolicy = .off) async throws -> AttemptResult {
+    static func attempt(port: Int, tls: OutboundTLSPolicy = .off,
+                        timeouts: SMTPClientTimeouts = SMTPClientTimeouts(all: .seconds(5))) async throws -> AttemptResult {
         var config = DeliveryConfiguration(heloName: "herald.test")
         config.routes = [Route(pattern: DomainPattern("*")!, host: "127.0.0.1", port: port, tls: tls)]
-        config.timeouts = SMTPClientTimeouts(all: .seconds(5))
+        config.timeouts = timeouts
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let deliverer = Deliverer(config: config, resolver: try ZoneResolver(zone: ""),
@@ -113,6 +116,21 @@ while True:
         } else {
             #expect(result.outcomes.allSatisfy { if case .deferred = $0 { true } else { false } })
         }
+    }
+
+    /// The server takes the whole message and never answers the dot: the dot time-out
+    /// defers the recipient (it may have been delivered: the attempt says so, and the
+    /// retry may duplicate it, the RFC 1047 trade-off every MTA makes).
+    @Test func noAnswerToTheDotDefersAsAPossibleDuplicate() async throws {
+        var timeouts = SMTPClientTimeouts(all: .seconds(5))
+        timeouts.dot = .seconds(1)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await Self.withServer("dothang") { try await Self.attempt(port: $0, timeouts: timeouts) }
+        let elapsed = start.duration(to: clock.now)
+        #expect(result.outcomes.allSatisfy { if case .deferred = $0 { true } else { false } }, "\(result.outcomes)")
+        #expect(result.mayBeDuplicate)
+        #expect(elapsed < .seconds(20), "\(elapsed)")
     }
 
     @Test func acceptedThenCloseIsDelivered() async throws {

@@ -18,6 +18,9 @@ The recipient's local part steers the behaviour:
   slow@…                every reply delayed by --slow seconds
   failonce-<tag>@…      450 the first time this exact address is seen, then accepted
   policyonce-<tag>@…    550 5.7.1 (a permanent policy refusal) the first time, then accepted
+  dropdataonce-<tag>@…  the connection is dropped in the middle of DATA the first time this
+                        exact address is seen in a DATA, then accepted (every recipient of
+                        that transaction is deferred by the client, so it retries them all)
 anything else is accepted. --no-starttls disables STARTTLS; --cert/--key enable it.
 --auth-log FILE offers AUTH PLAIN/LOGIN (after STARTTLS only), accepts any credentials
 and appends "user password" to FILE for each, so a test can tell whether a password
@@ -118,8 +121,22 @@ class Handler:
 
 
 class ScriptedSMTP(SMTP):
+    def _drop_data_once(self):
+        """True the first time a transaction has a dropdataonce-<tag>@ recipient not seen
+        before (all of them are then marked seen, so the retry is accepted)."""
+        handler = self.event_handler
+        fresh = [a for a in self.envelope.rcpt_tos
+                 if a.split("@")[0].lower().startswith("dropdataonce-")]
+        if not fresh:
+            return False
+        with handler.lock:
+            fresh = [a for a in fresh if a not in handler.seen_once]
+            handler.seen_once.update(fresh)
+        return bool(fresh)
+
     async def smtp_DATA(self, arg):
-        if any(a.split("@")[0].lower() == "disconnect-in-data" for a in self.envelope.rcpt_tos):
+        if (any(a.split("@")[0].lower() == "disconnect-in-data" for a in self.envelope.rcpt_tos)
+                or self._drop_data_once()):
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             await self._reader.read(10)
             self.transport.close()
