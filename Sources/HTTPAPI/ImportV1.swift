@@ -69,15 +69,23 @@ public struct ImportV1: Sendable {
                               "Send the file as the body with Content-Type: text/csv (got \(request.headers[.contentType].map { "\"\($0)\"" } ?? "none")); "
                                   + "its header row must name an email column.")
             }
-            let chunks = request.body.map { $0.readableBytesView }
+            let body = DrainableBody(request.body)
             let report: ImportReport
             do {
-                guard let r = try await subscribers.importCSV(tenant: tenant, listID: listID, from: chunks,
+                guard let r = try await subscribers.importCSV(tenant: tenant, listID: listID,
+                                                              from: body.map { $0.readableBytesView },
                                                               maxListedRejections: Self.maxListedRejections)
                 else { throw Problem.notFound("list \(listID)") }
                 report = r
-            } catch let error as StoreError {
-                throw Problem.unprocessable("The CSV file cannot be imported, nothing was: \(error.message)")
+            } catch {
+                // The client is still sending the file: read the rest before answering, so
+                // that a client which reads the reply only once it has sent everything
+                // gets it, instead of a connection stuck or reset under its upload.
+                await body.drain()
+                if let error = error as? StoreError {
+                    throw Problem.unprocessable("The CSV file cannot be imported, nothing was: \(error.message)")
+                }
+                throw error
             }
             let imported = report.created + report.updated + report.unchanged
             context.logger.info("csv import", metadata: [
@@ -89,5 +97,28 @@ public struct ImportV1: Sendable {
                           rejected: report.rejections.map { Report.Rejection(line: $0.line, reason: $0.reason, email: $0.email) },
                           rejected_truncated: report.rejectionsTruncated)
         }
+    }
+}
+
+/// A request body read through one iterator, so that what a consumer left unread when it
+/// stopped can still be read (and thrown away) by ``drain()``.
+final class DrainableBody: AsyncSequence, @unchecked Sendable {
+    typealias Element = ByteBuffer
+    private var iterator: RequestBody.AsyncIterator
+
+    init(_ body: RequestBody) {
+        iterator = body.makeAsyncIterator()
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let body: DrainableBody
+        mutating func next() async throws -> ByteBuffer? { try await body.iterator.next() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(body: self) }
+
+    /// Reads what is left, discarding it; stops at the end or at the first error.
+    func drain() async {
+        while (try? await iterator.next()) != nil {}
     }
 }

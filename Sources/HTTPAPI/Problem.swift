@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Postgres
 
 /// An RFC 9457 problem: every error the HTTP API returns is one of these, as
 /// `application/problem+json` with a `detail` a person can act on.
@@ -74,6 +75,10 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw problem
         } catch let error as DecodingError {
             throw Problem.badRequest(Self.describe(error))
+        } catch let error as PostgresError where error.isUnavailable {
+            context.logger.warning("request failed: the database is unavailable: \(error)")
+            throw Problem(.serviceUnavailable, "The database is unavailable; nothing was changed. Try again shortly.",
+                          headers: [.retryAfter: "5"])
         } catch let error as HTTPError {
             throw Problem(error.status, error.body ?? error.status.reasonPhrase)
         } catch let error as any HTTPResponseError {

@@ -30,7 +30,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// `postgres://herald@127.0.0.1:<port>/postgres`.
     public var url: String { url(database: "postgres") }
 
-    private let process: SpawnedProcess
+    private var process: SpawnedProcess
     private let binaries: Binaries
     private let lock = NSLock()
     private var stopped = false
@@ -46,7 +46,7 @@ public final class PostgresServer: @unchecked Sendable {
         (try? String(contentsOfFile: directory + "/postgres.log", encoding: .utf8)) ?? ""
     }
 
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { lock.withLock { process }.isRunning }
 
     /// Whether PostgreSQL's server binaries are installed (tests needing them can skip).
     public static var isAvailable: Bool { (try? Binaries.find()) != nil }
@@ -82,18 +82,8 @@ public final class PostgresServer: @unchecked Sendable {
             var lastFailure = ""
             for _ in 0..<5 {
                 let port = try freeTCPPort()
-                let arguments = [
-                    "-D", directory + "/data", "-p", String(port),
-                    "-c", "listen_addresses=127.0.0.1",
-                    "-c", "unix_socket_directories=\(directory)",
-                    "-c", "max_connections=200",
-                    "-c", "log_min_messages=warning",
-                ]
-                let argv = wrap(asRoot, binaries.postgres.path, arguments)
                 let logPath = directory + "/postgres.log"
-                let process = try SpawnedProcess(executable: argv[0], arguments: Array(argv.dropFirst()),
-                                                 outputPath: logPath)
-                ChildRegistry.shared.add(process.pid)
+                let process = try spawn(binaries, directory: directory, port: port)
                 if try await waitUntilReady(directory: directory, process: process, timeout: timeout) {
                     return PostgresServer(port: port, directory: directory, process: process, binaries: binaries)
                 }
@@ -109,6 +99,44 @@ public final class PostgresServer: @unchecked Sendable {
         }
     }
 
+    private static func spawn(_ binaries: Binaries, directory: String, port: Int) throws -> SpawnedProcess {
+        let arguments = [
+            "-D", directory + "/data", "-p", String(port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "unix_socket_directories=\(directory)",
+            "-c", "max_connections=200",
+            "-c", "log_min_messages=warning",
+        ]
+        let argv = wrap(getuid() == 0, binaries.postgres.path, arguments)
+        let process = try SpawnedProcess(executable: argv[0], arguments: Array(argv.dropFirst()),
+                                         outputPath: directory + "/postgres.log")
+        ChildRegistry.shared.add(process.pid)
+        return process
+    }
+
+    /// Takes the server down as an outage would, `immediate`ly (SIGQUIT: no checkpoint,
+    /// clients cut off; crash recovery at the next start) or by a fast shutdown, keeping
+    /// its data for ``resume(timeout:)``.
+    public func pause(immediate: Bool = true) {
+        let process = lock.withLock { self.process }
+        guard process.isRunning else { return }
+        kill(process.pid, immediate ? SIGQUIT : SIGINT)
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        process.terminate(grace: 1)
+        ChildRegistry.shared.remove(process.pid)
+    }
+
+    /// Starts the paused server again on the same port and data; returns once it accepts
+    /// connections.
+    public func resume(timeout: Double = 60) async throws {
+        let process = try Self.spawn(binaries, directory: directory, port: port)
+        lock.withLock { self.process = process }
+        guard try await Self.waitUntilReady(directory: directory, process: process, timeout: timeout) else {
+            throw PostgresServerError(message: "postgres did not start again: \(log.suffix(2000))")
+        }
+    }
+
     /// Stops the server (fast shutdown, then SIGKILL after 10 s) and removes its
     /// directory. Idempotent.
     public func stop() {
@@ -117,13 +145,7 @@ public final class PostgresServer: @unchecked Sendable {
             return !stopped
         }
         guard first else { return }
-        if process.isRunning {
-            kill(process.pid, SIGINT)  // fast shutdown: disconnects clients, no waiting for them
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning, Date() < deadline { usleep(10_000) }
-            process.terminate(grace: 1)
-        }
-        ChildRegistry.shared.remove(process.pid)
+        pause(immediate: false)   // fast shutdown: disconnects clients, no waiting for them
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -51,6 +51,14 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         return text
     }
 
+    /// The server cannot be reached or went away: no connection, a broken one, or a
+    /// backend stopped by the server (SQLSTATE class 08, connection exception, or 57,
+    /// operator intervention: shutdown, crash recovery, "cannot connect now").
+    public var isUnavailable: Bool {
+        kind == .connection || kind == .closed
+            || sqlState.map { $0.hasPrefix("08") || $0.hasPrefix("57") } == true
+    }
+
     /// 23505.
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// 23503.

@@ -324,7 +324,9 @@ public actor CampaignExpander {
         let states = PGText.textArray(outcomes.map { $0.skippedReason == nil ? "queued" : "skipped" })
         let reasons = PGText.textArray(outcomes.map(\.skippedReason))
         let parameters: [String?] = [tenant.parameter, campaignText, ids, queueIDs, states, reasons]
-        let (queued, skipped): (Int, Int) = try await db.transaction { connection in
+        let (queued, skipped): (Int, Int) = try await checkpointRetryingOutages(campaign: campaign.id,
+                                                                                chunk: chunk.number) {
+            try await self.db.transaction { connection in
             let rows = try connection.query("""
                 INSERT INTO campaign_recipients (tenant_id, campaign_id, subscriber_id, queue_id, state, reason)
                 SELECT $1, $2, u.subscriber_id, u.queue_id, u.state, u.reason
@@ -360,6 +362,7 @@ public actor CampaignExpander {
                 WHERE campaign_id = $1
                 """, [campaignText, String(queued), String(skipped)])
             return (queued, skipped)
+            }
         }
         if !stopped { report.chunks += 1 }
         report.committed += outcomes.count(where: { $0.queueID != nil && !$0.alreadySpooled })
@@ -367,6 +370,38 @@ public actor CampaignExpander {
         report.skipped += skipped
         logger.debug("chunk expanded", metadata: ["campaign": "\(campaign.id)", "chunk": "\(chunk.number)",
                                                   "recorded": "\(queued)", "skipped": "\(skipped)"])
+    }
+
+    /// Runs a chunk's checkpoint, trying again while the database is unavailable. The
+    /// chunk's messages are in the spool and being delivered: giving up here would
+    /// leave the chunk to be expanded again once the database is back, and every
+    /// message delivered meanwhile would be sent a second time. So the checkpoint waits
+    /// for the database (0.5 s, doubling to 5 s between tries) as long as this process
+    /// lives; only a kill in that time leaves the chunk to a re-expansion. A second try
+    /// after a commit whose answer was lost changes nothing: the rows exist, so nothing
+    /// is counted twice.
+    func checkpointRetryingOutages<T: Sendable>(campaign: Int64, chunk: Int,
+                                                _ body: () async throws -> T) async throws -> T {
+        var delay = 0.5
+        var tries = 0
+        while true {
+            do {
+                let value = try await body()
+                if tries > 0 {
+                    logger.notice("chunk checkpoint written after a database outage",
+                                  metadata: ["campaign": "\(campaign)", "chunk": "\(chunk)", "tries": "\(tries + 1)"])
+                }
+                return value
+            } catch let error as PostgresError where error.isUnavailable {
+                tries += 1
+                if tries == 1 || tries % 10 == 0 {
+                    logger.warning("chunk checkpoint waits for the database",
+                                   metadata: ["campaign": "\(campaign)", "chunk": "\(chunk)", "error": "\(error)"])
+                }
+                try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+                delay = min(delay * 2, 5)
+            }
+        }
     }
 
     // MARK: - Envelope sender

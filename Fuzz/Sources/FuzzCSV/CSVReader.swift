@@ -1,0 +1,1 @@
+../../../Sources/CampaignStore/CSVReader.swift

@@ -1,0 +1,1 @@
+../../../Sources/DNS/DNSMessage.swift

@@ -1,0 +1,1 @@
+../../../Sources/SMTPClient/ReplyParser.swift
