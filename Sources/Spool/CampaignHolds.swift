@@ -27,7 +27,7 @@ extension Spool {
         }
         let text = tags.sorted().map { $0 + "\n" }.joined()
         let temporary = temporaryDirectory + "/00/held-campaigns.\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        try FileIO.writeNewFile(temporary, Array(text.utf8))
+        try FileIO.writeNewFile(temporary, Array(text.utf8), owner: owner)
         do {
             try FileIO.rename(temporary, heldCampaignsPath)
         } catch {

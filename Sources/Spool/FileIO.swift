@@ -10,9 +10,12 @@ enum FileIO {
 
     /// Creates `path` (which must not exist), writes `bytes`, fsyncs and closes it.
     /// On failure the partial file is unlinked before the error is thrown.
-    static func writeNewFile(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
+    static func writeNewFile(_ path: String, _ bytes: [UInt8], sync: Bool = true, owner: SpoolOwner? = nil) throws {
         let fd = try openFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode, "create")
         do {
+            if let owner, fchown(fd, owner.uid, owner.gid) != 0 {
+                throw SpoolError.system("chown", path, Glibc.errno)
+            }
             try writeAll(fd, bytes, path)
             if sync {
                 try fsyncDescriptor(fd, path)
@@ -122,8 +125,11 @@ enum FileIO {
 
     /// mkdir(2); returns whether this call created it. An existing directory is fine.
     @discardableResult
-    static func makeDirectory(_ path: String) throws -> Bool {
-        if mkdir(path, directoryMode) == 0 { return true }
+    static func makeDirectory(_ path: String, owner: SpoolOwner? = nil) throws -> Bool {
+        if mkdir(path, directoryMode) == 0 {
+            if let owner, chown(path, owner.uid, owner.gid) != 0 { throw SpoolError.system("chown", path, Glibc.errno) }
+            return true
+        }
         let code = Glibc.errno
         if code == EEXIST && isDirectory(path) { return false }
         throw SpoolError.system("mkdir", path, code)
@@ -248,5 +254,32 @@ struct MessageLock {
             throw SpoolError.system("lock", lockPath, code)
         }
         return try body()
+    }
+}
+
+/// Who the files of a spool that root works on must belong to: the spool directory's
+/// owner, when that is not root (the daemon's user), so that `herald queue …` run as root
+/// never leaves files the daemon cannot read or replace.
+struct SpoolOwner: Sendable, Equatable {
+    var uid: uid_t
+    var gid: gid_t
+
+    /// For the spool at `path`: nil when this process is not root or the spool is root's
+    /// (nothing to do); throws ``SpoolError/wrongUser(path:owner:user:)`` when this
+    /// process is neither root nor the spool's owner (it could only half-work there).
+    static func check(_ path: String) throws -> SpoolOwner? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }   // made by this process
+        let me = geteuid()
+        if me == 0 { return info.st_uid == 0 ? nil : SpoolOwner(uid: info.st_uid, gid: info.st_gid) }
+        guard info.st_uid == me else {
+            throw SpoolError.wrongUser(path: path, owner: userName(info.st_uid), user: userName(me))
+        }
+        return nil
+    }
+
+    static func userName(_ uid: uid_t) -> String {
+        guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return "uid \(uid)" }
+        return "user \(String(cString: name)) (uid \(uid))"
     }
 }

@@ -153,6 +153,8 @@ public final class Spool: Sendable {
     private let knownDirectories = KnownDirectories()
     private let processID = getpid()
     let lockPath: String
+    /// Set when root works on a spool that belongs to another user (``SpoolOwner``).
+    let owner: SpoolOwner?
 
     /// Opens (creating as needed) the spool at `path` with the default configuration.
     public convenience init(path: String, logger: Logger = Logger(label: "herald.spool")) throws {
@@ -171,19 +173,24 @@ public final class Spool: Sendable {
         self.logger = logger
         self.committer = Committer(maximumThreads: max(1, configuration.committerThreads), name: "spool-commit")
         self.lockPath = absolute + "/spool.lock"
+        // Another user's spool is refused before anything is touched; root working on
+        // the daemon user's spool gives what it creates to that user.
+        let owner = try SpoolOwner.check(absolute)
+        self.owner = owner
 
         try Spool.makeDirectoryTree(absolute)
         for name in ["tmp", SpoolQueue.queue.rawValue, SpoolQueue.hold.rawValue, SpoolQueue.corrupt.rawValue] {
-            if try FileIO.makeDirectory(absolute + "/" + name) {
+            if try FileIO.makeDirectory(absolute + "/" + name, owner: owner) {
                 try FileIO.syncDirectory(absolute)
             }
         }
         // tmp/<xx>/: made up front, not fsynced (nothing in tmp/ needs to survive).
         for shard in 0..<256 {
-            try FileIO.makeDirectory(absolute + "/tmp/" + Spool.shardName(shard))
+            try FileIO.makeDirectory(absolute + "/tmp/" + Spool.shardName(shard), owner: owner)
         }
         if !FileIO.exists(lockPath) {
             let fd = try FileIO.openFile(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, FileIO.fileMode, "create lock file")
+            if let owner { _ = fchown(fd, owner.uid, owner.gid) }
             close(fd)
         }
     }
@@ -256,9 +263,9 @@ public final class Spool: Sendable {
         let base = temporaryName(for: id)
         let temporaryMessage = base + ".msg"
         let temporaryEnvelope = base + ".env"
-        try FileIO.writeNewFile(temporaryMessage, message)
+        try FileIO.writeNewFile(temporaryMessage, message, owner: owner)
         do {
-            try FileIO.writeNewFile(temporaryEnvelope, envelopeBytes)
+            try FileIO.writeNewFile(temporaryEnvelope, envelopeBytes, owner: owner)
         } catch {
             FileIO.unlinkQuietly(temporaryMessage)
             throw error
@@ -377,7 +384,7 @@ public final class Spool: Sendable {
             let target = envelopePath(id, in: queue)
             guard FileIO.exists(target) else { throw SpoolError.notFound(id) }
             let temporary = temporaryName(for: id) + ".env"
-            try FileIO.writeNewFile(temporary, bytes)
+            try FileIO.writeNewFile(temporary, bytes, owner: owner)
             do {
                 try FileIO.rename(temporary, target)
             } catch {
@@ -526,7 +533,7 @@ public final class Spool: Sendable {
     /// once for each shard it uses.
     func ensureShardDirectory(_ directory: String, in queue: SpoolQueue) throws {
         if knownDirectories.contains(directory) { return }
-        try FileIO.makeDirectory(directory)
+        try FileIO.makeDirectory(directory, owner: owner)
         try FileIO.syncDirectory(self.directory(of: queue))
         knownDirectories.insert(directory)
     }
@@ -548,7 +555,7 @@ public final class Spool: Sendable {
         case .queue, .hold:
             try ensureShardDirectory(directory(of: id, in: queue), in: queue)
         case .corrupt:
-            if try FileIO.makeDirectory(directory(of: .corrupt)) {
+            if try FileIO.makeDirectory(directory(of: .corrupt), owner: owner) {
                 try FileIO.syncDirectory(path)
             }
         }

@@ -16,6 +16,7 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
         case notFound(QueueID)
         case corrupt(QueueID, reason: String)
         case alreadyExists(QueueID)
+        case wrongUser(path: String, owner: String, user: String)
     }
 
     private let kind: Kind
@@ -49,6 +50,11 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
     /// `store` was given an id that is already queued (a bug in the caller).
     public static func alreadyExists(_ id: QueueID) -> SpoolError {
         SpoolError(.alreadyExists(id))
+    }
+
+    /// The spool belongs to another user than the one running this process (not root).
+    public static func wrongUser(path: String, owner: String, user: String) -> SpoolError {
+        SpoolError(.wrongUser(path: path, owner: owner, user: user))
     }
 
     /// The right error for a failed system call: disk-full for ENOSPC/EDQUOT, else I/O failure.
@@ -90,7 +96,7 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
     public var queueID: QueueID? {
         switch kind {
         case .notFound(let id), .corrupt(let id, _), .alreadyExists(let id): return id
-        case .diskFull, .ioFailure: return nil
+        case .diskFull, .ioFailure, .wrongUser: return nil
         }
     }
 
@@ -98,7 +104,7 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
     public var errno: Int32? {
         switch kind {
         case .diskFull(_, _, let code), .ioFailure(_, _, let code): return code
-        case .notFound, .corrupt, .alreadyExists: return nil
+        case .notFound, .corrupt, .alreadyExists, .wrongUser: return nil
         }
     }
 
@@ -114,6 +120,9 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
             return "queue id \(id) is corrupt: \(reason)"
         case .alreadyExists(let id):
             return "queue id \(id) is already in the spool"
+        case .wrongUser(let path, let owner, let user):
+            return "the spool \(path) belongs to \(owner); run herald as \(owner) or as root (this is \(user)); "
+                + "nothing was changed"
         }
     }
 

@@ -163,5 +163,30 @@ extension Integration {
                 #expect(herald.spoolFiles("corrupt").isEmpty)
             }
         }
+
+        /// The CLI run as a user who does not own the spool (and is not root) refuses with
+        /// a message that says whose spool it is, before touching anything.
+        @Test("herald queue as another user than the spool's owner: a clear refusal, the spool untouched",
+              .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+        func anotherUserIsRefused() async throws {
+            try await HeraldProcess.with(HeraldProcess.Options(listeners: [.relay(tls: "off")])) { herald in
+                try await DeliveryIT.submitAccepted(port: herald.port(), [DeliveryIT.mail("owned", to: ["r@example.com"])])
+                let before = herald.spoolFiles("queue")
+                // Let the other user reach the config (the spool itself stays 0750 root).
+                for path in [herald.directory, herald.configPath] {
+                    _ = chmod(path, path == herald.configPath ? 0o644 : 0o755)
+                }
+                for command in [["queue", "list", "--json"], ["queue", "hold", "--all"], ["queue", "delete", "--all"]] {
+                    let r = try await Command.run("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                                                       HeraldProcess.binary] + command
+                                                    + ["--config", herald.configPath], timeout: 30)
+                    #expect(!r.termination.succeeded, "\(command): \(r)")
+                    #expect(r.stderrText.contains("belongs to user root (uid 0); run herald as user root (uid 0) or as root"),
+                            "\(command): \(r.stderrText)")
+                }
+                #expect(herald.spoolFiles("queue") == before)
+                #expect(herald.spoolFiles("hold").isEmpty)
+            }
+        }
     }
 }

@@ -38,7 +38,7 @@ scripts/crash-loop starts PostgreSQL and copies the binary, then runs this with
 
 Exit status 1 when an acknowledged pair is missing or the run could not be set up.
 """
-import argparse, email.utils, glob, http.client, json, os, random, re, signal
+import argparse, email, email.utils, glob, http.client, json, os, random, re, signal
 import smtplib, socket, subprocess, sys, threading, time
 from datetime import datetime
 
@@ -553,13 +553,13 @@ def analyse(work, journal_path, kills_wanted):
             got = deliveries[a][0][2]
             if got.strip("<>") != want.strip("<>"):
                 mismatched.append((a, want, got))
+
     inflight_rcpts = {}
     for r in inflight:
         for a in r.get("rcpts", []):
             inflight_rcpts[a.lower()] = r
     inflight_delivered = sum(1 for a in inflight_rcpts if a in deliveries and a not in acked)
     unexpected = sorted(a for a in deliveries if a not in acked and a not in inflight_rcpts)
-
     dups = []
     for a, ds in deliveries.items():
         if len(ds) < 2:
@@ -575,7 +575,8 @@ def analyse(work, journal_path, kills_wanted):
         attempts = [e.get("attempt") for e in sorted(done, key=lambda e: e["_t"])]
         d = dict(rcpt=a, times=[x[1] for x in ds], ns=[x[0] for x in ds], qids=qids, attempts=attempts,
                  kill_no=(kill_times.index(between[0]) + 1) if between else None,
-                 delta=(between[0] - t1) if between else None, via=acked.get(a, {}).get("via", "unacknowledged"))
+                 delta=(between[0] - t1) if between else None,
+                 via=acked.get(a, {}).get("via") or ("in flight" if a in inflight_rcpts else "unacknowledged"))
         if len(mids) > 1:
             # Another Message-ID: the message was made a second time, not sent twice
             # from one spool file (for a campaign: its chunk expanded again).
@@ -594,6 +595,35 @@ def analyse(work, journal_path, kills_wanted):
                          f"to reach the spool" if between else "no kill between the two deliveries")
                         + f" (queue id {', '.join(qids)}, delivery attempts {attempts})")
         dups.append(d)
+    # A pair both bounced and delivered: the DSN said it failed (a 550 at the first
+    # attempt), and later a copy arrived anyway. Either that outcome had not reached the
+    # spool when Herald was killed (the same message retried), or the copy that arrived
+    # was rendered after the failure (its Date: is later: the message was made again).
+    both_info = []
+    for a in sorted(both):
+        fails = sorted(e["_t"] for e in dlog.get(a, []) if e.get("result") == "failed")
+        ft = fails[0] if fails else min(t for _, t in dsns[a])
+        n = sorted(deliveries[a], key=lambda d: d[1])[-1][0]
+        rendered = None
+        try:
+            with open(os.path.join(sink, f"{n:07d}.eml"), "rb") as f:
+                msg = email.message_from_binary_file(f)
+            rendered = email.utils.parsedate_to_datetime(msg["Date"]).timestamp()
+        except (OSError, TypeError, ValueError):
+            pass
+        near = [k for k in kill_times if ft - KILL_SLACK <= k <= ft + IN_FLIGHT_WINDOW]
+        if rendered is not None and rendered >= int(ft) + 1:
+            cls, why = "remade", f"failed at {ft:.3f}, the copy delivered was rendered later (Date: {msg['Date']})"
+        elif near:
+            cls, why = "inflight", (f"failed {near[0] - ft:+.3f} s before kill #{kill_times.index(near[0]) + 1}: "
+                                    f"the outcome had not reached the spool, the retry was accepted")
+        elif rendered is not None and int(rendered) == int(ft):
+            cls, why = "unclear", (f"failed at {ft:.3f}, no kill within {IN_FLIGHT_WINDOW} s; the copy delivered "
+                                   f"was rendered in that same second (Date: {msg['Date']}): likely made again")
+        else:
+            cls, why = "unexplained", f"failed at {ft:.3f}, no kill within {IN_FLIGHT_WINDOW} s"
+        both_info.append(dict(rcpt=a, cls=cls, why=why, via=acked[a]["via"]))
+    res.update(both_info=both_info)
     res.update(by_kind=by_kind, msgs_by_kind={k: len(v) for k, v in msgs_by_kind.items()}, delivered=delivered,
                bounced=bounced, both=both, missing=missing, mismatched=mismatched, dups=dups,
                inflight_rcpts=inflight_rcpts, inflight_delivered=inflight_delivered, unexpected=unexpected,
@@ -785,8 +815,8 @@ def main():
             journal.write("restart", n=i, pid=pid, took=took)
             summary = " ".join(f"c{k}:{v['expanded']}/{v['total']} sent {v['sent']}" for k, v in stats.items() if v)
             log(f"kill {i}/{n_kills} done, listening again after {took:.2f} s "
-                f"(acks smtp {traffic.counts['smtp']} submission {traffic.counts['submission']} "
-                f"http {traffic.counts['http']}; {summary})")
+                f"(acks: smtp {traffic.counts['smtp']}, submission {traffic.counts['submission']} messages, "
+                f"http {traffic.counts['http']} batches; {summary})")
             if i == second_at:
                 send_campaign(api, journal, camps[1], stop_all)
                 soon = True
@@ -856,10 +886,26 @@ def main():
         cls = {c: sum(1 for d in dups if d["cls"] == c) for c in ("inflight", "remade", "unexplained")}
         print(f"duplicates          : {len(dups)} pairs delivered more than once: {cls['inflight']} in flight at a kill, "
               f"{cls['remade']} made twice (another Message-ID), {cls['unexplained']} unexplained")
-        for d in sorted(dups, key=lambda d: d["times"][0])[:40]:
+        odd = [d for d in sorted(dups, key=lambda d: d["times"][0]) if d["cls"] != "inflight"]
+        inf = [d for d in sorted(dups, key=lambda d: d["times"][0]) if d["cls"] == "inflight"]
+        for d in odd[:40] + inf[:10]:
             print(f"  {d['rcpt']} ({d['via']}) x{len(d['times'])} sink #{','.join(map(str, d['ns']))}: {d['why']}")
-        if len(dups) > 40:
-            print(f"  ... {len(dups) - 40} more (journal.jsonl / sink/index.jsonl)")
+        if len(odd) > 40 or len(inf) > 10:
+            print(f"  ... {max(0, len(odd) - 40)} more made twice or unexplained, {max(0, len(inf) - 10)} more "
+                  f"in flight (all in {work}/duplicates.txt)")
+        with open(os.path.join(work, "duplicates.txt"), "w") as f:
+            for d in odd + inf:
+                f.write(f"{d['rcpt']} ({d['via']}) x{len(d['times'])} sink #{','.join(map(str, d['ns']))} "
+                        f"[{d['cls']}]: {d['why']}\n")
+        bcls = {c: sum(1 for b in res["both_info"] if b["cls"] == c)
+                for c in ("inflight", "remade", "unclear", "unexplained")}
+        if res["both_info"]:
+            print(f"bounced + delivered : {len(res['both_info'])} pairs got a DSN and were delivered as well: "
+                  f"{bcls['inflight']} in flight at a kill, {bcls['remade']} made again after the failure, "
+                  f"{bcls['unclear']} made again in the second of the failure or in flight, "
+                  f"{bcls['unexplained']} unexplained")
+            for b in sorted(res["both_info"], key=lambda b: (b["cls"] == "inflight", b["cls"]))[:20]:
+                print(f"  {b['rcpt']} ({b['via']}) [{b['cls']}]: {b['why']}")
         infl = res["inflight"]
         print(f"in-flight           : {len(infl)} transactions without a reply "
               f"({sum(1 for r in infl if r['via'] != 'http')} SMTP, {sum(1 for r in infl if r['via'] == 'http')} HTTP; "
@@ -902,8 +948,11 @@ def main():
                 print(f"campaign not sent   : " + "\n  ".join(lines[:12])
                       + (f"\n  ... all in {work}/campaign-{cid}-not-sent.txt" if len(lines) > 12 else ""))
                 defects.append(f"campaign {cid} not sent")
-        if cls["remade"]:
-            defects.append(f"{cls['remade']} pairs delivered twice from two renderings")
+        if cls["remade"] or bcls["remade"]:
+            defects.append(f"{cls['remade'] + bcls['remade']} pairs whose message was made twice "
+                           f"({cls['remade']} delivered twice, {bcls['remade']} bounced and delivered)")
+        if bcls["unexplained"]:
+            defects.append(f"{bcls['unexplained']} unexplained bounced-and-delivered pairs")
         if cls["unexplained"]:
             defects.append(f"{cls['unexplained']} unexplained duplicates")
         if res["unexpected"]:

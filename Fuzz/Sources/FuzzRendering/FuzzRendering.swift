@@ -16,7 +16,7 @@
 /// - Base64 body: lines of at most 76 characters, and `decodeBase64` gives the bytes back.
 /// - `normalizeLineEndings`: no bare CR or LF is left.
 /// - Header fields (`unstructuredField`, `MailAddress.headerField`): printable ASCII
-///   only, CRLF only as folding (followed by a space); Subject lines of at most 78
+///   only (raw UTF-8 only in an SMTPUTF8 address), CRLF only as folding (followed by a space); Subject lines of at most 78
 ///   characters, `To:` lines of at most 998 (RFC 5322 §2.1.1); the Subject decodes
 ///   (RFC 2047) back to the sanitized text.
 /// - `MailAddress(parsing:)`: what it accepts validates, and its `To:` field parses back
@@ -95,12 +95,13 @@ func checkBodies(_ text: String, raw: [UInt8]) {
     invariant(decoded64 == raw, "base64 round trip: \(show(raw)) → \(show(decoded64))")
 }
 
-func checkFolded(_ field: [UInt8], maxLine: Int?) {
+/// `utf8`: raw UTF-8 is allowed (RFC 6532: an SMTPUTF8 address in `To:`).
+func checkFolded(_ field: [UInt8], maxLine: Int?, utf8: Bool = false) {
     let lines = crlfLines(field[...])
     for (k, line) in lines.enumerated() {
         let content = line.suffix(2).elementsEqual([0x0D, 0x0A]) ? line.dropLast(2) : line
         invariant(k == lines.count - 1 ? content.count == line.count : content.count == line.count - 2, "field \(show(field)) ends in CRLF")
-        invariant(content.allSatisfy { (0x20...0x7E).contains($0) }, "a header line with \(show(content)) in \(show(field))")
+        invariant(content.allSatisfy { (0x20...0x7E).contains($0) || (utf8 && $0 >= 0x80) }, "a header line with \(show(content)) in \(show(field))")
         if k > 0 { invariant(content.first == 0x20, "a folded line without leading space: \(show(field))") }
         if let maxLine { invariant(content.count <= maxLine, "a header line of \(content.count): \(show(field))") }
     }
@@ -120,7 +121,7 @@ func checkHeaders(_ text: String) {
     let to = address.headerField("To")
     // Atoms of a display name and the address cannot be split, so 78 is not always
     // possible; RFC 5322 §2.1.1's 998 always is.
-    checkFolded(to, maxLine: 998)
+    checkFolded(to, maxLine: 998, utf8: address.needsSMTPUTF8)
     var unfolded = to
     unfolded.removeAll(where: { $0 == 0x0D || $0 == 0x0A })
     let value = String(decoding: unfolded.dropFirst(3), as: UTF8.self)

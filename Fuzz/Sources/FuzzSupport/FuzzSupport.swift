@@ -31,6 +31,15 @@ public func invariant(
     }
 }
 
+/// True when `HERALD_FUZZ_STRICT=1`: the harnesses then also check the invariants that
+/// known, reported findings break (see `Fuzz/Reproducers/` and docs/reliability.md).
+/// Off by default, so that a fuzzing run looks for new problems instead of stopping at a
+/// known one every time.
+public let strict: Bool = {
+    guard let value = getenv("HERALD_FUZZ_STRICT") else { return false }
+    return String(cString: value) == "1"
+}()
+
 /// The fuzzer's input as an array (libFuzzer may pass a null pointer with size 0).
 public func bytes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
     guard let data, size > 0 else { return [] }

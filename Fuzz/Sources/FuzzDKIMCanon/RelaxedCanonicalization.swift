@@ -1,0 +1,1 @@
+../../../Sources/DKIM/RelaxedCanonicalization.swift
