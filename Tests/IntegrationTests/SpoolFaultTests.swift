@@ -1,0 +1,68 @@
+import Foundation
+import Glibc
+import HeraldTestSupport
+import Testing
+
+/// The spool's file system turned read-only under a running Herald (as after an I/O
+/// error, when ext4 remounts itself read-only): nothing more is acknowledged, nothing
+/// already acknowledged is lost, the postmaster can still read the queue, and once the
+/// file system is writable again Herald accepts and delivers everything.
+extension Integration {
+    @Suite(.serialized, .timeLimit(.minutes(2)))
+    struct SpoolFaults {
+        static let canMount: Bool = {
+            guard getuid() == 0, let dir = try? TemporaryDirectory.make(prefix: "herald-mount-probe") else { return false }
+            defer { rmdir(dir) }
+            guard mount(dir, dir, nil, UInt(MS_BIND), nil) == 0 else { return false }
+            umount2(dir, 0)
+            return true
+        }()
+
+        @Test("the spool's file system read-only: 452 4.3.1 at the door, nothing lost, all delivered once writable again",
+              .enabled(if: SpoolFaults.canMount, "a bind mount needs root"))
+        func readOnlySpool() async throws {
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            let options = DeliveryIT.options(toml: [DeliveryIT.route("*.ro.test", port: sink.port)], enabled: false)
+            try await HeraldProcess.with(options) { herald in
+                // The spool directory over itself (a bind mount), which can then be made
+                // read-only on its own: Herald's log and config stay writable.
+                let spool = herald.spoolPath
+                guard mount(spool, spool, nil, UInt(MS_BIND), nil) == 0 else {
+                    Issue.record("bind mount failed: \(String(cString: strerror(errno)))")
+                    return
+                }
+                defer { umount2(spool, Int32(MNT_DETACH)) }
+                func remount(readOnly: Bool) -> Bool {
+                    let flags = UInt(MS_BIND) | UInt(MS_REMOUNT) | (readOnly ? UInt(MS_RDONLY) : 0)
+                    return mount(spool, spool, nil, flags, nil) == 0
+                }
+                let before = (0..<5).map { DeliveryIT.mail("before-\($0)", to: ["r\($0)@d.ro.test"], bodyLines: 3) }
+                let acknowledged = try await DeliveryIT.submitAccepted(port: herald.port(), before)
+                #expect(acknowledged.count == 5)
+
+                #expect(remount(readOnly: true), "remount read-only: \(String(cString: strerror(errno)))")
+                let refused = try await DeliveryIT.submit(port: herald.port(), [DeliveryIT.mail("refused", to: ["x@d.ro.test"])])
+                #expect(refused.first?.status == "452 4.3.1", "\(refused)")
+                // The postmaster still sees the queue.
+                let list = try await herald.queueList()
+                #expect(list.count == 5, "\(list.count)")
+                // The server keeps serving.
+                let c = try SMTPTestClient(port: herald.port())
+                try c.greetAndEhlo()
+                #expect(try c.command("NOOP").code == 250)
+                c.close()
+
+                #expect(remount(readOnly: false), "remount read-write: \(String(cString: strerror(errno)))")
+                let after = try await DeliveryIT.submitAccepted(port: herald.port(),
+                                                                [DeliveryIT.mail("after", to: ["a@d.ro.test"], bodyLines: 3)])
+                #expect(after.count == 1)
+                // Delivery on: every acknowledged message arrives, once; the refused one never.
+                try await herald.restart(with: DeliveryIT.options(toml: [DeliveryIT.route("*.ro.test", port: sink.port)]))
+                #expect(await sink.waitForMessages(6, timeout: 30) == 6)
+                let recipients = sink.index().flatMap(\.rcpts).sorted()
+                #expect(recipients == (["a@d.ro.test"] + (0..<5).map { "r\($0)@d.ro.test" }).sorted(), "\(recipients)")
+            }
+        }
+    }
+}
