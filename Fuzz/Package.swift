@@ -56,6 +56,8 @@ let package = Package(
         // HTMLToText, TemplateChecker (+ TemplateIssue), MIMEEncoding, MailAddress from
         // Rendering (which otherwise needs swift-mustache and OpenSSL).
         harness("FuzzRendering", ["MailFormat"]),
+        // RelaxedCanonicalization.swift from DKIM (which otherwise needs OpenSSL).
+        harness("FuzzDKIMCanon", []),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,6 +30,7 @@ public actor QueueManager {
     private var unfinished = 0
     private var stopping = false
     private var lastRescan = Date()
+    private var sweepShard = 0
     private var wake: CheckedContinuation<Void, Never>?
     private var lastStateWrite = Date.distantPast
     /// ``loadIndex()`` ran: `run()` does not scan again at start.
@@ -380,6 +381,9 @@ public actor QueueManager {
             // On a committer thread: envelope writes fsync and must not block the pool.
             let removed: Bool = (try? await spool.offload { spool in
                 if done {
+                    // A campaign message is marked finished first: its chunk, if expanded
+                    // again after a crash, must not send it twice (Spool.markFinished).
+                    if envelope.campaign != nil { try spool.markFinished(id) }
                     // Delivered or bounced: see Spool.remove(durable:) for why no fsync.
                     try spool.remove(id, from: .queue, durable: false)
                     return true
@@ -406,6 +410,10 @@ public actor QueueManager {
             if now.timeIntervalSince(lastRescan) >= seconds(config.rescanInterval) {
                 scan()
                 lastRescan = now
+                // One shard of finished campaign marks per rescan: all of them every
+                // 256 rescans (about two hours at the default 30 s).
+                spool.sweepFinished(shard: sweepShard, now: now)
+                sweepShard = (sweepShard + 1) % 256
                 await deliverer.pool.sweep()
             }
             if now.timeIntervalSince(lastStateWrite) >= 2 {

@@ -278,6 +278,7 @@ public final class Spool: Sendable {
             try ensureShardDirectory(directory, in: .queue)
             if FileIO.exists(finalEnvelope) || FileIO.exists(finalMessage)
                 || FileIO.exists(envelopePath(id, in: .hold))
+                || (envelope.campaign != nil && FileIO.exists(finishedPath(id)))
             {
                 throw SpoolError.alreadyExists(id)
             }
@@ -424,6 +425,53 @@ public final class Spool: Sendable {
             }
             if durable { try FileIO.syncDirectory(directory(of: id, in: queue)) }
         }
+    }
+
+    // MARK: finished campaign messages
+
+    /// `<spool>/finished/<xx>/<id>`: an empty file saying that the campaign message `id`
+    /// left the queue with its final outcome (delivered, bounced, failed). A campaign's
+    /// queue ids are the same every time its chunk is expanded, so a chunk expanded
+    /// again after a crash (its messages committed, its checkpoint not written) finds
+    /// those already finished here and does not send them twice: ``storeSynchronously``
+    /// refuses such an id as ``SpoolError/alreadyExists(_:)``, as it does one still queued.
+    func finishedPath(_ id: QueueID) -> String {
+        path + "/finished/" + id.shard + "/" + id.rawValue
+    }
+
+    /// Marks the campaign message `id` finished; called before its files are removed, so
+    /// that a crash in between leaves the message (delivered again at worst, like any
+    /// attempt whose outcome did not reach the spool) and never neither. No fsync, like
+    /// the removal it precedes.
+    public func markFinished(_ id: QueueID) throws {
+        let directory = path + "/finished/" + id.shard
+        if !FileIO.isDirectory(directory) {
+            try FileIO.makeDirectory(path + "/finished", owner: owner)
+            try FileIO.makeDirectory(directory, owner: owner)
+        }
+        let fd = try FileIO.openFile(finishedPath(id), O_WRONLY | O_CREAT | O_CLOEXEC, FileIO.fileMode, "create")
+        if let owner { _ = fchown(fd, owner.uid, owner.gid) }
+        close(fd)
+    }
+
+    /// Whether the campaign message `id` is marked finished.
+    public func isFinished(_ id: QueueID) -> Bool { FileIO.exists(finishedPath(id)) }
+
+    /// Removes the finished marks of one shard (`0..<256`) older than `age` seconds;
+    /// returns how many. A campaign expanded again after longer than that could send a
+    /// finished message again; the default keeps them a week.
+    @discardableResult
+    public func sweepFinished(shard: Int, olderThan age: TimeInterval = 7 * 86_400, now: Date = Date()) -> Int {
+        let directory = path + "/finished/" + Spool.shardName(shard)
+        guard let names = try? FileIO.list(directory) else { return 0 }
+        var removed = 0
+        let limit = now.timeIntervalSince1970 - age
+        for name in names {
+            var info = stat()
+            guard stat(directory + "/" + name, &info) == 0, Double(info.st_mtim.tv_sec) < limit else { continue }
+            if unlink(directory + "/" + name) == 0 { removed += 1 }
+        }
+        return removed
     }
 
     // MARK: enumerate, locate

@@ -403,4 +403,30 @@ extension CampaignStatsRecorderTests {
             #expect(try await Self.counters(f, c).sent == 10)
         }
     }
+
+    /// Processes killed before their first write leave no checkpoint: the next start
+    /// replays the whole log rather than nothing (found by scripts/crash-loop: campaigns
+    /// stuck `sending` after kills in quick succession).
+    @Test func withoutACheckpointTheWholeLogIsReplayed() async throws {
+        try await CampaignFixture.with(count: 20) { f in
+            let c = try await Self.sentCampaign(f).id
+            let q = try Self.queueIDs(f)
+            let dir = try TemporaryDirectory.make(prefix: "replay")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let logPath = dir + "/delivery.jsonl", checkpointPath = dir + "/checkpoint"
+            let log = DeliveryLog(path: logPath, maxBytes: 1 << 20)
+            for r in f.expected.sorted().prefix(4) {
+                let e = Self.event(f, q, c, r, .delivered, code: 250)
+                log.write(.init(time: e.time.addingTimeInterval(-3600), queueId: e.queueID, recipient: e.recipient,
+                                domain: "example.com", mxHost: nil, ip: nil, tls: false, result: e.result.rawValue,
+                                code: e.code, enhanced: e.enhanced, reply: e.reply, attempt: 1, nextAttempt: nil,
+                                tenant: e.tenant, campaign: e.campaign, durationMs: nil))
+            }
+            #expect(!FileManager.default.fileExists(atPath: checkpointPath))
+            let recorder = CampaignStatsRecorder(db: f.db, interval: .seconds(3600))
+            #expect(await recorder.replay(logPath: logPath, checkpointPath: checkpointPath) == 4)
+            #expect(try await Self.counters(f, c).sent == 4)
+            #expect(FileManager.default.fileExists(atPath: checkpointPath))
+        }
+    }
 }

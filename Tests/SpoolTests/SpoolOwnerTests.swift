@@ -44,3 +44,33 @@ struct SpoolOwnerTests {
         #expect(filesUnder(dir + "/root-spool").allSatisfy { Self.owner(dir + "/root-spool/" + $0) == 0 })
     }
 }
+
+/// Finished marks of campaign messages: a campaign message marked finished cannot be
+/// committed again under its id; other mail is not concerned; old marks are swept.
+@Suite("Spool finished marks")
+struct SpoolFinishedTests {
+    @Test func aFinishedCampaignMessageIsNotCommittedAgain() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "herald-finished")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = try Spool(path: dir + "/spool")
+        var envelope = SpoolFixtures.envelope(recipients: ["a@example.net"])
+        envelope.campaign = "7"
+        let message = SpoolFixtures.message(tag: "campaign")
+        _ = try await spool.store(message: message, envelope: envelope)
+        try spool.markFinished(envelope.id)
+        try spool.remove(envelope.id, from: .queue)
+        #expect(spool.isFinished(envelope.id))
+        await #expect(throws: SpoolError.self) { try await spool.store(message: message, envelope: envelope) }
+        #expect(try spool.enumerate(.queue).isEmpty)
+        // Mail without a campaign is not looked up.
+        var plain = SpoolFixtures.envelope(id: envelope.id, recipients: ["a@example.net"])
+        plain.campaign = nil
+        _ = try await spool.store(message: message, envelope: plain)
+        #expect(try spool.enumerate(.queue) == [envelope.id])
+        // Marks older than the retention are swept, younger ones kept.
+        #expect(spool.sweepFinished(shard: Int(envelope.id.shard, radix: 16) ?? 0, olderThan: 3600) == 0)
+        #expect(spool.sweepFinished(shard: Int(envelope.id.shard, radix: 16) ?? 0, olderThan: 3600,
+                                    now: Date().addingTimeInterval(7200)) == 1)
+        #expect(!spool.isFinished(envelope.id))
+    }
+}

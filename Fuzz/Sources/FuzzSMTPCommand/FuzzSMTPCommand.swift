@@ -17,6 +17,9 @@
 /// - Every reply the parser produces encodes to exactly one CRLF per line (user text in an
 ///   error reply can never split it).
 /// - xtext: a value that decodes re-encodes and decodes to the same text.
+/// - Commands and DATA together (framing handing the buffered bytes to a `DataReader`
+///   after DATA, and resuming after CRLF.CRLF, as `SMTPSession` does): the same lines,
+///   refusals and messages whatever the chunking.
 import FuzzSupport
 import MailFormat
 import SMTPCore
@@ -48,7 +51,66 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     // The parser alone, on the raw stream as one line (it must never trap, framed or not).
     checkCommand(stream)
+
+    // The command channel and DATA together, as SMTPSession drives them: after a DATA
+    // command the buffered bytes go to a DataReader, and framing resumes after CRLF.CRLF.
+    let chunked = session(stream, chunk: chunk, maxLength: maxLength)
+    let whole = session(stream, chunk: max(1, stream.count), maxLength: maxLength)
+    invariant(chunked == whole, "session in chunks of \(chunk): \(chunked); in one: \(whole)")
     return 0
+}
+
+enum SessionEvent: Equatable, CustomStringConvertible {
+    case framed(Framed)
+    case message([UInt8], DataReader.Violation?)
+
+    var description: String {
+        switch self {
+        case .framed(let f): return f.description
+        case .message(let m, let v): return "message(\(show(m, limit: 60)), \(String(describing: v)))"
+        }
+    }
+}
+
+func session(_ stream: [UInt8], chunk: Int, maxLength: Int) -> [SessionEvent] {
+    var buffer = SMTPInputBuffer()
+    var reader: DataReader?
+    var events: [SessionEvent] = []
+    var offset = 0
+    func pump() {
+        while true {
+            if var r = reader {
+                let (n, done) = r.consume(buffer.readable)
+                invariant(n <= buffer.count, "DataReader consumed \(n) of \(buffer.count)")
+                buffer.consume(n)
+                guard done else {
+                    reader = r
+                    return
+                }
+                events.append(.message(r.message, r.violation))
+                reader = nil
+                continue
+            }
+            switch buffer.nextLine(maxLength: maxLength) {
+            case .needMoreData:
+                return
+            case .line(let l):
+                events.append(.framed(.line(l)))
+                if case .success(.data) = SMTPCommandParser.parse(l) {
+                    reader = DataReader(maxMessageSize: 1 << 16)
+                }
+            case .tooLong, .bareLineEnding:
+                events.append(.framed(.rejected))
+            }
+        }
+    }
+    while offset < stream.count {
+        let end = min(offset + chunk, stream.count)
+        buffer.append(stream[offset..<end])
+        offset = end
+        pump()
+    }
+    return events
 }
 
 enum Framed: Equatable, CustomStringConvertible {

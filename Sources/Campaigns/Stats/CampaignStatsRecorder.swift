@@ -451,16 +451,20 @@ public actor CampaignStatsRecorder {
     /// so at start-up the node replays the log's lines from a little before the newest
     /// outcome written last time (kept in `checkpointPath`) and records them again.
     /// Replaying is harmless: a recipient's row only moves to the state of its latest
-    /// outcome, and the counters follow the rows. Returns the outcomes replayed.
+    /// outcome, and the counters follow the rows. Without a checkpoint (no batch was
+    /// ever written: every process so far was killed within its first ``interval``),
+    /// the whole log is replayed. Returns the outcomes replayed.
     @discardableResult
     public func replay(logPath: String, checkpointPath: String, margin: TimeInterval = 10) async -> Int {
         self.checkpointPath = checkpointPath
-        guard let data = FileManager.default.contents(atPath: checkpointPath),
-              let since = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-                  .parse(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return 0 }
-        checkpoint = since
-        let events = DeliveryLog.entries(at: logPath, since: since.addingTimeInterval(-margin))
+        var since = Date.distantPast
+        if let data = FileManager.default.contents(atPath: checkpointPath),
+           let written = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+               .parse(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+            checkpoint = written
+            since = written.addingTimeInterval(-margin)
+        }
+        let events = DeliveryLog.entries(at: logPath, since: since)
             .compactMap(DeliveryOutcomeEvent.init(replaying:)).filter { $0.campaign != nil }
         for event in events { record(event) }
         await flush()
