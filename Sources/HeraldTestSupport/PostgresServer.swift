@@ -106,6 +106,10 @@ public final class PostgresServer: @unchecked Sendable {
             "-c", "unix_socket_directories=\(directory)",
             "-c", "max_connections=200",
             "-c", "log_min_messages=warning",
+            // The test process may hold many descriptors that the server inherits; with the
+            // default of 1,000 per process, ~950 of them stop it ("insufficient file
+            // descriptors available to start server process").
+            "-c", "max_files_per_process=10000",
         ]
         let argv = wrap(getuid() == 0, binaries.postgres.path, arguments)
         let process = try SpawnedProcess(executable: argv[0], arguments: Array(argv.dropFirst()),

@@ -50,12 +50,21 @@ public final class ChildProcess: @unchecked Sendable {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
         if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        process.standardInput = try Self.handle(reading: stdinPath)
-        process.standardOutput = try Self.handle(writing: stdoutPath)
-        process.standardError = try Self.handle(writing: stderrPath)
+        let handles = [try Self.handle(reading: stdinPath), try Self.handle(writing: stdoutPath),
+                       try Self.handle(writing: stderrPath)]
+        process.standardInput = handles[0]
+        process.standardOutput = handles[1]
+        process.standardError = handles[2]
         process.terminationHandler = { [weak self] p in
             let t = Termination(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
             self?.finished(t)
+        }
+        defer {
+            // The child has its own copies: the test process's would stay open as long as
+            // this object lives (hundreds over a run, inherited by every later child).
+            for (handle, path) in zip(handles, [stdinPath, stdoutPath, stderrPath]) where path != nil {
+                try? handle.close()
+            }
         }
         try process.run()
         ChildRegistry.shared.add(process.processIdentifier)
