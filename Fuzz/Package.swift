@@ -9,9 +9,9 @@
 // symlinks), and each harness is its own executable target. See README.md.
 //
 // Every target is built with `-sanitize=fuzzer,address`: the code under test (the
-// symlinked Herald modules) gets libFuzzer's coverage instrumentation and ASan, the
-// harnesses link libFuzzer's `main`. Build only through `scripts/fuzz`, or
-// `swift build -c release` in this directory.
+// symlinked Herald modules) gets libFuzzer's coverage instrumentation and ASan, and the
+// harnesses link libFuzzer's runtime (their `@main` starts its driver). Build only
+// through `scripts/fuzz`, or `swift build -c release` in this directory.
 import PackageDescription
 
 let sanitizers = ["-sanitize=fuzzer,address"]
