@@ -127,7 +127,9 @@ public struct BounceIntake: LocalDeliveryAgent {
 
     /// The events in one message (pure: no database).
     public static func events(in message: LocalMessage, classifier: BounceClassifier) -> Found {
-        let report = InboundReport.parse(message.message)
+        // One MIME parse serves the report and the auto-reply check.
+        let entity = MIMEEntity.parse(message.message)
+        let report = InboundReport.parse(entity)
         let fromEnvelope = message.recipients.lazy.compactMap(BounceAddress.init).first
         func attributed(_ candidates: [String?]) -> BounceAddress? {
             fromEnvelope ?? candidates.lazy.compactMap { $0.flatMap(BounceAddress.init) }.first
@@ -160,7 +162,6 @@ public struct BounceIntake: LocalDeliveryAgent {
                 source: message.id, seq: 0)
             return Found(events: [event], note: "a complaint (\(arf.feedbackType))")
         case .unstructured(let bounce):
-            let entity = MIMEEntity.parse(message.message)
             guard Self.fromMailerDaemon(message.sender), !Self.isAutoReply(entity) else {
                 return Found(events: [], note: "not a bounce (from <\(message.sender)>)")
             }
