@@ -23,7 +23,7 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
     /// Parses `Name <addr>`, `"Quoted, Name" <addr>`, `<addr>` or a bare `addr`.
     public init(parsing text: String) throws(AddressError) {
         let t = text.heraldTrimmed
-        guard t.hasSuffix(">"), let open = t.lastIndex(of: "<") else {
+        guard t.hasSuffix(">"), let open = MailAddress.angleOpening(t) else {
             try self.init(t)
             return
         }
@@ -38,6 +38,29 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
             name = unquoted
         }
         try self.init(address, name: name.isEmpty ? nil : name)
+    }
+
+    /// The `<` that opens the angle-addr of `Name <addr>`: the first one outside the
+    /// display name's quoted strings (the address itself may hold `<` in a quoted local
+    /// part, `Doe <"a<b"@example.com>`, which is what ``headerField`` writes for it).
+    private static func angleOpening(_ text: String) -> String.Index? {
+        var quoted = false
+        var escaped = false
+        var i = text.startIndex
+        while i < text.endIndex {
+            let ch = text[i]
+            if escaped {
+                escaped = false
+            } else if quoted {
+                if ch == "\\" { escaped = true } else if ch == "\"" { quoted = false }
+            } else if ch == "\"" {
+                quoted = true
+            } else if ch == "<" {
+                return i
+            }
+            i = text.index(after: i)
+        }
+        return nil
     }
 
     public var description: String {
@@ -56,11 +79,14 @@ public struct MailAddress: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: validation
 
-    /// Checks `address` as an RFC 5322 addr-spec with MailFormat's ``AddressSyntax``: at
-    /// most 254 octets (what fits in a 256-octet SMTP path), domain literals allowed.
+    /// Checks `address` with MailFormat's ``AddressSyntax``: at most 254 octets (what fits
+    /// in a 256-octet SMTP path), literals only as RFC 5321 address literals (`[192.0.2.1]`,
+    /// `[IPv6:…]`, `[tag:…]`), since the address may become an envelope address that
+    /// SMTP servers must accept in `RCPT TO:<…>`; an RFC 5322 domain literal such as
+    /// `[a>b]` is refused.
     public static func validate(_ address: String) throws(AddressError) {
         do {
-            _ = try AddressSyntax.check(Array(address.utf8), maxLength: 254, literals: .domain)
+            _ = try AddressSyntax.check(Array(address.utf8), maxLength: 254, literals: .address)
         } catch {
             throw AddressError(address, reason(error))
         }

@@ -134,17 +134,23 @@ public enum SMTPCommandParser {
         guard i < rest.count, rest[i] == UInt8(ascii: "<") else {
             throw .syntax("the address must be enclosed in <>")
         }
-        // Find the closing '>' outside a quoted local part.
+        // Find the closing '>' outside a quoted local part and outside an address
+        // literal (RFC 5321 dcontent may hold '"' and '>': `user@[tag:a>b]`).
         var j = i + 1
         var quoted = false
+        var literal = false
         var close: Int?
         while j < rest.count {
             let b = rest[j]
             if quoted {
                 if b == UInt8(ascii: "\\") { j += 2; continue }
                 if b == UInt8(ascii: "\"") { quoted = false }
+            } else if literal {
+                if b == UInt8(ascii: "]") { literal = false }
             } else if b == UInt8(ascii: "\"") {
                 quoted = true
+            } else if b == UInt8(ascii: "[") {
+                literal = true
             } else if b == UInt8(ascii: ">") {
                 close = j
                 break

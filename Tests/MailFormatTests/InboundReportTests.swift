@@ -294,6 +294,14 @@ import Testing
         #expect(bounce.originalHeaders.isEmpty)
     }
 
+    @Test("a CR or LF written as a character reference in HTML is white space, not a CR in the text")
+    func htmlCharacterReferenceCR() throws {
+        let message = "Subject: x\nContent-Type: text/html\n\n<p>Delivery failed&#13;to&#xD;bob@example.com&#10;now</p>\n"
+        let bounce = try #require(unstructured(parse(message)))
+        #expect(!bounce.text.unicodeScalars.contains("\r"))
+        #expect(bounce.text == "Delivery failed to bob@example.com now")
+    }
+
     @Test("quoted-printable ISO-8859-1 text")
     func quotedPrintable() throws {
         let bounce = try #require(unstructured(parse(ReportSamples.quotedPrintableBounce)))

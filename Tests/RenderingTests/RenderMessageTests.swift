@@ -87,6 +87,15 @@ struct RenderMessageTests {
         #expect(try MailAddress(parsing: "j@herald.test") == MailAddress("j@herald.test"))
         #expect(throws: AddressError.self) { try MailAddress(parsing: "News <news@herald.test") }
         #expect(throws: AddressError.self) { try MailAddress(parsing: "News <>") }
+        // The angle-addr starts at the first `<` outside the display name's quotes, not at
+        // the last one: a quoted local part may hold `<` (fuzzing finding F3).
+        #expect(try MailAddress(parsing: #"Doe <"a<b"@example.com>"#) == MailAddress(#""a<b"@example.com"#, name: "Doe"))
+        #expect(try MailAddress(parsing: #""x <y> z" <a@example.com>"#) == MailAddress("a@example.com", name: "x <y> z"))
+        #expect(try MailAddress(parsing: #""q\"<" <a@example.com>"#) == MailAddress("a@example.com", name: #"q"<"#))
+        // What headerField writes reads back to the same address.
+        let quoted = try MailAddress(#""a<b>c"@example.com"#, name: "Doe")
+        let field = String(decoding: quoted.headerField("To"), as: UTF8.self)
+        #expect(try MailAddress(parsing: String(field.dropFirst("To:".count))) == quoted)
     }
 
     @Test("MailAddress says what is wrong with an address")
@@ -101,8 +110,14 @@ struct RenderMessageTests {
         }
         #expect(reason("a@b.example") == nil)
         #expect(reason("\"a b\"@b.example") == nil)
-        // A header may carry any domain literal, not only the ones SMTP knows.
-        #expect(reason("a@[foo]") == nil)
+        // Literals only as SMTP address literals: the address may become an envelope
+        // address, and `RCPT TO:<a@[foo]>` is refused by every SMTP server (Herald's own
+        // included). Fuzzing finding F1 (docs/reliability.md).
+        #expect(reason("a@[192.0.2.1]") == nil)
+        #expect(reason("a@[IPv6:2001:db8::1]") == nil)
+        #expect(reason("a@[x-tag:a>b]") == nil)
+        #expect(reason("a@[foo]") == "bad domain")
+        #expect(reason("x@[a>b]") == "bad domain")
         #expect(reason("") == "empty address")
         #expect(reason("@b.example") == "empty local part")
         #expect(reason("a..b@b.example") == "empty part in the local part")

@@ -95,6 +95,11 @@ struct SMTPCommandParserTests {
         ("RCPT TO:<user@[192.0.2.1]>", .rcpt(.mailbox(mbox("user", "[192.0.2.1]")), [])),
         ("RCPT TO:<user@[IPv6:2001:db8::1]>", .rcpt(.mailbox(mbox("user", "[IPv6:2001:db8::1]")), [])),
         ("RCPT TO:<user@[x-tag:content]>", .rcpt(.mailbox(mbox("user", "[x-tag:content]")), [])),
+        // RFC 5321 dcontent may hold '>' and '"': the path ends at the '>' after the
+        // literal (fuzzing finding F1).
+        ("MAIL FROM:<user@[x:a>b]> SIZE=1", .mail(.mailbox(mbox("user", "[x:a>b]")), [p("SIZE", "1")])),
+        ("RCPT TO:<user@[x:a\"b]>", .rcpt(.mailbox(mbox("user", "[x:a\"b]")), [])),
+        ("RCPT TO:<\"a>[b\"@[x:\">]>", .rcpt(.mailbox(mbox("\"a>[b\"", "[x:\">]")), [])),
         // SMTPUTF8 (RFC 6531): UTF-8 in local part and domain.
         ("RCPT TO:<用户@例子.example>", .rcpt(.mailbox(mbox("用户", "例子.example")), [])),
         ("MAIL FROM:<jöran@bücher.example> SMTPUTF8", .mail(.mailbox(mbox("jöran", "bücher.example")), [p("SMTPUTF8")])),

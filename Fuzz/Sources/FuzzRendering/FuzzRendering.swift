@@ -135,11 +135,8 @@ func checkAddress(_ address: MailAddress) {
     unfolded.removeAll(where: { $0 == 0x0D || $0 == 0x0A })
     let value = String(decoding: unfolded.dropFirst(3), as: UTF8.self)
     let back = try? MailAddress(parsing: value)
-    // Known finding F3 (Fuzz/Reproducers/FuzzRendering): `MailAddress(parsing:)` takes
-    // the last "<" for the start of the angle-addr, even inside a quoted local part or a
-    // domain literal, so `Name <"a<b"@example.com>` (which `headerField` rightly writes)
-    // does not read back. Tolerated unless HERALD_FUZZ_STRICT=1.
-    if !strict, address.name != nil, address.address.contains("<") { return }
+    // Finding F3 (fixed): the angle-addr opens at the first `<` outside the display
+    // name's quotes, so a quoted local part holding `<` reads back too.
     invariant(back?.address == address.address, "\(address) → To: \(show(to)) → \(String(describing: back))")
     // A plain ASCII name (no encoded-word look-alike, no word too long to fold once
     // quoted, with `"` and `\` escaped) comes back as it was sanitized.

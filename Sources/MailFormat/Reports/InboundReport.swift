@@ -601,8 +601,10 @@ enum ReportText {
                 }
                 i = close + 1
             } else if scalar == "&" {
+                // A reference is text like any other: `&#13;` or `&#10;` is white space
+                // to collapse, not a line break (and no CR reaches the plain text).
                 let (decoded, length) = characterReference(s, at: i)
-                out.append(decoded)
+                out.append(MIMEScan.isWhitespace(decoded) ? " " : decoded)
                 i += length
             } else {
                 out.append(MIMEScan.isWhitespace(scalar) ? " " : scalar)
