@@ -493,16 +493,27 @@ struct DeliveryScheduler {
 
     /// The attempt never ran (the message could not be read). Returns true when the
     /// message is gone from the index (it left `queue/`, `inQueue` false, and is idle).
+    /// A message still in `queue/` whose file could not be read (an I/O error, a file
+    /// replaced by something unreadable) is tried again at `retryAt`: its attempt's
+    /// recipients wait until then in memory, with no attempt counted and nothing
+    /// written, since the message did not change and the fault may pass.
     @discardableResult
-    mutating func abandoned(_ attempt: Attempt, inQueue: Bool) -> Bool {
+    mutating func abandoned(_ attempt: Attempt, inQueue: Bool, retryAt: Date, now: Date) -> Bool {
         release(attempt.destination)
         guard var e = entries[attempt.id] else { return true }
         e.busy.remove(attempt.destination)
+        if inQueue {
+            for i in attempt.indices where i < e.envelope.recipients.count {
+                let state = e.envelope.recipients[i].state
+                if state == .pending || state == .deferred { e.envelope.recipients[i].nextAttempt = retryAt }
+            }
+        }
         entries[attempt.id] = e
         if !inQueue && e.busy.isEmpty && !e.writing {
             forget(attempt.id)
             return true
         }
+        if inQueue && !e.writing { schedule(attempt.id, now: now) }
         return false
     }
 

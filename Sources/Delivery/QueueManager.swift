@@ -284,9 +284,13 @@ public actor QueueManager {
     private func abandon(_ attempt: DeliveryScheduler.Attempt, error: any Error) {
         unfinished -= 1
         let inQueue = spool.locate(attempt.id) == .queue
-        scheduler.abandoned(attempt, inQueue: inQueue)
+        let now = Date()
+        let retryAt = now.addingTimeInterval(scheduler.config.retry.minimal)
+        scheduler.abandoned(attempt, inQueue: inQueue, retryAt: retryAt, now: now)
         if inQueue {
-            logger.error("cannot read message", metadata: ["id": "\(attempt.id)", "error": "\(error)"])
+            logger.error("cannot read message, trying again later",
+                         metadata: ["id": "\(attempt.id)", "error": "\(error)",
+                                    "retry_in": "\(Int(scheduler.config.retry.minimal))s"])
         }
         dispatch()
         wakeUp()

@@ -64,5 +64,52 @@ extension Integration {
                 #expect(recipients == (["a@d.ro.test"] + (0..<5).map { "r\($0)@d.ro.test" }).sorted(), "\(recipients)")
             }
         }
+        /// A queued message whose file cannot be read at its next attempt (here: its
+        /// `.msg` replaced by a directory, so read() fails with EISDIR; an I/O error on a
+        /// failing disk looks the same): it stays queued, untouched, and is tried again
+        /// after a back-off instead of at once; the other messages are delivered; once
+        /// the file is back it is delivered, once.
+        @Test("a message file unreadable at its attempt: kept, retried after a back-off, delivered once it reads again")
+        func unreadableMessageFile() async throws {
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            let options = DeliveryIT.options(toml: [DeliveryIT.route("*.unread.test", port: sink.port)])
+            try await HeraldProcess.with(options) { herald in
+                // failonce-: a 450 first, so the message is in the queue, waiting, when its
+                // file goes bad.
+                let ids = try await DeliveryIT.submitAccepted(port: herald.port(),
+                                                              [DeliveryIT.mail("unread", to: ["failonce-u@a.unread.test"])])
+                let id = try #require(ids.first)
+                let deferred = await DeliveryIT.waitUntil(timeout: 10) {
+                    DeliveryIT.deliveryLog(herald).contains { $0["result"] as? String == "deferred" }
+                }
+                #expect(deferred, "no deferral\n\(herald.diagnostics())")
+                let path = try #require(herald.messagePath(id))
+                let saved = path + ".saved"
+                #expect(rename(path, saved) == 0)
+                #expect(mkdir(path, 0o700) == 0)
+                let faultAt = herald.log.utf8.count
+
+                // The next attempts fail to read it. Meanwhile other mail goes out.
+                try await DeliveryIT.submitAccepted(port: herald.port(),
+                                                    [DeliveryIT.mail("other", to: ["other@b.unread.test"])])
+                #expect(await sink.waitForMessages(1, timeout: 10) == 1)
+                try await Task.sleep(for: .seconds(5))
+                let during = String(herald.log.utf8.dropFirst(faultAt)) ?? ""
+                let unreadable = during.split(separator: "\n").filter { $0.contains("cannot read message") }
+                // Back-off 1 s to 2 s: a handful of attempts in 5 s, not a loop.
+                #expect(unreadable.count >= 1 && unreadable.count <= 6, "\(unreadable.count) read failures in 5 s")
+                #expect(herald.spoolIDs().contains(id), "the message left the queue")
+                #expect(herald.spoolIDs("corrupt").isEmpty, "an unreadable file is not corrupt: \(herald.spoolIDs("corrupt"))")
+                #expect(sink.index().filter { $0.rcpts.contains("failonce-u@a.unread.test") }.isEmpty)
+
+                // The file reads again: delivered, once.
+                #expect(rmdir(path) == 0)
+                #expect(rename(saved, path) == 0)
+                #expect(await sink.waitForMessages(2, timeout: 15) == 2, "\(herald.diagnostics())")
+                #expect(await DeliveryIT.waitForEmptySpool(herald, timeout: 10), "left: \(herald.spoolIDs())")
+                #expect(sink.index().filter { $0.rcpts.contains("failonce-u@a.unread.test") }.count == 1)
+            }
+        }
     }
 }
