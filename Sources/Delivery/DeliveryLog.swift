@@ -3,20 +3,57 @@ import Metrics
 import NIOConcurrencyHelpers
 
 /// The metric counterparts of the delivery log (swift-metrics; exported by whatever
-/// backend the process bootstraps):
-/// - `herald_delivery_attempts_total{result}`: one per recipient outcome
-///   (`delivered`, `deferred`, `failed`, `expired`, `bounced` = DSNs queued)
-/// - `herald_delivery_duration_seconds{result}`: attempt durations
+/// backend the process bootstraps, `/metrics` under `herald serve`):
+/// - `herald_delivery_attempts_total{result, class}`: one per delivery-log line, that is
+///   per recipient outcome (`delivered`, `deferred`, `failed`, `expired`, `cancelled`,
+///   `deleted`, `held`, `released`; `bounced` = a DSN queued). `class` is the RFC 3463
+///   class and subject of the reply's enhanced status code (`2.0`, `4.2`, `5.1`; the
+///   detail is left out to keep the label's values few), `X.0` from the basic code when
+///   the reply had no enhanced code (RFC 3463 §3: X.0.0 is "other undefined status"),
+///   and `none` for outcomes without a reply (cancelled, deleted, held, released, bounced).
+/// - `herald_delivery_duration_seconds{result}`: attempt durations.
+/// - `herald_delivery_latency_seconds{result}`: from the message's arrival to each
+///   recipient's final outcome (`delivered`, `failed`, `expired`), buckets
+///   ``latencyBuckets`` (one second to five days: retries run for days).
 public enum DeliveryMetrics {
     public static let attemptsLabel = "herald_delivery_attempts_total"
     public static let durationLabel = "herald_delivery_duration_seconds"
+    public static let latencyLabel = "herald_delivery_latency_seconds"
+    /// The latency histogram's buckets: seconds for mail that goes at once, hours and
+    /// days for mail that waited for retries (the default lifetime is five days).
+    public static let latencyBuckets: [Duration] = [
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5),
+        .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(1800), .seconds(3600),
+        .seconds(7200), .seconds(14_400), .seconds(43_200), .seconds(86_400), .seconds(172_800), .seconds(432_000),
+    ]
 
     static func record(_ entry: DeliveryLog.Entry) {
-        Counter(label: attemptsLabel, dimensions: [("result", entry.result)]).increment()
+        Counter(label: attemptsLabel, dimensions: [("result", entry.result), ("class", codeClass(entry))]).increment()
         if let ms = entry.durationMs {
             Metrics.Timer(label: durationLabel, dimensions: [("result", entry.result)])
                 .recordNanoseconds(Int64(ms) * 1_000_000)
         }
+    }
+
+    /// The `class` label of an entry (see above).
+    static func codeClass(_ entry: DeliveryLog.Entry) -> String {
+        if let enhanced = entry.enhanced {
+            let parts = enhanced.split(separator: ".", omittingEmptySubsequences: false)
+            if parts.count == 3, ["2", "4", "5"].contains(parts[0]), let subject = Int(parts[1]), (0...999).contains(subject) {
+                return "\(parts[0]).\(subject)"
+            }
+        }
+        if let code = entry.code, (200..<600).contains(code) { return "\(code / 100).0" }
+        return "none"
+    }
+
+    /// Records the time from `arrival` to a recipient's final outcome; other results
+    /// (deferred, cancelled, …) are not deliveries and are left out.
+    static func recordLatency(_ entry: DeliveryLog.Entry, arrival: Date) {
+        guard ["delivered", "failed", "expired"].contains(entry.result) else { return }
+        let nanoseconds = max(0, entry.time.timeIntervalSince(arrival)) * 1e9
+        Metrics.Timer(label: latencyLabel, dimensions: [("result", entry.result)])
+            .recordNanoseconds(Int64(nanoseconds.rounded()))
     }
 }
 

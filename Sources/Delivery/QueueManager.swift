@@ -306,7 +306,10 @@ public actor QueueManager {
             dispatch()
             return
         }
-        for entry in completion.log { log.write(entry) }
+        for entry in completion.log {
+            log.write(entry)
+            DeliveryMetrics.recordLatency(entry, arrival: completion.envelope.arrival)
+        }
         if let onOutcome {
             for event in completion.events { onOutcome(event) }
         }
@@ -530,6 +533,76 @@ public actor QueueManager {
 
     /// When a message's next attempt is due, if it waits for one (a retry, a send window).
     public func waitingUntil(_ id: QueueID) -> Date? { scheduler.waiting[id] }
+
+    // MARK: - Metrics
+
+    /// What `/metrics` shows of this node's queue, from the index (no file is read).
+    public struct MetricsSnapshot: Sendable {
+        /// Messages and their `.msg` octets.
+        public struct Census: Sendable, Equatable {
+            public var messages = 0
+            public var bytes = 0
+            mutating func add(_ envelope: Envelope) {
+                messages += 1
+                bytes += envelope.size
+            }
+        }
+        /// One destination queue (a domain, or a route's smart host).
+        public struct Destination: Sendable, Equatable {
+            public var name: String
+            /// Messages with a recipient waiting for it (pending or deferred, not held).
+            public var messages: Int
+            /// Attempts in flight to it.
+            public var active: Int
+            /// Its concurrency window (slow start, halved on throttle replies); nil
+            /// until it has been scheduled once.
+            public var window: Double?
+        }
+        /// Messages in `queue/` whose recipients wait for a first attempt or are in flight.
+        public var queued = Census()
+        /// Messages in `queue/` with a recipient deferred (waiting for a retry).
+        public var deferred = Census()
+        /// Messages held: by the postmaster (`hold/`) or because their campaign is paused.
+        public var held = Census()
+        /// The destinations with the most messages waiting, most first.
+        public var destinations: [Destination] = []
+        /// Destinations with mail waiting, all of them (``destinations`` is the top of these).
+        public var destinationCount = 0
+        public var inFlight = 0
+        public var pool = SMTPConnectionPool.Statistics(idle: 0, opened: 0, reused: 0)
+    }
+
+    /// The queue by state (each message in one: held, else deferred, else queued) and
+    /// the `top` destinations by messages waiting. Costs one pass over the index.
+    public func metricsSnapshot(topDestinations top: Int) async -> MetricsSnapshot {
+        var s = MetricsSnapshot()
+        var waiting: [String: Int] = [:]
+        for entry in scheduler.entries.values {
+            let envelope = entry.envelope
+            if scheduler.isHeld(envelope) {
+                s.held.add(envelope)
+                continue
+            }
+            var deferred = false
+            var destinations = Set<String>()
+            for r in envelope.recipients where r.state == .pending || r.state == .deferred {
+                if r.state == .deferred { deferred = true }
+                destinations.insert(scheduler.destination(of: r.address))
+            }
+            if deferred { s.deferred.add(envelope) } else { s.queued.add(envelope) }
+            for d in destinations { waiting[d, default: 0] += 1 }
+        }
+        for envelope in postmasterHeld.values { s.held.add(envelope) }
+        for (name, q) in scheduler.queues where q.active > 0 && waiting[name] == nil { waiting[name] = 0 }
+        s.destinationCount = waiting.count
+        s.destinations = waiting.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(max(0, top)).map { name, n in
+            let q = scheduler.queues[name]
+            return MetricsSnapshot.Destination(name: name, messages: n, active: q?.active ?? 0, window: q?.window)
+        }
+        s.inFlight = scheduler.inFlight
+        s.pool = await deliverer.pool.statistics
+        return s
+    }
 }
 
 func seconds(_ t: TimeAmount) -> Double { Double(t.nanoseconds) / 1e9 }

@@ -193,6 +193,7 @@ public final class OutboundDeliverer: Sendable {
                     } else {
                         conn = try await open(name: target.name, address: address, port: target.port,
                                               policy: policy, destination: destination)
+                        await pool.noteOpened()
                     }
                     var result: [RecipientOutcome]
                     do {
@@ -202,6 +203,7 @@ public final class OutboundDeliverer: Sendable {
                         conn.close()
                         let fresh = try await open(name: target.name, address: address, port: target.port,
                                                    policy: policy, destination: destination)
+                        await pool.noteOpened()
                         result = try await fresh.send(tx)
                         await pool.put(fresh, key)
                         return finish(result, target.name, address, fresh.isTLS, site)

@@ -26,6 +26,9 @@ public actor SMTPConnectionPool {
     }
 
     private var idle: [Key: [SMTPClientConnection]] = [:]
+    /// Connections opened for attempts, and attempts that took a pooled one instead.
+    private var opened = 0
+    private var reused = 0
     let maxMessages: Int
     let idleTimeout: TimeAmount
 
@@ -41,6 +44,7 @@ public actor SMTPConnectionPool {
         while var list = idle[key], let conn = list.popLast() {
             idle[key] = list.isEmpty ? nil : list
             if conn.isActive && conn.messagesSent < maxMessages && NIODeadline.now() - conn.lastUsed < idleTimeout {
+                reused += 1
                 return conn
             }
             conn.close()
@@ -75,4 +79,25 @@ public actor SMTPConnectionPool {
     }
 
     public var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    /// A new connection was opened (and greeted) for an attempt.
+    func noteOpened() { opened += 1 }
+
+    /// The pool's counters (for `/metrics`).
+    public struct Statistics: Sendable, Equatable {
+        /// Connections kept for reuse now.
+        public var idle: Int
+        /// Connections opened since start.
+        public var opened: Int
+        /// Attempts that ran on a pooled connection instead of a new one, since start.
+        public var reused: Int
+
+        public init(idle: Int, opened: Int, reused: Int) {
+            self.idle = idle
+            self.opened = opened
+            self.reused = reused
+        }
+    }
+
+    public var statistics: Statistics { Statistics(idle: idleCount, opened: opened, reused: reused) }
 }
