@@ -14,10 +14,13 @@ public enum HTTPAPI {
                                   databasePing: (@Sendable () async -> Bool)? = nil,
                                   stores: HTTPStores? = nil,
                                   unsubscribeKey: [UInt8]? = nil, maxMessageSize: Int = 25 * 1024 * 1024,
-                                  maxBodySize: Int = 32 * 1024 * 1024) -> Router<HeraldRequestContext> {
+                                  maxBodySize: Int = 32 * 1024 * 1024,
+                                  metrics: MetricsEndpoint? = nil) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
+        // `/metrics`: outside /v1 and its tenant keys (the figures are the node's, not a tenant's).
+        metrics?.add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
         MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions,

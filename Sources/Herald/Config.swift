@@ -72,6 +72,11 @@ public struct HeraldConfig: Sendable {
     /// `[bounce]`: the return-path domains whose mail Herald consumes as bounces and
     /// complaints, with the classification table loaded; nil = no bounce processing.
     public var bounce: BounceSettings?
+    /// `[http] metrics`: `GET /metrics` (Prometheus text format) on the HTTP listener.
+    public var metricsEnabled = true
+    /// `[http] metrics_token`: when set, `/metrics` wants `Authorization: Bearer <token>`;
+    /// nil = no authentication (Prometheus' convention: the listener is the boundary).
+    public var metricsToken: String?
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -190,6 +195,8 @@ public struct HeraldConfig: Sendable {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
         config.delivery.localDomains = Set(config.bounce?.domains ?? [])
+        config.metricsEnabled = raw.http?.metrics ?? true
+        if let token = try env(raw.http?.metrics_token), !token.isEmpty { config.metricsToken = token }
         if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
             // Not fatal: a submission listener without users simply refuses everyone.
         }
@@ -592,6 +599,8 @@ struct RawConfig: Decodable {
         var public_url: String?
         var unsubscribe_secret: String?
         var max_body_size: Int?
+        var metrics: Bool?
+        var metrics_token: String?
     }
     struct APIKey: Decodable {
         var tenant: String

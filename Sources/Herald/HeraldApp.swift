@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Prometheus
 import Campaigns
 import CampaignStore
 import DNS
@@ -20,6 +21,9 @@ import Spool
 /// exit with everything acknowledged on disk).
 public enum HeraldApp {
     public static func serve(config: HeraldConfig, logger: Logger) async throws {
+        // `/metrics` (on the HTTP listener, unless `[http] metrics = false`): swift-metrics
+        // is bootstrapped before anything is counted.
+        let metricsRegistry = config.httpAddress != nil && config.metricsEnabled ? HeraldMetrics.registry : nil
         let spool = try Spool(path: config.spoolPath,
                               configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
         _ = try spool.recover()   // logs its own report
@@ -85,6 +89,7 @@ public enum HeraldApp {
         let server = SMTPServer(
             listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
             sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, onCommit: { [queueManager] envelope in
+                HeraldMetrics.accepted(envelope)
                 await queueManager?.enqueue(envelope)
             }),
             authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
@@ -130,6 +135,7 @@ public enum HeraldApp {
             }
             let writer = SpoolWriter(spool: spool, signer: signer, tenantSigners: tenantSigners,
                                      onCommit: { [queueManager] envelope in
+                HeraldMetrics.accepted(envelope)
                 await queueManager?.enqueue(envelope)
             })
             var stores: HTTPStores?
@@ -152,10 +158,15 @@ public enum HeraldApp {
                 campaignServices.append(.init(service: CampaignSchedulerService(
                     scheduler: CampaignScheduler(store: expander.store, expander: expander, logger: logger))))
             }
+            let metrics = metricsRegistry.map { [queueManager, resolver, database] registry in
+                let collector = MetricsCollector(registry: registry, queueManager: queueManager, resolver: resolver,
+                                                 campaigns: database.map { CampaignStore($0) }, logger: logger)
+                return MetricsEndpoint(token: config.metricsToken) { await collector.scrape() }
+            }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
                                             unsubscribeKey: unsubscribeKey, maxMessageSize: config.maxMessageSize,
-                                            maxBodySize: config.maxBodySize)
+                                            maxBodySize: config.maxBodySize, metrics: metrics)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in

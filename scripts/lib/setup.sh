@@ -39,6 +39,11 @@ herald_setup() {
         python3 -m pip install -q dkimpy dnspython pynacl cryptography 2>/dev/null \
             || python3 -m pip install -q --break-system-packages dkimpy dnspython pynacl cryptography
     fi
+    # /metrics is checked with the reference parser of the Prometheus text format.
+    if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+        python3 -m pip install -q prometheus_client 2>/dev/null \
+            || python3 -m pip install -q --break-system-packages prometheus_client
+    fi
     herald_setup_postgres
 }
 
