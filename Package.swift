@@ -49,6 +49,7 @@ let package = Package(
         .target(
             name: "Spool",
             dependencies: [
+                "MailFormat",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
