@@ -22,7 +22,12 @@ public enum HeraldApp {
     public static func serve(config: HeraldConfig, logger: Logger) async throws {
         let spool = try Spool(path: config.spoolPath,
                               configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
-        _ = try spool.recover()   // logs its own report
+        // Recovery decodes every queued envelope; the queue manager indexes those instead
+        // of reading them all again (restart time on a large spool).
+        var recovered: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+        _ = try spool.recover(queued: { envelope, stamp in
+            if config.deliveryEnabled { recovered[envelope.id] = (envelope, stamp) }
+        })   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         // The campaign store: migrated before anything listens.
         var database: PostgresClient?
@@ -64,7 +69,9 @@ public enum HeraldApp {
                                             { @Sendable event in recorder.record(event) }
                                         },
                                         localAgent: bounceIntake)
+            await queueManager?.adoptRecovered(recovered)
         }
+        recovered = [:]
         defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
