@@ -14,7 +14,8 @@ public enum HTTPAPI {
                                   databasePing: (@Sendable () async -> Bool)? = nil,
                                   stores: HTTPStores? = nil,
                                   unsubscribeKey: [UInt8]? = nil, maxMessageSize: Int = 25 * 1024 * 1024,
-                                  maxBodySize: Int = 32 * 1024 * 1024) -> Router<HeraldRequestContext> {
+                                  maxBodySize: Int = 32 * 1024 * 1024,
+                                  maxEventStreams: Int = 100) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
@@ -30,6 +31,7 @@ public enum HTTPAPI {
             if let keys = stores.dkimKeys { DKIMKeysV1(store: keys, signers: stores.tenantSigners).add(to: v1) }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
+            CampaignEventsV1(stores: stores, maxStreams: maxEventStreams).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
             // `/u/{token}`: outside /v1, the signed token is the credential.
             if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }

@@ -162,7 +162,7 @@ public enum HeraldApp {
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
                                             unsubscribeKey: unsubscribeKey, maxMessageSize: config.maxMessageSize,
-                                            maxBodySize: config.maxBodySize)
+                                            maxBodySize: config.maxBodySize, maxEventStreams: config.maxEventStreams)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in
