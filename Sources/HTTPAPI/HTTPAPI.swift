@@ -34,7 +34,14 @@ public enum HTTPAPI {
             CampaignEventsV1(stores: stores, maxStreams: maxEventStreams).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
             // `/u/{token}`: outside /v1, the signed token is the credential.
-            if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }
+            if let unsubscribeKey {
+                UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router)
+                // `/t/o|c/{token}`: open and click tracking, signed with the same key
+                // under another context.
+                let tracking = TrackingV1(stores: stores, keys: [unsubscribeKey])
+                tracking.add(to: router)
+                tracking.addAPI(to: v1)
+            }
         }
         return router
     }
