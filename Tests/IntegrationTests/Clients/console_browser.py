@@ -86,7 +86,8 @@ def xss_flag(page):
 with sync_playwright() as p:
     browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                 args=["--no-sandbox", "--disable-dev-shm-usage"])
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC",
+                                  reduced_motion="reduce")
     # Recorded from the page's own start: any CSP violation means something tried to run
     # inline script or style, or to load from elsewhere.
     context.add_init_script("""
