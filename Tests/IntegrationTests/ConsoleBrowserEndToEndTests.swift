@@ -38,7 +38,7 @@ extension Integration {
                     "base": h.api.base, "key_a": h.api.key, "key_b": keyB, "csv": csvPath,
                     "xss_name": Self.xssName, "xss_subject": Self.xssSubject, "xss_list": Self.xssList,
                     "search_email": "u7@s1.\(Self.domain)", "from": "Herald News <news@campaign.test>",
-                    "screenshots": shots, "rate": "2/s",
+                    "screenshots": shots, "rate": "1/s", "test_email": "tester@campaign.test",
                 ])
                 let r = try await Python.run(IT.script("console_browser.py"), [config], timeout: 240)
                 print("console browser: screenshots in \(shots)\n\(r.stderrText.suffix(3000))")
@@ -93,7 +93,8 @@ extension Integration {
                 // The campaign: paused and resumed, then 100 % with counters matching the sink.
                 #expect(o["draft_status"] as? String == "draft")
                 #expect(o["paused"] as? Bool == true, "the campaign finished before it could be paused")
-                #expect((o["dialogs"] as? [String])?.count == 3, "confirmations: \(o["dialogs"] ?? "")")
+                // Send, pause, resume, retry failed, duplicate: each asked first.
+                #expect((o["dialogs"] as? [String])?.count == 5, "confirmations: \(o["dialogs"] ?? "")")
                 let campaign = try #require(o["campaign_id"] as? Int)
                 let final = o["final_counters"] as? [String: String] ?? [:]
                 #expect(o["final_percent"] as? Int == 100)
@@ -113,10 +114,22 @@ extension Integration {
                 let failures = o["failures"] as? [[String]] ?? []
                 #expect(failures.count == 1 && failures.first?[0] == "permfail@p.\(Self.domain)"
                         && failures.first?[2].contains("5.1.1") == true, "\(failures)")
-                #expect((o["actions_when_sent"] as? [String]) == [], "\(o["actions_when_sent"] ?? "")")
+                #expect((o["actions_when_sent"] as? [String]) == ["retry-failed", "duplicate"],
+                        "\(o["actions_when_sent"] ?? "")")
                 let listed = o["campaign_list"] as? [[String: String]] ?? []
-                #expect(listed.map { $0["status"] ?? "" } == ["sent"] && listed.first?["subject"] == Self.xssSubject,
-                        "\(listed)")
+                #expect(listed.map { $0["status"] ?? "" } == ["sent", "draft"], "\(listed)")
+                #expect(listed.allSatisfy { $0["subject"] == Self.xssSubject }, "\(listed)")
+
+                // Test-send before the send: one message to the test address, not counted in the stats.
+                #expect(o["test_notice"] as? String == "1 test message queued.")
+                #expect(await h.sink.waitForMessages(12, timeout: 30) >= 12)
+                #expect(h.sink.index().filter { $0.rcpts == ["tester@campaign.test"] }.count == 1)
+                // Retry failed: the bounced address was suppressed by its hard bounce, so nobody is sent again.
+                #expect(o["retry_notice"] as? String == "0 recipients are sent again.")
+                // Duplicate: a new draft with the same subject.
+                #expect((o["duplicate_id"] as? Int).map { $0 > campaign } == true)
+                #expect(o["duplicate_status"] as? String == "draft")
+                #expect(o["duplicate_subject"] as? String == Self.xssSubject)
 
                 // Phone width: nothing wider than the screen.
                 #expect((o["phone_overflow"] as? Int).map { $0 <= 0 } == true, "\(o["phone_overflow"] ?? "")")

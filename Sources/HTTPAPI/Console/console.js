@@ -386,9 +386,21 @@
       { name: "send", label: "Send now", when: ["draft"], confirm: "Send this campaign to its list now?" },
       { name: "pause", label: "Pause", when: ["sending"], confirm: "Pause this campaign? Its waiting mail is held until you resume." },
       { name: "resume", label: "Resume", when: ["paused"], confirm: "Resume this campaign?" },
+      { name: "retry-failed", label: "Retry failed", when: ["sending", "sent"],
+        confirm: "Send again to the recipients whose delivery failed and who are still recipients (not suppressed)?",
+        done: function (r) {
+          say(r.retried === 1 ? "1 recipient is sent again." : fmtNumber(r.retried) + " recipients are sent again.");
+        } },
+      { name: "duplicate", label: "Duplicate", when: ["draft", "scheduled", "sending", "paused", "sent", "cancelled", "expired"], confirm: "Copy this campaign into a new draft?",
+        done: function (copy) { go("#/campaigns/" + Number(copy.id)); } },
       { name: "cancel", label: "Cancel campaign", when: ["draft", "scheduled", "sending", "paused"], danger: true,
         confirm: "Cancel this campaign for good? Its undelivered mail is deleted." },
     ];
+    const notice = el("p", { class: "notice", id: "campaign-notice", role: "status", hidden: true });
+    function say(text) {
+      notice.textContent = text;
+      notice.hidden = false;
+    }
     function renderActions(status) {
       if (status === lastStatus) return;
       lastStatus = status;
@@ -398,9 +410,13 @@
           if (!window.confirm(a.confirm)) return;
           b.disabled = true;
           try {
-            campaign = await api("POST", "/v1/campaigns/" + id + "/" + a.name);
+            const result = await api("POST", "/v1/campaigns/" + id + "/" + a.name);
             clearError();
-            statusSlot.replaceChildren(badge(campaign.status));
+            b.disabled = false;
+            if (a.done) a.done(result);
+            if (a.name === "duplicate") return;
+            campaign = result;
+            lastStatus = null;
             renderActions(campaign.status);
             await tick();
           } catch (e) {
@@ -452,6 +468,17 @@
       failuresBody.replaceChildren.apply(failuresBody, rows);
     }
 
+    // Every second while the campaign may still change, every 10 s once it is finished
+    // (a late bounce or a retry-failed can still change it).
+    let pollEvery = 0;
+    function schedule(status) {
+      const every = FINAL.indexOf(status) >= 0 ? 10000 : 1000;
+      if (every === pollEvery || pollEvery < 0 || !alive()) return;
+      stopTimers();
+      pollEvery = every;
+      timers.push(setInterval(tick, every));
+    }
+
     let busy = false;
     async function tick() {
       if (busy || !alive()) return;
@@ -465,10 +492,10 @@
           lastFailureCount = failureCount;
           await loadFailures();
         }
-        if (FINAL.indexOf(s.status) >= 0 && (s.remaining || 0) === 0) stopTimers();
+        schedule(s.status);
       } catch (e) {
         if (alive()) showError(e.message);
-        if (e.status === 401 || e.status === 404) stopTimers();
+        if (e.status === 401 || e.status === 404) { stopTimers(); pollEvery = -1; }
       } finally {
         busy = false;
       }
@@ -482,21 +509,33 @@
         return [i ? ", " : "", el("a", { href: "#/lists/" + Number(l) }, "list " + Number(l))];
       })),
       el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"));
-    show(heading(campaign.name || "Campaign " + id), meta, actions,
+    const testEmails = el("input", { type: "text", autocomplete: "off", placeholder: "me@example.com, colleague@example.com" });
+    const testForm = el("form", { class: "row", id: "test-send" },
+      field("test-emails", "Addresses", testEmails, "Up to 20 addresses, separated by commas; rendered as for a subscriber with that address."),
+      el("div", null, el("button", { type: "submit", class: "secondary" }, "Send test")));
+    testForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const emails = testEmails.value.split(",").map(function (x) { return x.trim(); }).filter(function (x) { return x; });
+      if (!emails.length) return;
+      try {
+        const r = await api("POST", "/v1/campaigns/" + id + "/test", { emails: emails });
+        clearError();
+        say(r.accepted === 1 ? "1 test message queued." : fmtNumber(r.accepted) + " test messages queued.");
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+    show(heading(campaign.name || "Campaign " + id), meta, actions, notice,
       el("section", { "aria-labelledby": "progress-h" },
         el("h2", { id: "progress-h" }, "Progress"), pct, bar,
         el("ul", { class: "legend" }, el("li", { class: "l-sent" }, "sent"), el("li", { class: "l-failed" }, "bounced or failed"),
           el("li", { class: "l-stopped" }, "cancelled or skipped"), el("li", { class: "l-queued" }, "expanded, waiting"),
           el("li", { class: "l-rest" }, "not yet expanded")),
         eta, grid, updated),
-      failures);
+      failures,
+      el("section", { "aria-labelledby": "test-h" }, el("h2", { id: "test-h" }, "Test send"), testForm));
     renderActions(campaign.status);
     await tick();
-    if (alive() && timers.length === 0 && FINAL.indexOf(lastStatus) < 0) timers.push(setInterval(tick, 1000));
-    else if (alive() && FINAL.indexOf(lastStatus) >= 0) {
-      // A finished campaign can still change (a late bounce, retry-failed): refresh slowly.
-      timers.push(setInterval(tick, 10000));
-    }
   }
 
   // ---- lists -------------------------------------------------------------------------

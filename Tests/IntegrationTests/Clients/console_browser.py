@@ -186,6 +186,12 @@ with sync_playwright() as p:
     out["campaign_subject_children"] = page.evaluate("() => document.querySelector('#campaign-subject').children.length")
     out["draft_status"] = status(page)
 
+    step("test send")
+    page.fill("#test-emails", cfg["test_email"])
+    page.click("#test-send button[type=submit]")
+    page.wait_for_selector("#campaign-notice:not([hidden])")
+    out["test_notice"] = page.text_content("#campaign-notice")
+
     step("send")
     page.click("[data-action=send]")
     wait_for(lambda: status(page) in ("sending", "sent"), 20, "sending")
@@ -225,6 +231,19 @@ with sync_playwright() as p:
         .map(tr => [...tr.children].map(td => td.textContent))""")
     out["actions_when_sent"] = page.evaluate("() => [...document.querySelectorAll('[data-action]')].map(b => b.dataset.action)")
     shot(page, "campaign")
+
+    step("retry failed")
+    page.click("[data-action=retry-failed]")
+    wait_for(lambda: "sent again" in (page.text_content("#campaign-notice") or ""), 20, "the retry-failed answer")
+    out["retry_notice"] = page.text_content("#campaign-notice")
+    step("duplicate")
+    page.click("[data-action=duplicate]")
+    wait_for(lambda: page.evaluate("() => location.hash") != "#/campaigns/%d" % out["campaign_id"], 20, "the copy")
+    page.wait_for_selector("#campaign-subject")
+    wait_for(lambda: status(page) == "draft", 20, "the copy's status")
+    out["duplicate_id"] = int(page.evaluate("() => location.hash").rsplit("/", 1)[1])
+    out["duplicate_subject"] = page.text_content("#campaign-subject")
+    out["duplicate_status"] = status(page)
 
     step("campaign list")
     page.click("nav >> text=Campaigns")
