@@ -39,6 +39,7 @@ extension Integration {
                     "xss_name": Self.xssName, "xss_subject": Self.xssSubject, "xss_list": Self.xssList,
                     "search_email": "u7@s1.\(Self.domain)", "from": "Herald News <news@campaign.test>",
                     "screenshots": shots, "rate": "1/s", "test_email": "tester@campaign.test",
+                    "remove_email": "u9@s0.\(Self.domain)", "suppress_email": "u8@s2.\(Self.domain)",
                 ])
                 let r = try await Python.run(IT.script("console_browser.py"), [config], timeout: 240)
                 print("console browser: screenshots in \(shots)\n\(r.stderrText.suffix(3000))")
@@ -93,8 +94,8 @@ extension Integration {
                 // The campaign: paused and resumed, then 100 % with counters matching the sink.
                 #expect(o["draft_status"] as? String == "draft")
                 #expect(o["paused"] as? Bool == true, "the campaign finished before it could be paused")
-                // Send, pause, resume, retry failed, duplicate: each asked first.
-                #expect((o["dialogs"] as? [String])?.count == 5, "confirmations: \(o["dialogs"] ?? "")")
+                // Send, pause, resume, retry failed, duplicate, remove, suppress: each asked first.
+                #expect((o["dialogs"] as? [String])?.count == 7, "confirmations: \(o["dialogs"] ?? "")")
                 let campaign = try #require(o["campaign_id"] as? Int)
                 let final = o["final_counters"] as? [String: String] ?? [:]
                 #expect(o["final_percent"] as? Int == 100)
@@ -130,6 +131,17 @@ extension Integration {
                 #expect((o["duplicate_id"] as? Int).map { $0 > campaign } == true)
                 #expect(o["duplicate_status"] as? String == "draft")
                 #expect(o["duplicate_subject"] as? String == Self.xssSubject)
+
+                // From the list's page: one subscriber taken off the list, another suppressed.
+                #expect(o["remove_notice"] as? String == "u9@s0.\(Self.domain) was removed from this list.")
+                #expect(o["rows_left_with_removed"] as? Int == 0)
+                #expect(int(o["count_after_remove"]) == 11)
+                #expect(o["suppress_notice"] as? String == "u8@s2.\(Self.domain) is suppressed.")
+                let list = try #require(o["list_id"] as? Int)
+                let gone = try await h.api.call("GET", "/v1/lists/\(list)/subscribers?email=u9@s0.\(Self.domain)")
+                #expect(gone.status == 404, "\(gone.status) \(gone.text)")
+                let suppressed = try await h.api.expect(200, "GET", "/v1/suppressions?email=u8@s2.\(Self.domain)")
+                #expect(suppressed["reason"] as? String == "manual", "\(suppressed)")
 
                 // Phone width: nothing wider than the screen.
                 #expect((o["phone_overflow"] as? Int).map { $0 <= 0 } == true, "\(o["phone_overflow"] ?? "")")

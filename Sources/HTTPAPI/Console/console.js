@@ -645,6 +645,7 @@
       field("f-status", "Status", status), field("f-email", "Exact email address", email),
       el("div", null, el("button", { type: "submit" }, "Show")));
     const body = el("tbody");
+    const rowNotice = el("p", { class: "notice", id: "subscriber-notice", role: "status", hidden: true });
     const more = el("button", { type: "button", class: "secondary", hidden: true }, "More subscribers");
     let next = null;
 
@@ -670,12 +671,44 @@
       }
       if (!alive()) return;
       rows.forEach(function (s) {
-        body.append(el("tr", { "data-subscriber": s.id },
-          el("td", null, s.email), el("td", { class: "subscriber-name" }, subscriberName(s)),
-          el("td", null, badge(s.status)), el("td", { class: "optional" }, fmtTime(s.created_at))));
+        const row = el("tr", { "data-subscriber": s.id });
+        const remove = el("button", { type: "button", class: "secondary small", "data-row-action": "remove",
+          "aria-label": "Remove " + s.email + " from this list" }, "Remove");
+        remove.addEventListener("click", async function () {
+          if (!window.confirm("Take " + s.email + " off this list? The subscriber stays on the tenant's other lists.")) return;
+          try {
+            await api("DELETE", "/v1/lists/" + id + "/subscribers/" + Number(s.id));
+            clearError();
+            row.remove();
+            const fresh = await api("GET", "/v1/lists/" + id);
+            count.textContent = fmtNumber(fresh.subscriber_count);
+            rowNotice.textContent = s.email + " was removed from this list.";
+            rowNotice.hidden = false;
+          } catch (e) {
+            showError(e.message);
+          }
+        });
+        const suppress = el("button", { type: "button", class: "danger small", "data-row-action": "suppress",
+          "aria-label": "Suppress " + s.email }, "Suppress");
+        suppress.addEventListener("click", async function () {
+          if (!window.confirm("Suppress " + s.email + "? No campaign of this tenant will send to it until the suppression is deleted.")) return;
+          try {
+            await api("POST", "/v1/suppressions", { email: s.email, reason: "manual" });
+            clearError();
+            suppress.disabled = true;
+            rowNotice.textContent = s.email + " is suppressed.";
+            rowNotice.hidden = false;
+          } catch (e) {
+            showError(e.message);
+          }
+        });
+        append(row, [el("td", null, s.email), el("td", { class: "subscriber-name" }, subscriberName(s)),
+          el("td", null, badge(s.status)), el("td", { class: "optional" }, fmtTime(s.created_at)),
+          el("td", { class: "row-actions" }, remove, " ", suppress)]);
+        body.append(row);
       });
       more.hidden = next === null || next === undefined;
-      if (!body.firstChild) body.append(el("tr", null, el("td", { colspan: "4", class: "muted" }, "No subscribers match.")));
+      if (!body.firstChild) body.append(el("tr", null, el("td", { colspan: "5", class: "muted" }, "No subscribers match.")));
     }
     filter.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -691,7 +724,9 @@
       el("p", { class: "muted" }, "List ", String(Number(list.id)), " · ", count, " subscribers"),
       el("h2", null, "Import subscribers from CSV"), importForm,
       el("h2", null, "Subscribers"), filter,
-      table([{ label: "Email" }, { label: "Name" }, { label: "Status" }, { label: "Added", class: "optional" }], body, { id: "subscribers" }),
+      rowNotice,
+      table([{ label: "Email" }, { label: "Name" }, { label: "Status" }, { label: "Added", class: "optional" },
+        { label: "Actions" }], body, { id: "subscribers" }),
       el("div", { class: "actions" }, more));
   }
 
