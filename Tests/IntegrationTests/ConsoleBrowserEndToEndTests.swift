@@ -94,8 +94,8 @@ extension Integration {
                 // The campaign: paused and resumed, then 100 % with counters matching the sink.
                 #expect(o["draft_status"] as? String == "draft")
                 #expect(o["paused"] as? Bool == true, "the campaign finished before it could be paused")
-                // Send, pause, resume, retry failed, duplicate, remove, suppress: each asked first.
-                #expect((o["dialogs"] as? [String])?.count == 7, "confirmations: \(o["dialogs"] ?? "")")
+                // Send, pause, resume, retry failed, duplicate, cancel, remove, suppress: each asked first.
+                #expect((o["dialogs"] as? [String])?.count == 8, "confirmations: \(o["dialogs"] ?? "")")
                 let campaign = try #require(o["campaign_id"] as? Int)
                 let final = o["final_counters"] as? [String: String] ?? [:]
                 #expect(o["final_percent"] as? Int == 100)
@@ -118,7 +118,7 @@ extension Integration {
                 #expect((o["actions_when_sent"] as? [String]) == ["retry-failed", "duplicate"],
                         "\(o["actions_when_sent"] ?? "")")
                 let listed = o["campaign_list"] as? [[String: String]] ?? []
-                #expect(listed.map { $0["status"] ?? "" } == ["sent", "draft"], "\(listed)")
+                #expect(listed.map { $0["status"] ?? "" } == ["sent", "cancelled"], "\(listed)")
                 #expect(listed.allSatisfy { $0["subject"] == Self.xssSubject }, "\(listed)")
 
                 // Test-send before the send: one message to the test address, not counted in the stats.
@@ -131,6 +131,16 @@ extension Integration {
                 #expect((o["duplicate_id"] as? Int).map { $0 > campaign } == true)
                 #expect(o["duplicate_status"] as? String == "draft")
                 #expect(o["duplicate_subject"] as? String == Self.xssSubject)
+                // The copy scheduled for 09:00 Paris time in two days, then cancelled.
+                let sendAt = o["send_at"] as? String ?? "?"
+                #expect((o["schedule_notice"] as? String)?.hasSuffix("(\(sendAt.replacingOccurrences(of: "T", with: " ")) Europe/Paris).") == true,
+                        "\(o["schedule_notice"] ?? "")")
+                #expect(o["schedule_form_hidden"] as? Bool == true)
+                #expect(o["copy_final_status"] as? String == "cancelled")
+                if let copy = o["duplicate_id"] as? Int {
+                    let c = try await h.api.expect(200, "GET", "/v1/campaigns/\(copy)")
+                    #expect(c["status"] as? String == "cancelled", "\(c)")
+                }
 
                 // From the list's page: one subscriber taken off the list, another suppressed.
                 #expect(o["remove_notice"] as? String == "u9@s0.\(Self.domain) was removed from this list.")

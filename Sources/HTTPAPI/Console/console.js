@@ -404,6 +404,7 @@
     function renderActions(status) {
       if (status === lastStatus) return;
       lastStatus = status;
+      scheduleSection.hidden = status !== "draft";
       actions.replaceChildren.apply(actions, ACTIONS.filter(function (a) { return a.when.indexOf(status) >= 0; }).map(function (a) {
         const b = el("button", { type: "button", class: a.danger ? "danger" : null, "data-action": a.name }, a.label);
         b.addEventListener("click", async function () {
@@ -509,6 +510,30 @@
         return [i ? ", " : "", el("a", { href: "#/lists/" + Number(l) }, "list " + Number(l))];
       })),
       el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"));
+    // Scheduling a draft: a local date and time in an IANA time zone (the browser's by default).
+    const sendAt = el("input", { type: "datetime-local", required: true });
+    let browserZone = "UTC";
+    try { browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (_) { browserZone = "UTC"; }
+    const zone = el("input", { type: "text", required: true, value: browserZone, autocomplete: "off" });
+    const scheduleForm = el("form", { class: "row", id: "schedule" },
+      field("schedule-at", "Send at", sendAt), field("schedule-zone", "Time zone", zone, "An IANA name, e.g. Europe/Paris."),
+      el("div", null, el("button", { type: "submit", class: "secondary" }, "Schedule")));
+    const scheduleSection = el("section", { "aria-labelledby": "schedule-h", hidden: true },
+      el("h2", { id: "schedule-h" }, "Schedule"), scheduleForm);
+    scheduleForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      try {
+        const r = await api("POST", "/v1/campaigns/" + id + "/schedule", { send_at: sendAt.value, time_zone: zone.value.trim() });
+        clearError();
+        say("Scheduled for " + fmtTime(r.send_at) + " (" + sendAt.value.replace("T", " ") + " " + r.time_zone + ").");
+        campaign = r;
+        renderActions(r.status);
+        await tick();
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+
     const testEmails = el("input", { type: "text", autocomplete: "off", placeholder: "me@example.com, colleague@example.com" });
     const testForm = el("form", { class: "row", id: "test-send" },
       field("test-emails", "Addresses", testEmails, "Up to 20 addresses, separated by commas; rendered as for a subscriber with that address."),
@@ -525,7 +550,7 @@
         showError(e.message);
       }
     });
-    show(heading(campaign.name || "Campaign " + id), meta, actions, notice,
+    show(heading(campaign.name || "Campaign " + id), meta, actions, notice, scheduleSection,
       el("section", { "aria-labelledby": "progress-h" },
         el("h2", { id: "progress-h" }, "Progress"), pct, bar,
         el("ul", { class: "legend" }, el("li", { class: "l-sent" }, "sent"), el("li", { class: "l-failed" }, "bounced or failed"),

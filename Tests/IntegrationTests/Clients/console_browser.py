@@ -15,6 +15,7 @@ progress reach 100 %; then signs out, and tenant B signs in and tries A's pages.
 payloads sit in a list name, a subscriber name and the campaign subject: each would set
 window.__xss if it ran. CSP violations and page errors are recorded.
 """
+import datetime
 import json
 import os
 import sys
@@ -244,6 +245,19 @@ with sync_playwright() as p:
     out["duplicate_id"] = int(page.evaluate("() => location.hash").rsplit("/", 1)[1])
     out["duplicate_subject"] = page.text_content("#campaign-subject")
     out["duplicate_status"] = status(page)
+
+    step("schedule and cancel the copy")
+    send_at = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).strftime("%Y-%m-%dT09:00")
+    out["send_at"] = send_at
+    page.fill("#schedule-at", send_at)
+    page.fill("#schedule-zone", "Europe/Paris")
+    page.click("#schedule button[type=submit]")
+    wait_for(lambda: status(page) == "scheduled", 20, "scheduled")
+    out["schedule_notice"] = page.text_content("#campaign-notice")
+    out["schedule_form_hidden"] = page.evaluate("() => document.querySelector('#schedule').closest('section').hidden")
+    page.click("[data-action=cancel]")
+    wait_for(lambda: status(page) == "cancelled", 20, "cancelled")
+    out["copy_final_status"] = status(page)
 
     step("campaign list")
     page.click("nav >> text=Campaigns")
