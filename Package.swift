@@ -133,7 +133,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            // The web console's files, compiled into the binary (``ConsoleUI``).
+            resources: [.embedInCode("Console")]
         ),
         .target(
             name: "Herald",

@@ -2,7 +2,7 @@ import Campaigns
 import Hummingbird
 import Spool
 
-/// Herald's HTTP API: `/healthz`, and under `/v1` (bearer API key, every object scoped to
+/// Herald's HTTP API: `/healthz`, the web console under `/ui/` (``ConsoleUI``), and under `/v1` (bearer API key, every object scoped to
 /// the key's tenant) the endpoints in docs/openapi.yaml. Errors are RFC 9457 problems.
 public enum HTTPAPI {
     /// - Parameter stores: the PostgreSQL stores, when a database is configured. Then the
@@ -19,6 +19,7 @@ public enum HTTPAPI {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
+        ConsoleUI().add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
         MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions,

@@ -39,6 +39,13 @@ herald_setup() {
         python3 -m pip install -q dkimpy dnspython pynacl cryptography 2>/dev/null \
             || python3 -m pip install -q --break-system-packages dkimpy dnspython pynacl cryptography
     fi
+    # The web console's browser tests: Debian's Chromium, driven by Python Playwright
+    # through executable_path. Playwright's own browser downloads are never used.
+    herald_need_packages chromium
+    if ! python3 -c 'import playwright.sync_api' 2>/dev/null; then
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q playwright 2>/dev/null \
+            || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q --break-system-packages playwright
+    fi
     herald_setup_postgres
 }
 
