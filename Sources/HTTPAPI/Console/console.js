@@ -314,6 +314,8 @@
     const html = el("textarea", { rows: "8" });
     const text = el("textarea", { rows: "5" });
     const rate = el("input", { type: "text", placeholder: "100/m", pattern: "[0-9]+(\\.[0-9]+)?/[smhd]" });
+    const trackOpens = el("input", { type: "checkbox" });
+    const trackClicks = el("input", { type: "checkbox" });
     const form = el("form", { class: "card", id: "new-campaign" },
       field("c-name", "Name", name),
       field("c-from", "From", from, "A display name and address, e.g. News <news@example.com>."),
@@ -322,6 +324,8 @@
       field("c-html", "HTML body", html, "Mustache template; include {{unsubscribe_url}} for the unsubscribe link."),
       field("c-text", "Text body (optional)", text, "Left empty, Herald makes it from the HTML."),
       field("c-rate", "Send rate (optional)", rate, "At most this many messages per second, minute, hour or day: 10/s, 100/m, 500/h."),
+      field("c-track-opens", "Track opens", trackOpens, "Adds a 1×1 image to the HTML part; each load counts as an open."),
+      field("c-track-clicks", "Track clicks", trackClicks, "Links in the HTML part go through Herald, which counts each click."),
       el("div", { class: "actions" }, el("button", { type: "submit" }, "Create draft")));
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
@@ -329,6 +333,8 @@
       if (html.value) body.html = html.value;
       if (text.value) body.text = text.value;
       if (rate.value.trim()) body.send_rate = rate.value.trim();
+      if (trackOpens.checked) body.track_opens = true;
+      if (trackClicks.checked) body.track_clicks = true;
       try {
         const c = await api("POST", "/v1/campaigns", body);
         clearError();
@@ -346,7 +352,8 @@
     ["total", "Recipients"], ["expanded", "Expanded"], ["sent", "Sent"], ["remaining", "Remaining"],
     ["deferred", "Deferred"], ["held", "Held"], ["bounced", "Bounced"], ["failed", "Failed"],
     ["cancelled", "Cancelled"], ["skipped", "Skipped"], ["unsubscribed", "Unsubscribed"],
-    ["complained", "Complaints"], ["rate_per_minute", "Per minute"],
+    ["complained", "Complaints"], ["opens", "Opens"], ["unique_opens", "Unique opens"], ["clicks", "Clicks"],
+    ["unique_clicks", "Unique clicks"], ["rate_per_minute", "Per minute"],
   ];
 
   function percent(part, total) {
@@ -509,7 +516,9 @@
       el("dt", null, "Lists"), el("dd", null, (campaign.list_ids || []).map(function (l, i) {
         return [i ? ", " : "", el("a", { href: "#/lists/" + Number(l) }, "list " + Number(l))];
       })),
-      el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"));
+      el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"),
+      el("dt", null, "Tracking"), el("dd", null, [campaign.track_opens ? "opens" : null, campaign.track_clicks ? "clicks" : null]
+        .filter(Boolean).join(" and ") || "off"));
     // Scheduling a draft: a local date and time in an IANA time zone (the browser's by default).
     const sendAt = el("input", { type: "datetime-local", required: true });
     let browserZone = "UTC";
