@@ -8,6 +8,7 @@
         DIR/status   "<count> <time of last change> <peak established connections>"
                      (every 0.25 s, and a last time on exit)
         DIR/reached  "<time.time() when the count reached EXPECT>" (once)
+        DIR/first    "<time.time() when the first message was counted>" (once)
         DIR/sink.pid smtp-sink's process id (so that the caller can stop it by the
                      port it holds should this helper die first)
       Runs until SIGTERM/SIGINT, then stops smtp-sink and exits 0. Exit 2 when
@@ -107,6 +108,7 @@ def sink(port, expect, outdir):
     reached_path = os.path.join(outdir, "reached")
     count, changed, peak, buf = 0, time.time(), 0, b""
     reached = False
+    first_path = os.path.join(outdir, "first")
     next_status = 0.0
     rc = 0
 
@@ -135,6 +137,8 @@ def sink(port, expect, outdir):
                     break
                 if rec.strip():
                     other.write(rec + b"\n")
+            if count > 0 and not os.path.exists(first_path):
+                write_atomic(first_path, f"{changed:.6f}\n")
             if not reached and count >= expect:
                 reached = True
                 write_atomic(reached_path, f"{changed:.6f}\n")
