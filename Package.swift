@@ -50,6 +50,7 @@ let package = Package(
         .target(
             name: "Spool",
             dependencies: [
+                "MailFormat",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -133,7 +134,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            // The web console's files, compiled into the binary (``ConsoleUI``).
+            resources: [.embedInCode("Console")]
         ),
         .target(
             name: "Herald",

@@ -170,9 +170,9 @@ extension CampaignStore {
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
                                             segment, segment_path, send_rate, send_window, time_zone,
-                                            max_attempts)
+                                            max_attempts, track_opens, track_clicks)
                 SELECT tenant_id, $3, from_address, reply_to, subject, html, text, $4::bigint[], segment,
-                       segment_path, send_rate, send_window, time_zone, max_attempts
+                       segment_path, send_rate, send_window, time_zone, max_attempts, track_opens, track_clicks
                 FROM campaigns WHERE tenant_id = $1 AND id = $2
                 RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), name,

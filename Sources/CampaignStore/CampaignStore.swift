@@ -28,6 +28,10 @@ public struct Campaign: Sendable, Equatable {
     /// A recipient still deferred on this attempt fails (with the configured limits, the
     /// lowest applies); nil = only `[delivery]` / the route's `max_attempts`.
     public var maxAttempts: Int? = nil
+    /// Open tracking (a 1x1 image in the HTML part) and click tracking (links rewritten
+    /// to signed redirects), both off unless asked for.
+    public var trackOpens: Bool = false
+    public var trackClicks: Bool = false
     /// The zone `send_at` was given in (`schedule`), and the window's default zone.
     public var timeZone: String
     public var status: CampaignStatus
@@ -61,11 +65,16 @@ public struct CampaignInput: Sendable, Equatable {
     public var sendRate: String??
     public var sendWindow: CampaignSendWindow??
     public var maxAttempts: Int??
+    public var trackOpens: Bool?
+    public var trackClicks: Bool?
 
     public init(name: String? = nil, from: String? = nil, replyTo: String? = nil, subject: String? = nil,
                 html: String? = nil, text: String? = nil, listIDs: [Int64]? = nil, segment: Segment?? = nil,
-                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil, maxAttempts: Int?? = nil) {
+                sendRate: String?? = nil, sendWindow: CampaignSendWindow?? = nil, maxAttempts: Int?? = nil,
+                trackOpens: Bool? = nil, trackClicks: Bool? = nil) {
         self.maxAttempts = maxAttempts
+        self.trackOpens = trackOpens
+        self.trackClicks = trackClicks
         self.name = name
         self.from = from
         self.replyTo = replyTo
@@ -104,6 +113,11 @@ public struct CampaignStats: Sendable, Equatable {
     public var timeZone: String
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// Opens and clicks (all, and distinct subscribers) when the campaign tracks them.
+    public var opens: Int64 = 0
+    public var uniqueOpens: Int64 = 0
+    public var clicks: Int64 = 0
+    public var uniqueClicks: Int64 = 0
 
     /// Recipients not expanded into the spool (yet): none once expansion is done.
     public var unexpanded: Int64 { max(0, total - expanded - skipped) }
@@ -151,7 +165,7 @@ public struct CampaignStore: Sendable {
     static let columns = """
         c.id, c.tenant_id, c.name, c.from_address, c.reply_to, c.subject, c.html, c.text, c.list_ids, c.status,
         c.started_at, c.finished_at, c.created_at, c.updated_at, c.segment, c.send_rate, c.send_window, c.time_zone,
-        c.max_attempts
+        c.max_attempts, c.track_opens, c.track_clicks
         """
 
     // MARK: - Create, read, update
@@ -170,12 +184,14 @@ public struct CampaignStore: Sendable {
             try Self.checkLists(connection, tenant: tenantParameter, fields.listIDs)
             let row = try connection.query("""
                 INSERT INTO campaigns AS c (tenant_id, name, from_address, reply_to, subject, html, text, list_ids,
-                                            segment, segment_path, send_rate, send_window, max_attempts)
+                                            segment, segment_path, send_rate, send_window, max_attempts,
+                                            track_opens, track_clicks)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[], $9::jsonb, $10::jsonpath, $11, $12::jsonb,
-                        $13::int)
+                        $13::int, $14::boolean, $15::boolean)
                 RETURNING \(Self.columns)
                 """, [tenantParameter, fields.name, fields.from, fields.replyTo, fields.subject, fields.html,
-                      fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows[0]
+                      fields.text, PGText.array(fields.listIDs)] + fields.policyParameters
+                    + [String(input.trackOpens ?? false), String(input.trackClicks ?? false)]).rows[0]
             return try Self.campaign(row)
         }
     }
@@ -219,10 +235,13 @@ public struct CampaignStore: Sendable {
             let rows = try connection.query("""
                 UPDATE campaigns AS c SET name = $3, from_address = $4, reply_to = $5, subject = $6, html = $7,
                     text = $8, list_ids = $9::bigint[], segment = $10::jsonb, segment_path = $11::jsonpath,
-                    send_rate = $12, send_window = $13::jsonb, max_attempts = $14::int, updated_at = now()
+                    send_rate = $12, send_window = $13::jsonb, max_attempts = $14::int, track_opens = $15::boolean,
+                    track_clicks = $16::boolean, updated_at = now()
                 WHERE c.tenant_id = $1 AND c.id = $2 AND c.status = 'draft' RETURNING \(Self.columns)
                 """, [tenantParameter, String(id), fields.name, fields.from, fields.replyTo, fields.subject,
-                      fields.html, fields.text, PGText.array(fields.listIDs)] + fields.policyParameters).rows
+                      fields.html, fields.text, PGText.array(fields.listIDs)] + fields.policyParameters
+                    + [String(input.trackOpens ?? current.trackOpens),
+                       String(input.trackClicks ?? current.trackClicks)]).rows
             return rows.first
         }
         guard let row = row ?? nil else {
@@ -384,8 +403,16 @@ public struct CampaignStore: Sendable {
                    coalesce(n.unsubscribed, 0), coalesce(n.cancelled, 0), coalesce(n.held, 0),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id),
                    (SELECT count(*) FROM campaign_chunks k WHERE k.campaign_id = c.id AND k.done),
-                   c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at, coalesce(n.complained, 0)
+                   c.send_rate, c.send_window, c.time_zone, c.started_at, c.finished_at, coalesce(n.complained, 0),
+                   t.opens, t.unique_opens, t.clicks, t.unique_clicks
             FROM campaigns c LEFT JOIN campaign_counters n ON n.campaign_id = c.id
+            CROSS JOIN LATERAL (
+                SELECT count(*) FILTER (WHERE e.kind = 'open') AS opens,
+                       count(DISTINCT e.subscriber_id) FILTER (WHERE e.kind = 'open') AS unique_opens,
+                       count(*) FILTER (WHERE e.kind = 'click') AS clicks,
+                       count(DISTINCT e.subscriber_id) FILTER (WHERE e.kind = 'click') AS unique_clicks
+                FROM tracking_events e WHERE e.campaign_id = c.id
+            ) t
             WHERE c.tenant_id = $1 AND c.id = $2
             """, [tenant.parameter, String(id)]).first
         else { return nil }
@@ -397,7 +424,8 @@ public struct CampaignStore: Sendable {
             chunksDone: try n(12),
             sendRate: row[13], sendWindow: try PGText.optional(row, 14, CampaignSendWindow.init(jsonText:)),
             timeZone: try PGText.require(row, 15), startedAt: PGText.timestamp(row[16]),
-            finishedAt: PGText.timestamp(row[17]))
+            finishedAt: PGText.timestamp(row[17]), opens: try n(19), uniqueOpens: try n(20), clicks: try n(21),
+            uniqueClicks: try n(22))
     }
 
     // MARK: - Validation
@@ -482,6 +510,7 @@ public struct CampaignStore: Sendable {
                  segment: try PGText.optional(row, 14, Segment.init(jsonText:)), sendRate: row[15],
                  sendWindow: try PGText.optional(row, 16, CampaignSendWindow.init(jsonText:)),
                  maxAttempts: try PGText.optional(row, 18, { Int($0) }),
+                 trackOpens: row[19] == "t", trackClicks: row[20] == "t",
                  timeZone: try PGText.require(row, 17), status: try PGText.require(row, 9, CampaignStatus.init(rawValue:)),
                  startedAt: PGText.timestamp(row[10]), finishedAt: PGText.timestamp(row[11]),
                  createdAt: try PGText.require(row, 12, PGText.timestamp),

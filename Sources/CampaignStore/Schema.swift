@@ -29,6 +29,7 @@ public enum Schema {
         Migration(version: 5, name: "suppression ids", sql: version5),
         Migration(version: 6, name: "bounce and complaint events", sql: version6),
         Migration(version: 7, name: "tenant dkim keys and campaign max attempts", sql: version7),
+        Migration(version: 8, name: "open and click tracking", sql: version8),
     ]
 
     /// The newest version this build knows.
@@ -261,5 +262,22 @@ public enum Schema {
             UNIQUE (tenant_id, domain, selector)
         );
         ALTER TABLE campaigns ADD COLUMN max_attempts integer CHECK (max_attempts BETWEEN 1 AND 100);
+        """
+
+    /// Open and click tracking (``TrackingStore``): per-campaign switches, and one row
+    /// per open or click (no IP address or user agent is kept).
+    static let version8 = """
+        ALTER TABLE campaigns ADD COLUMN track_opens boolean NOT NULL DEFAULT false,
+                              ADD COLUMN track_clicks boolean NOT NULL DEFAULT false;
+        CREATE TABLE tracking_events (
+            id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id      bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            campaign_id    bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            subscriber_id  bigint NOT NULL,
+            kind           text NOT NULL CHECK (kind IN ('open', 'click')),
+            url            text,
+            at             timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX tracking_events_campaign ON tracking_events (campaign_id, kind, subscriber_id);
         """
 }

@@ -70,6 +70,15 @@ public actor QueueManager {
         dispatch()
     }
 
+    /// Envelopes start-up recovery decoded (with their stamps), used by the first scan
+    /// instead of reading each envelope again; emptied by it.
+    private var recovered: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+
+    /// Hands over what `Spool.recover(queued:)` read, before `loadIndex()`/`run()`.
+    public func adoptRecovered(_ envelopes: [QueueID: (envelope: Envelope, stamp: Int64)]) {
+        recovered = envelopes
+    }
+
     /// Loads the index from `queue/` before `run()` (which then starts from it), so that
     /// decisions about queued mail (campaign control) can be made before any delivery.
     public func loadIndex() {
@@ -95,6 +104,10 @@ public actor QueueManager {
                 }
                 continue
             }
+            if let known = recovered.removeValue(forKey: id) {
+                scheduler.add(known.envelope, stamp: known.stamp, now: now)
+                continue
+            }
             do {
                 let env = try spool.loadEnvelope(id, in: .queue)
                 scheduler.add(env, stamp: envelopeStamp(id), now: now)
@@ -102,6 +115,7 @@ public actor QueueManager {
                 logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
             }
         }
+        recovered = [:]   // what recovery read and is gone from queue/ since: not indexed
         // Gone from queue/ (held or deleted by the postmaster) and idle: forget. A
         // deletion is the final outcome of the recipients still waiting; a hold is not.
         let queued = Set(ids)
@@ -228,11 +242,7 @@ public actor QueueManager {
     }
 
     /// The `.env` file's modification time in nanoseconds (0 when it cannot be read).
-    private func envelopeStamp(_ id: QueueID) -> Int64 {
-        var info = stat()
-        guard stat(spool.envelopePath(id, in: .queue), &info) == 0 else { return 0 }
-        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-    }
+    private func envelopeStamp(_ id: QueueID) -> Int64 { spool.envelopeStamp(id, in: .queue) }
 
     // MARK: - Dispatch
 

@@ -37,6 +37,8 @@ public struct CampaignsV1: Sendable {
         var send_rate: String?
         var send_window: CampaignSendWindow?
         var max_attempts: Int?
+        var track_opens: Bool
+        var track_clicks: Bool
         var time_zone: String
         var status: String
         var started_at: Date?
@@ -57,6 +59,8 @@ public struct CampaignsV1: Sendable {
             send_rate = c.sendRate
             send_window = c.sendWindow
             max_attempts = c.maxAttempts
+            track_opens = c.trackOpens
+            track_clicks = c.trackClicks
             time_zone = c.timeZone
             status = c.status.rawValue
             started_at = c.startedAt
@@ -67,7 +71,7 @@ public struct CampaignsV1: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case id, name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, max_attempts,
-                 time_zone, status, started_at, finished_at, created_at, updated_at
+                 track_opens, track_clicks, time_zone, status, started_at, finished_at, created_at, updated_at
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -84,6 +88,8 @@ public struct CampaignsV1: Sendable {
             try c.encode(send_rate, forKey: .send_rate)
             try c.encode(send_window, forKey: .send_window)
             try c.encode(max_attempts, forKey: .max_attempts)
+            try c.encode(track_opens, forKey: .track_opens)
+            try c.encode(track_clicks, forKey: .track_clicks)
             try c.encode(time_zone, forKey: .time_zone)
             try c.encode(status, forKey: .status)
             try c.encode(started_at, forKey: .started_at)
@@ -109,6 +115,11 @@ public struct CampaignsV1: Sendable {
         var held: Int64
         /// Complaints (feedback reports) received about the campaign's messages.
         var complained: Int64
+        /// Opens and clicks: all, and distinct subscribers (0 unless the campaign tracks them).
+        var opens: Int64
+        var unique_opens: Int64
+        var clicks: Int64
+        var unique_clicks: Int64
         var chunks: Int64
         var chunks_done: Int64
         /// Recipients without a final outcome yet (total - skipped - sent - bounced -
@@ -136,6 +147,10 @@ public struct CampaignsV1: Sendable {
             cancelled = s.cancelledTotal
             held = s.held
             complained = s.complained
+            opens = s.opens
+            unique_opens = s.uniqueOpens
+            clicks = s.clicks
+            unique_clicks = s.uniqueClicks
             chunks = s.chunks
             chunks_done = s.chunksDone
             remaining = s.remaining
@@ -148,7 +163,7 @@ public struct CampaignsV1: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case status, total, expanded, sent, deferred, bounced, failed, unsubscribed, skipped, cancelled, held,
-                 complained, chunks,
+                 complained, opens, unique_opens, clicks, unique_clicks, chunks,
                  chunks_done, remaining, rate_per_minute, estimated_completion, started_at, finished_at, completion
         }
 
@@ -158,7 +173,8 @@ public struct CampaignsV1: Sendable {
             for (key, value) in [(CodingKeys.total, total), (.expanded, expanded), (.sent, sent), (.deferred, deferred),
                                  (.bounced, bounced), (.failed, failed), (.unsubscribed, unsubscribed),
                                  (.skipped, skipped), (.cancelled, cancelled), (.held, held), (.complained, complained),
-                                 (.chunks, chunks),
+                                 (.opens, opens), (.unique_opens, unique_opens), (.clicks, clicks),
+                                 (.unique_clicks, unique_clicks), (.chunks, chunks),
                                  (.chunks_done, chunks_done), (.remaining, remaining)] {
                 try c.encode(value, forKey: key)
             }
@@ -184,9 +200,12 @@ public struct CampaignsV1: Sendable {
         var send_rate: String??
         var send_window: CampaignSendWindow??
         var max_attempts: Int??
+        var track_opens: Bool?
+        var track_clicks: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, max_attempts
+            case name, from, reply_to, subject, html, text, list_ids, segment, send_rate, send_window, max_attempts,
+                 track_opens, track_clicks
         }
 
         init(from decoder: any Decoder) throws {
@@ -207,6 +226,8 @@ public struct CampaignsV1: Sendable {
             send_rate = try nullable(String.self, .send_rate)
             send_window = try nullable(CampaignSendWindow.self, .send_window)
             max_attempts = try nullable(Int.self, .max_attempts)
+            track_opens = try c.decodeIfPresent(Bool.self, forKey: .track_opens)
+            track_clicks = try c.decodeIfPresent(Bool.self, forKey: .track_clicks)
         }
 
         func input() throws -> CampaignInput {
@@ -216,7 +237,8 @@ public struct CampaignsV1: Sendable {
             }
             return CampaignInput(name: name, from: from, replyTo: reply_to, subject: subject, html: html, text: text,
                                  listIDs: list_ids, segment: segmentInput, sendRate: send_rate,
-                                 sendWindow: send_window, maxAttempts: max_attempts)
+                                 sendWindow: send_window, maxAttempts: max_attempts, trackOpens: track_opens,
+                                 trackClicks: track_clicks)
         }
     }
 

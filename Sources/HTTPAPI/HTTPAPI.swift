@@ -2,7 +2,7 @@ import Campaigns
 import Hummingbird
 import Spool
 
-/// Herald's HTTP API: `/healthz`, and under `/v1` (bearer API key, every object scoped to
+/// Herald's HTTP API: `/healthz`, the web console under `/ui/` (``ConsoleUI``), and under `/v1` (bearer API key, every object scoped to
 /// the key's tenant) the endpoints in docs/openapi.yaml. Errors are RFC 9457 problems.
 public enum HTTPAPI {
     /// - Parameter stores: the PostgreSQL stores, when a database is configured. Then the
@@ -15,10 +15,12 @@ public enum HTTPAPI {
                                   stores: HTTPStores? = nil,
                                   unsubscribeKey: [UInt8]? = nil, maxMessageSize: Int = 25 * 1024 * 1024,
                                   maxBodySize: Int = 32 * 1024 * 1024,
+                                  maxEventStreams: Int = 100,
                                   metrics: MetricsEndpoint? = nil) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
+        ConsoleUI().add(to: router)
         // `/metrics`: outside /v1 and its tenant keys (the figures are the node's, not a tenant's).
         metrics?.add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
@@ -33,9 +35,17 @@ public enum HTTPAPI {
             if let keys = stores.dkimKeys { DKIMKeysV1(store: keys, signers: stores.tenantSigners).add(to: v1) }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
+            CampaignEventsV1(stores: stores, maxStreams: maxEventStreams).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
             // `/u/{token}`: outside /v1, the signed token is the credential.
-            if let unsubscribeKey { UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router) }
+            if let unsubscribeKey {
+                UnsubscribeV1(stores: stores, key: unsubscribeKey).add(to: router)
+                // `/t/o|c/{token}`: open and click tracking, signed with the same key
+                // under another context.
+                let tracking = TrackingV1(stores: stores, keys: [unsubscribeKey])
+                tracking.add(to: router)
+                tracking.addAPI(to: v1)
+            }
         }
         return router
     }

@@ -15,6 +15,8 @@ public struct HTTPStores: Sendable {
     public let suppressions: SuppressionStore
     public let bounces: BounceStore
     public let campaigns: CampaignStore
+    /// Opens and clicks (`/t/o`, `/t/c`, `/v1/campaigns/{id}/links`).
+    public let tracking: TrackingStore
     /// Expands campaigns on `send`/`resume`; nil: they are planned (`sending`) but wait
     /// for an expander (e.g. another node's, or ``CampaignExpander/resumeAll()``).
     public let expander: CampaignExpander?
@@ -39,6 +41,7 @@ public struct HTTPStores: Sendable {
         subscribers = SubscriberStore(db)
         suppressions = SuppressionStore(db)
         bounces = BounceStore(db)
+        tracking = TrackingStore(db)
         campaigns = CampaignStore(db, chunkSize: expander?.store.chunkSize ?? 1000)
         self.expander = expander
     }

@@ -61,6 +61,8 @@ public struct HeraldConfig: Sendable {
     public var publicURL: String
     /// `[http] max_body_size`: the largest `POST /v1/messages` body (413 beyond).
     public var maxBodySize: Int
+    /// `[http] max_event_streams`: campaign event streams open at once (503 beyond).
+    public var maxEventStreams: Int
     /// Key of the unsubscribe tokens; nil = a random one kept in `<spool>/unsubscribe.key`.
     public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
@@ -185,6 +187,7 @@ public struct HeraldConfig: Sendable {
             httpAddress: try httpAddress(raw.http),
             publicURL: raw.http?.public_url ?? "http://127.0.0.1:8025",
             maxBodySize: try positive(raw.http?.max_body_size ?? 32 * 1024 * 1024, "http.max_body_size"),
+            maxEventStreams: try positive(raw.http?.max_event_streams ?? 100, "http.max_event_streams"),
             unsubscribeSecret: try unsubscribeSecret(raw.http),
             apiKeys: try apiKeys(raw.api_key ?? []),
             databaseURL: try databaseURL(raw.database),
@@ -599,6 +602,7 @@ struct RawConfig: Decodable {
         var public_url: String?
         var unsubscribe_secret: String?
         var max_body_size: Int?
+        var max_event_streams: Int?
         var metrics: Bool?
         var metrics_token: String?
     }

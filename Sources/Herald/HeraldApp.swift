@@ -26,7 +26,12 @@ public enum HeraldApp {
         let metricsRegistry = config.httpAddress != nil && config.metricsEnabled ? HeraldMetrics.registry : nil
         let spool = try Spool(path: config.spoolPath,
                               configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
-        _ = try spool.recover()   // logs its own report
+        // Recovery decodes every queued envelope; the queue manager indexes those instead
+        // of reading them all again (restart time on a large spool).
+        var recovered: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+        _ = try spool.recover(queued: { envelope, stamp in
+            if config.deliveryEnabled { recovered[envelope.id] = (envelope, stamp) }
+        })   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         // The campaign store: migrated before anything listens.
         var database: PostgresClient?
@@ -68,7 +73,9 @@ public enum HeraldApp {
                                             { @Sendable event in recorder.record(event) }
                                         },
                                         localAgent: bounceIntake)
+            await queueManager?.adoptRecovered(recovered)
         }
+        recovered = [:]
         defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
@@ -166,7 +173,8 @@ public enum HeraldApp {
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),
                                             hostname: config.hostname, databasePing: ping, stores: stores,
                                             unsubscribeKey: unsubscribeKey, maxMessageSize: config.maxMessageSize,
-                                            maxBodySize: config.maxBodySize, metrics: metrics)
+                                            maxBodySize: config.maxBodySize, maxEventStreams: config.maxEventStreams,
+                                            metrics: metrics)
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in

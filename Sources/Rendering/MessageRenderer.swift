@@ -128,8 +128,11 @@ public struct MessageRenderer: Sendable {
 
     /// Renders one message. Throws when the recipient's address is invalid, or an
     /// unsubscribe URI cannot be written into the header.
+    /// `htmlTransform` changes the rendered HTML part before it is encoded (open and click
+    /// tracking, ``LinkTracking``); the text part is left as rendered.
     public func render(recipient: RecipientVariables, listUnsubscribe: ListUnsubscribe?,
-                       date: Date = Date()) throws(RenderError) -> RenderedMessage {
+                       date: Date = Date(),
+                       htmlTransform: ((String) -> String)? = nil) throws(RenderError) -> RenderedMessage {
         let to: MailAddress
         do {
             to = try MailAddress(recipient.email, name: recipient.displayName)
@@ -139,7 +142,8 @@ public struct MessageRenderer: Sendable {
         var unsubscribeField: [UInt8]?
         if let listUnsubscribe { unsubscribeField = try Self.listUnsubscribeField(listUnsubscribe) }
 
-        let parts = template.render(recipient: recipient, campaign: campaign, unsubscribeURL: listUnsubscribe?.url)
+        var parts = template.render(recipient: recipient, campaign: campaign, unsubscribeURL: listUnsubscribe?.url)
+        if let htmlTransform, let html = parts.html { parts.html = htmlTransform(html) }
         let random = Crypto.randomBytes(32)
         let messageID = Self.base32(random[0..<20]) + "@" + messageIDDomain
 

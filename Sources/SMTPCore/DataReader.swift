@@ -144,16 +144,23 @@ public struct DataReader: Sendable {
 
 /// Dot-stuffs a message for sending in DATA (RFC 5321 §4.5.2) and appends `CRLF.CRLF`.
 /// The input must already use CRLF line endings.
-public func dotStuffed(_ message: some Collection<UInt8>) -> [UInt8] {
+public func dotStuffed(_ message: [UInt8]) -> [UInt8] {
     var out: [UInt8] = []
     out.reserveCapacity(message.count + 64)
-    var atLineStart = true
-    var previous: UInt8 = 0
-    for byte in message {
-        if atLineStart && byte == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
-        out.append(byte)
-        atLineStart = (byte == 0x0A && previous == 0x0D)
-        previous = byte
+    // Runs between the dots that start a line are copied whole; a line starts at the
+    // beginning and after each CRLF.
+    message.withUnsafeBufferPointer { m in
+        var runStart = 0
+        var i = 0
+        while i < m.count {
+            if m[i] == UInt8(ascii: "."), i == 0 || (i >= 2 && m[i - 1] == 0x0A && m[i - 2] == 0x0D) {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: m[runStart..<i]))
+                out.append(UInt8(ascii: "."))
+                runStart = i
+            }
+            i += 1
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: m[runStart..<m.count]))
     }
     if !(out.count >= 2 && out[out.count - 2] == 0x0D && out[out.count - 1] == 0x0A) && !out.isEmpty {
         out.append(contentsOf: [0x0D, 0x0A])

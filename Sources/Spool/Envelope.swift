@@ -1,4 +1,5 @@
 import Foundation
+import MailFormat
 
 #if canImport(Glibc)
 import Glibc
@@ -190,23 +191,7 @@ enum SpoolDate {
 
     /// `"YYYY-MM-DDTHH:MM:SS.ffffffZ"`.
     static func format(_ date: Date) -> String {
-        let total = micros(date)
-        var seconds = total / 1_000_000
-        var fraction = total % 1_000_000
-        if fraction < 0 {
-            fraction += 1_000_000
-            seconds -= 1
-        }
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-        }
-        return pad(Int(parts.tm_year) + 1900, 4) + "-" + pad(Int(parts.tm_mon) + 1, 2) + "-"
-            + pad(Int(parts.tm_mday), 2) + "T" + pad(Int(parts.tm_hour), 2) + ":" + pad(Int(parts.tm_min), 2)
-            + ":" + pad(Int(parts.tm_sec), 2) + "." + pad(Int(fraction), 6) + "Z"
+        MailDate.iso8601(units: micros(date), fractionDigits: 6)
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.f…](Z|±HH:MM)`; digits past the sixth fraction

@@ -32,7 +32,12 @@ extension Spool {
     public static let temporaryGracePeriod: TimeInterval = 600
 
     /// Run at start-up, before serving. See the rules above.
-    public func recover() throws -> RecoveryReport {
+    ///
+    /// `queued` is called, in queue id order, with every healthy message of `queue/` as
+    /// recovery decoded it and its envelope's ``envelopeStamp(_:in:)`` taken before the
+    /// read, so that the server can index the queue without reading every envelope a
+    /// second time (a later change to the file shows as a different stamp).
+    public func recover(queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
         var report = RecoveryReport()
         var touched = Set<String>()
         report.tmpRemoved = try removeTemporaryGarbage()
@@ -62,7 +67,7 @@ extension Spool {
         }
 
         for id in found.keys.sorted() {
-            try recoverMessage(id, found[id]!, report: &report, touched: &touched)
+            try recoverMessage(id, found[id]!, report: &report, touched: &touched, queued: queued)
         }
         for directory in touched.sorted() {
             try FileIO.syncDirectory(directory)
@@ -88,7 +93,8 @@ extension Spool {
     }
 
     private func recoverMessage(
-        _ id: QueueID, _ files: FoundFiles, report: inout RecoveryReport, touched: inout Set<String>
+        _ id: QueueID, _ files: FoundFiles, report: inout RecoveryReport, touched: inout Set<String>,
+        queued: (Envelope, Int64) -> Void
     ) throws {
         // Rule 2: never acknowledged.
         if files.envelopes.isEmpty {
@@ -148,6 +154,7 @@ extension Spool {
         // Rule 4: the envelope must decode and be for this id.
         var reason: String?
         var envelope: Envelope?
+        let stamp = envelopeStamp(id, in: queue)
         if let bytes = try FileIO.readFile(envelopeFile) {
             do {
                 let decoded = try EnvelopeCoding.decode(bytes)
@@ -195,7 +202,9 @@ extension Spool {
         }
 
         switch queue {
-        case .queue: report.queued += 1
+        case .queue:
+            report.queued += 1
+            queued(envelope!, stamp)
         case .hold: report.held += 1
         case .corrupt: preconditionFailure("Internal inconsistency: recovery scanned corrupt/")
         }

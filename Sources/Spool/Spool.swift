@@ -231,6 +231,14 @@ public final class Spool: Sendable {
         directory(of: id, in: queue) + "/" + id.rawValue + ".msg"
     }
 
+    /// The modification time of `id`'s envelope in `queue` in nanoseconds (0 when it is
+    /// not there): what changes when a postmaster's command rewrites it.
+    public func envelopeStamp(_ id: QueueID, in queue: SpoolQueue) -> Int64 {
+        var info = stat()
+        guard stat(envelopePath(id, in: queue), &info) == 0 else { return 0 }
+        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    }
+
     public func envelopePath(_ id: QueueID, in queue: SpoolQueue) -> String {
         directory(of: id, in: queue) + "/" + id.rawValue + ".env"
     }

@@ -9,7 +9,7 @@ import Testing
 struct StoreMigrationTests {
     static let tables = ["api_keys", "bounce_events", "campaign_chunks", "campaign_counters", "campaign_recipients",
                          "campaigns", "dkim_keys", "list_members", "lists", "schema_migrations", "subscribers",
-                         "suppressions", "tenants"]
+                         "suppressions", "tenants", "tracking_events"]
 
     @Test func migrationIsAppliedOnceAndIsIdempotent() async throws {
         try await StoreTestDB.with(migrated: false) { db in
@@ -30,7 +30,8 @@ struct StoreMigrationTests {
             #expect(recorded == [["1", "campaign store", "t"], ["2", "segments and retries", "t"],
                                  ["3", "campaigns end with their mail", "t"], ["4", "postmaster holds", "t"],
                                  ["5", "suppression ids", "t"], ["6", "bounce and complaint events", "t"],
-                                 ["7", "tenant dkim keys and campaign max attempts", "t"]])
+                                 ["7", "tenant dkim keys and campaign max attempts", "t"],
+                                 ["8", "open and click tracking", "t"]])
         }
     }
 

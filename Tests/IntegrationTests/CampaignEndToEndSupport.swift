@@ -33,16 +33,17 @@ enum CampaignIT {
     /// A delivering Herald on a fresh database named after `prefix`, with every
     /// subdomain of `domain` and the campaigns' sender domain `campaign.test` (where
     /// DSNs to the per-recipient senders go) routed to a new sink, and tenant "acme"'s API.
-    static func withDeliveringHerald(database prefix: String, domain: String,
+    static func withDeliveringHerald(database prefix: String, domain: String, http: [String] = [],
                                      _ body: (Delivering) async throws -> Void) async throws {
         let pg = try await PostgresServer.shared()
         let database = try await pg.createDatabase(prefix: prefix)
         let sink = try await SinkProcess()
         defer { Task { await sink.stop() } }
         let httpPort = try HeraldProcess.freeLoopbackPort()
-        let options = options(database: database, httpPort: httpPort, delivery: true, toml: [
+        var options = options(database: database, httpPort: httpPort, delivery: true, toml: [
             DeliveryIT.route("*.\(domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
         ])
+        options.extraHTTP += http
         try await HeraldProcess.with(options) { herald in
             _ = try await herald.httpPort()
             let api = API(port: httpPort, key: try await createTenant(herald, "acme"))

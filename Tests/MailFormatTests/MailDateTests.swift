@@ -27,4 +27,29 @@ import Testing
             #expect(parsed.timeIntervalSince1970 == seconds)
         }
     }
+
+    @Test("ISO 8601 times equal Foundation's formatter's, at every fraction width, before and after 1970")
+    func iso8601MatchesFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        let foundation = ISO8601DateFormatter()
+        foundation.formatOptions = [.withInternetDateTime]
+        let samples: [Double] = [0, -0.001, -1, 1_700_000_000.999_999, 951_782_400, 4_102_444_799.5]
+            + (0..<500).map { _ in Double.random(in: -2_000_000_000...4_000_000_000, using: &generator) }
+        for sample in samples {
+            let date = Date(timeIntervalSince1970: sample)
+            let t = date.timeIntervalSince1970   // what the date holds (kept relative to 2001)
+            let seconds = foundation.string(from: Date(timeIntervalSince1970: t.rounded(.down)))
+            #expect(MailDate.iso8601(date, fractionDigits: 0) == seconds, "\(t)")
+            for digits in [3, 6] {
+                let text = MailDate.iso8601(date, fractionDigits: digits)
+                var scale = 1.0
+                for _ in 0..<digits { scale *= 10 }
+                let fraction = Int((t * scale).rounded(.down) - (t.rounded(.down) * scale))
+                let padded = String(repeating: "0", count: digits - String(fraction).count) + String(fraction)
+                #expect(text == seconds.dropLast() + "." + padded + "Z", "\(t) with \(digits) digits")
+            }
+        }
+        #expect(MailDate.iso8601(units: -1, fractionDigits: 6) == "1969-12-31T23:59:59.999999Z")
+        #expect(MailDate.iso8601(units: 1_234, fractionDigits: 3) == "1970-01-01T00:00:01.234Z")
+    }
 }

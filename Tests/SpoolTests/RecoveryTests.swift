@@ -167,7 +167,15 @@ struct RecoveryTests {
             try rename(spool.messagePath(half, in: .queue), spool.messagePath(half, in: .hold))
             healthy[half] = halfBytes
 
-            let first = try spool.recover()
+            var handed: [QueueID: (Envelope, Int64)] = [:]
+            let first = try spool.recover(queued: { handed[$0.id] = ($0, $1) })
+            // The healthy queued messages, as they now are on disk, with their stamps;
+            // nothing held, corrupt or removed.
+            #expect(Set(handed.keys) == Set(healthy.keys))
+            for (id, (envelope, stamp)) in handed {
+                #expect(envelope == (try spool.loadEnvelope(id, in: .queue)))
+                #expect(stamp == spool.envelopeStamp(id, in: .queue) && stamp > 0)
+            }
             #expect(
                 first
                     == RecoveryReport(

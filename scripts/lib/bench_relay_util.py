@@ -8,6 +8,9 @@
         DIR/status   "<count> <time of last change> <peak established connections>"
                      (every 0.25 s, and a last time on exit)
         DIR/reached  "<time.time() when the count reached EXPECT>" (once)
+        DIR/first    "<time.time() when the first message was counted>" (once)
+        DIR/sink.pid smtp-sink's process id (so that the caller can stop it by the
+                     port it holds should this helper die first)
       Runs until SIGTERM/SIGINT, then stops smtp-sink and exits 0. Exit 2 when
       smtp-sink exits by itself. smtp-sink's other output goes to DIR/smtp-sink.out.
 
@@ -31,11 +34,15 @@
       entries after a first attempt; one line of text.
 
   bench_relay_util.py report RESULTS META
-      Print the tables and a markdown block for docs/benchmarks.md.
+      Print per repetition and scenario the runs, the ratios (Herald/Postfix, each
+      target's share of the loopback ceiling), Herald's CPU ms per message and peak
+      RSS; a summary over the repetitions (median, min–max); and a markdown block for
+      docs/benchmarks.md.
 
 RESULTS is tab-separated, one line per run:
-  scenario target label messages seconds inject_seconds status arrived peak_conns
-  rss_kib cpu_seconds notes
+  repetition scenario target label messages seconds inject_seconds status arrived
+  peak_conns rss_kib cpu_seconds notes
+(target: ceiling = smtp-source straight into smtp-sink, postfix or herald)
 (seconds = first injection → last arrival at the sink; "-" where not measured).
 META is KEY=VALUE lines.
 """
@@ -95,11 +102,13 @@ def sink(port, expect, outdir):
         ["smtp-sink", "-4", "-c", "-u", "postfix", "-h", "sink.bench.test",
          f"127.0.0.1:{port}", "256"],
         stdout=subprocess.PIPE, stderr=other, stdin=subprocess.DEVNULL)
+    write_atomic(os.path.join(outdir, "sink.pid"), f"{proc.pid}\n")
     fd = proc.stdout.fileno()
     status_path = os.path.join(outdir, "status")
     reached_path = os.path.join(outdir, "reached")
     count, changed, peak, buf = 0, time.time(), 0, b""
     reached = False
+    first_path = os.path.join(outdir, "first")
     next_status = 0.0
     rc = 0
 
@@ -128,6 +137,8 @@ def sink(port, expect, outdir):
                     break
                 if rec.strip():
                     other.write(rec + b"\n")
+            if count > 0 and not os.path.exists(first_path):
+                write_atomic(first_path, f"{changed:.6f}\n")
             if not reached and count >= expect:
                 reached = True
                 write_atomic(reached_path, f"{changed:.6f}\n")
@@ -275,6 +286,14 @@ def logstats(path):
 
 
 # ---------------------------------------------------------------- report
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
 def report(results_path, meta_path):
     meta = {}
     with open(meta_path) as f:
@@ -287,81 +306,153 @@ def report(results_path, meta_path):
     with open(results_path) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if len(p) != 12:
+            if len(p) != 13:
                 continue
-            rows.append(dict(scenario=p[0], target=p[1], label=p[2], messages=int(p[3]),
-                             seconds=float(p[4]), inject=float(p[5]) if p[5] != "-" else None,
-                             status=p[6], arrived=p[7], peak=p[8],
-                             rss=int(p[9]) if p[9].isdigit() else None,
-                             cpu=float(p[10]) if p[10] != "-" else None, notes=p[11]))
-    scenarios = []
+            rows.append(dict(rep=int(p[0]), scenario=p[1], target=p[2], label=p[3], messages=int(p[4]),
+                             seconds=float(p[5]), inject=float(p[6]) if p[6] != "-" else None,
+                             status=p[7], arrived=p[8], peak=p[9],
+                             rss=int(p[10]) if p[10].isdigit() else None,
+                             cpu=float(p[11]) if p[11] != "-" else None, notes=p[12]))
+    scenarios, reps = [], []
     for r in rows:
         if r["scenario"] not in scenarios:
             scenarios.append(r["scenario"])
+        if r["rep"] not in reps:
+            reps.append(r["rep"])
+    labels = {r["target"]: r["label"] for r in rows}
 
     def rate(r):
-        return r["messages"] / r["seconds"] if r["seconds"] > 0 and r["status"] == "ok" else None
+        return r["messages"] / r["seconds"] if r and r["seconds"] > 0 and r["status"] == "ok" else None
 
     def scen_title(s):
         return f"{s} domain" + ("" if s == "1" else "s")
 
-    def ratio(s):
-        by = {r["target"]: r for r in rows if r["scenario"] == s}
-        if "herald" in by and "postfix" in by and rate(by["herald"]) and rate(by["postfix"]):
-            return rate(by["herald"]) / rate(by["postfix"])
+    def run(rep, s, target):
+        return next((r for r in rows if r["rep"] == rep and r["scenario"] == s and r["target"] == target), None)
+
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    def cpu_ms(r):  # CPU milliseconds per message
+        if r and r["cpu"] is not None and r["messages"] and r["status"] == "ok":
+            return r["cpu"] * 1000 / r["messages"]
         return None
 
-    def rss(r):
-        return f"{r['rss'] / 1024:.1f} MiB" if r and r["rss"] else "n/a"
+    def rss_mib(r):
+        return r["rss"] / 1024 if r and r["rss"] else None
 
-    def cpu(r):
-        if r and r["cpu"] is not None and r["messages"] and r["status"] == "ok":
-            return f"{r['cpu'] / (r['messages'] / 1000):.3f} s"
-        return "n/a"
+    def f_rate(x):
+        return f"{x:,.0f}" if x else "-"
 
-    def herald(s):
-        return next((r for r in rows if r["scenario"] == s and r["target"] == "herald"), None)
+    def f_x(x):
+        return f"{x:.2f}×" if x else "n/a"
 
-    for s in scenarios:
-        mine = [r for r in rows if r["scenario"] == s]
-        head = ("target", "messages", "arrived", "inject s", "seconds", "msg/s", "peak conns", "status")
-        table = [head] + [(r["label"], f"{r['messages']:,}", r["arrived"],
-                           f"{r['inject']:.2f}" if r["inject"] is not None else "-",
-                           f"{r['seconds']:.2f}" if r["seconds"] > 0 else "-", fmt_rate(r["messages"], r["seconds"]) if r["status"] == "ok" else "-",
-                           r["peak"], r["status"]) for r in mine]
-        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-        print()
-        print(f"== {scen_title(s)} ==")
-        for i, row in enumerate(table):
+    def f_pct(x):
+        return f"{x * 100:.1f} %" if x else "n/a"
+
+    def f_ms(x):
+        return f"{x:.3f}" if x is not None else "n/a"
+
+    def f_mib(x):
+        return f"{x:.1f} MiB" if x else "n/a"
+
+    def order(rep, s):
+        return [r["target"] for r in rows if r["rep"] == rep and r["scenario"] == s and r["target"] != "ceiling"]
+
+    # Per repetition: the derived figures of one run set.
+    per = {}
+    for rep in reps:
+        for s in scenarios:
+            c, h, pf = run(rep, s, "ceiling"), run(rep, s, "herald"), run(rep, s, "postfix")
+            per[(rep, s)] = dict(
+                ceiling=rate(c), herald=rate(h), postfix=rate(pf),
+                ratio=ratio(rate(h), rate(pf)),
+                herald_share=ratio(rate(h), rate(c)), postfix_share=ratio(rate(pf), rate(c)),
+                cpu_ms=cpu_ms(h), rss=rss_mib(h), order=order(rep, s))
+
+    def table(head, body):
+        t = [head] + body
+        widths = [max(len(row[i]) for row in t) for i in range(len(head))]
+        for i, row in enumerate(t):
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
             print("  ".join(cells))
             if i == 0:
                 print("  ".join("-" * w for w in widths))
-        q = ratio(s)
-        h = herald(s)
-        print(f"Herald/Postfix ratio      : {f'{q:.2f}x' if q else 'n/a'}")
-        if h:
-            print(f"Herald peak RSS (VmHWM)   : {rss(h)}")
-            print(f"Herald CPU per 1,000 msgs : {cpu(h)} (utime+stime)")
-        for r in mine:
-            if r["notes"]:
-                print(f"{r['label']}: {r['notes']}")
+
+    for rep in reps:
+        for s in scenarios:
+            mine = [r for r in rows if r["rep"] == rep and r["scenario"] == s]
+            if not mine:
+                continue
+            d = per[(rep, s)]
+            print()
+            print(f"== repetition {rep}, {scen_title(s)} (order: ceiling, {', '.join(d['order'])}) ==")
+            table(("target", "messages", "arrived", "inject s", "seconds", "msg/s", "of ceiling", "peak conns", "status"),
+                  [(r["label"], f"{r['messages']:,}", r["arrived"],
+                    f"{r['inject']:.2f}" if r["inject"] is not None else "-",
+                    f"{r['seconds']:.2f}" if r["seconds"] > 0 else "-", f_rate(rate(r)),
+                    f_pct(ratio(rate(r), d["ceiling"])) if r["target"] != "ceiling" else "100 %",
+                    r["peak"], r["status"]) for r in mine])
+            print(f"Herald/Postfix            : {f_x(d['ratio'])}")
+            print(f"share of the ceiling      : Herald {f_pct(d['herald_share'])}, Postfix {f_pct(d['postfix_share'])}")
+            h = run(rep, s, "herald")
+            if h:
+                k = f"{h['cpu'] / (h['messages'] / 1000):.3f} s" if d["cpu_ms"] is not None else "n/a"
+                print(f"Herald CPU per message    : {f_ms(d['cpu_ms'])} ms ({k} per 1,000 msgs, utime+stime)")
+                print(f"Herald peak RSS (VmHWM)   : {f_mib(d['rss'])}")
+            for r in mine:
+                if r["notes"]:
+                    print(f"{r['label']}: {r['notes']}")
+
+    # Summary over the repetitions: median and range of each figure.
+    def summary(s, key):
+        vals = [per[(rep, s)][key] for rep in reps if per[(rep, s)][key] is not None]
+        return median(vals), (min(vals) if vals else None), (max(vals) if vals else None), len(vals)
+
+    def f_sum(s, key, fmt):
+        m, lo, hi, n = summary(s, key)
+        if m is None:
+            return "n/a"
+        if n == 1:
+            return fmt(m)
+        return f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})"
+
+    cols = [("ceiling", "ceiling msg/s", f_rate), ("herald", "Herald msg/s", f_rate),
+            ("postfix", "Postfix msg/s", f_rate), ("ratio", "Herald/Postfix", f_x),
+            ("herald_share", "Herald of ceiling", f_pct), ("postfix_share", "Postfix of ceiling", f_pct),
+            ("cpu_ms", "Herald CPU ms/msg", f_ms), ("rss", "Herald peak RSS", f_mib)]
+    print()
+    print(f"== summary over {len(reps)} repetition(s): median (min–max) ==")
+    for s in scenarios:
+        print(f"{scen_title(s)}:")
+        for key, name, fmt in cols:
+            if key == "rss":
+                vals = [per[(rep, s)]["rss"] for rep in reps if per[(rep, s)]["rss"]]
+                print(f"  {name.ljust(19)}: {f_mib(max(vals)) if vals else 'n/a'} (highest)")
+            else:
+                each = ", ".join(fmt(per[(rep, s)][key]) for rep in reps)
+                print(f"  {name.ljust(19)}: {f_sum(s, key, fmt)}" + (f"   [each: {each}]" if len(reps) > 1 else ""))
 
     print()
     print("----- markdown for docs/benchmarks.md -----")
     messages = int(meta.get("messages", "0") or 0)
     size = int(meta.get("size", "0") or 0)
     size_h = f"{size // 1024} KiB" if size and size % 1024 == 0 else f"{size} B"
-    print(f"### Relay, end to end: {messages:,} × {size_h} messages, {meta.get('sessions', '?')} SMTP sessions in")
+    print(f"### Relay, end to end: {messages:,} × {size_h} messages, {meta.get('sessions', '?')} SMTP sessions in, "
+          f"{len(reps)} repetition(s)")
     print()
     print(f"- Command: `{meta.get('command', 'scripts/bench-relay')}`")
     print(f"- Date: {meta.get('date', '?')}")
-    print(f"- Machine: {meta.get('machine', '?')}; queue and spool on {meta.get('fs', '?')}")
+    print(f"- Machine: {meta.get('machine', '?')}; load average {meta.get('loadavg', '?')}; "
+          f"queue and spool on {meta.get('fs', '?')}")
+    rev = meta.get("reversed", "")
     print("- Path: `smtp-source` → target on 127.0.0.1 → `smtp-sink` on 127.0.0.1 (a fresh sink, "
-          "target and queue for every run; order per scenario: "
-          f"{meta.get('order', '?')}). Seconds = first injection to the sink counting the last message; "
-          "each run also waits until the target's queue is empty. Peak connections: established "
-          "connections at the sink, sampled every 0.25 s (active and idle cached ones).")
+          "target and queue for every run). Per repetition and scenario: first the loopback ceiling "
+          "(the same load from `smtp-source` straight into `smtp-sink`), then the targets in the order "
+          f"{meta.get('order', '?')}" + (f" (odd repetitions) or {rev} (even ones)" if len(reps) > 1 and rev else "")
+          + ". Seconds = first injection to the sink counting the last message; each run also waits "
+          "until the target's queue is empty. Peak connections: established connections at the sink, "
+          "sampled every 0.25 s. Every sink port was checked free before and after its sink.")
     for s in scenarios:
         if meta.get(f"load_{s}"):
             print(f"- Load, {scen_title(s)}: {meta[f'load_{s}']}.")
@@ -373,23 +464,41 @@ def report(results_path, meta_path):
     if any(r["target"] == "herald" for r in rows):
         print(f"- Herald: `{meta.get('herald_bin', 'herald')}`, {meta.get('herald_settings', '')}.")
     print()
-    print("| Recipients | Target | Messages | Seconds | msg/s | Peak connections at the sink |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| Rep | Recipients | Target | Messages | Seconds | msg/s | Share of ceiling | Peak connections at the sink |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         mark = "" if r["status"] == "ok" else f" ({r['status']})"
         secs = f"{r['seconds']:.2f}" if r["seconds"] > 0 else "-"
-        print(f"| {scen_title(r['scenario'])} | {r['label']}{mark} | {r['messages']:,} | {secs} | "
-              f"{fmt_rate(r['messages'], r['seconds']) if r['status'] == 'ok' else '-'} | {r['peak']} |")
+        c = per[(r["rep"], r["scenario"])]["ceiling"]
+        share = "—" if r["target"] == "ceiling" else f_pct(ratio(rate(r), c))
+        print(f"| {r['rep']} | {scen_title(r['scenario'])} | {r['label']}{mark} | {r['messages']:,} | {secs} | "
+              f"{f_rate(rate(r))} | {share} | {r['peak']} |")
     print()
     print("Herald CPU = utime+stime of the herald process (all threads) from just before the first "
-          "injection until its queue was empty, per 1,000 messages; peak RSS = VmHWM.")
+          "injection until its queue was empty, per message; peak RSS = VmHWM.")
     print()
-    print("| Recipients | Herald/Postfix | Herald peak RSS | Herald CPU s / 1,000 msgs |")
-    print("|---|---:|---:|---:|")
-    for s in scenarios:
-        q = ratio(s)
-        h = herald(s)
-        print(f"| {scen_title(s)} | {f'**{q:.2f}×**' if q else 'n/a'} | {rss(h)} | {cpu(h)} |")
+    print("| Rep | Recipients | Order | Ceiling msg/s | Herald msg/s | Postfix msg/s | Herald/Postfix "
+          "| Herald of ceiling | Postfix of ceiling | Herald CPU ms/msg | Herald peak RSS |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rep in reps:
+        for s in scenarios:
+            d = per[(rep, s)]
+            order_txt = " → ".join(labels.get(t, t).split(" ")[0] for t in d["order"])
+            print(f"| {rep} | {scen_title(s)} | {order_txt} | {f_rate(d['ceiling'])} | {f_rate(d['herald'])} | "
+                  f"{f_rate(d['postfix'])} | {'**' + f_x(d['ratio']) + '**' if d['ratio'] else 'n/a'} | "
+                  f"{f_pct(d['herald_share'])} | {f_pct(d['postfix_share'])} | {f_ms(d['cpu_ms'])} | {f_mib(d['rss'])} |")
+    if len(reps) > 1:
+        print()
+        print(f"Summary over the {len(reps)} repetitions, median (min–max); RSS: the highest.")
+        print()
+        print("| Recipients | Ceiling msg/s | Herald msg/s | Postfix msg/s | Herald/Postfix | Herald of ceiling "
+              "| Postfix of ceiling | Herald CPU ms/msg | Herald peak RSS |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in scenarios:
+            cells = [f_sum(s, key, fmt) for key, _, fmt in cols[:-1]]
+            vals = [per[(rep, s)]["rss"] for rep in reps if per[(rep, s)]["rss"]]
+            cells.append(f_mib(max(vals)) if vals else "n/a")
+            print(f"| {scen_title(s)} | " + " | ".join(cells) + " |")
     print("----- end markdown -----")
 
 

@@ -4,6 +4,9 @@
   bench_util.py freeports N                  print N distinct free TCP ports on 127.0.0.1
   bench_util.py wait-port PORT TIMEOUT [PID] wait until 127.0.0.1:PORT accepts a connection;
                                              exit 1 on timeout, 2 if PID exited first
+  bench_util.py listeners PORT              print "PID COMM" for every process holding a
+                                             listening TCP socket on PORT (any address, IPv4
+                                             or IPv6); exit 0 when there is none, 1 otherwise
   bench_util.py report RESULTS META          print the results table and a markdown block
 
 RESULTS is a tab-separated file, one line per target:
@@ -57,6 +60,56 @@ def wait_port(port, timeout, pid=None):
         except OSError:
             time.sleep(0.1)
     return 1
+
+
+def listening_inodes(port):
+    """Socket inodes of listening TCP sockets (state 0A) whose local port is PORT."""
+    want = f":{port:04X}"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[3] == "0A" and parts[1].endswith(want):
+                        inodes.add(parts[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def listeners(port):
+    """[(pid, comm)] of the processes holding a listening socket on PORT; a socket
+    found in /proc/net but in no readable process's fds is reported as pid 0."""
+    inodes = listening_inodes(port)
+    if not inodes:
+        return []
+    found, seen = [], set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                seen.add(target[8:-1])
+                try:
+                    with open(f"/proc/{pid}/comm") as f:
+                        comm = f.read().strip()
+                except OSError:
+                    comm = "?"
+                found.append((int(pid), comm))
+                break
+    if inodes - seen:
+        found.append((0, f"{len(inodes - seen)} socket(s) of no visible process"))
+    return found
 
 
 def fmt_rate(messages, seconds):
@@ -149,6 +202,11 @@ def main(argv):
     if len(argv) >= 4 and argv[1] == "wait-port":
         pid = int(argv[4]) if len(argv) > 4 and argv[4] else None
         return wait_port(int(argv[2]), float(argv[3]), pid)
+    if len(argv) == 3 and argv[1] == "listeners":
+        found = listeners(int(argv[2]))
+        for pid, comm in found:
+            print(pid, comm)
+        return 1 if found else 0
     if len(argv) == 4 and argv[1] == "report":
         report(argv[2], argv[3])
         return 0

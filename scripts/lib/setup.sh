@@ -44,6 +44,13 @@ herald_setup() {
         python3 -m pip install -q prometheus_client 2>/dev/null \
             || python3 -m pip install -q --break-system-packages prometheus_client
     fi
+    # The web console's browser tests: Debian's Chromium, driven by Python Playwright
+    # through executable_path. Playwright's own browser downloads are never used.
+    herald_need_packages chromium
+    if ! python3 -c 'import playwright.sync_api' 2>/dev/null; then
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q playwright 2>/dev/null \
+            || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q --break-system-packages playwright
+    fi
     herald_setup_postgres
 }
 

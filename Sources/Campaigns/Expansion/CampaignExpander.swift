@@ -279,7 +279,10 @@ public actor CampaignExpander {
                 let message: RenderedMessage
                 do {
                     message = try renderer.render(recipient: variables, listUnsubscribe: ListUnsubscribe(url: url),
-                                                  date: now)
+                                                  date: now,
+                                                  htmlTransform: CampaignExpander.tracking(
+                                                    campaign, tenant: tenantText, subscriber: recipient.id,
+                                                    publicURL: publicURL, key: secret))
                 } catch {
                     return Outcome(subscriber: recipient.id, skippedReason: "\(error)")
                 }
@@ -434,6 +437,27 @@ public actor CampaignExpander {
     /// multiplies and xor-shifts modulo 2^35), two subscribers of one campaign never
     /// share an id while subscriber ids stay below 2^35; a hash would collide about
     /// a dozen times in a million-subscriber campaign.
+    /// The HTML transform of a campaign that tracks opens or clicks (nil otherwise): links
+    /// to `http(s)` targets become signed redirects `<public_url>/t/c/<token>`, except
+    /// Herald's own unsubscribe links; an open image `<public_url>/t/o/<token>` is added.
+    /// Tokens are signed with the unsubscribe key (a different context string, so one
+    /// kind of token can never pass for the other).
+    static func tracking(_ campaign: Campaign, tenant: String, subscriber: Int64, publicURL: String,
+                         key: [UInt8]) -> ((String) -> String)? {
+        guard campaign.trackOpens || campaign.trackClicks else { return nil }
+        let own = publicURL + "/u/"
+        let click: ((String) -> String?)? = campaign.trackClicks ? { target in
+            guard !target.hasPrefix(own) else { return nil }
+            return publicURL + "/t/c/" + TrackingToken(kind: .click, tenant: tenant, campaign: campaign.id,
+                                                       subscriber: subscriber, url: target).make(key: key)
+        } : nil
+        let image = campaign.trackOpens
+            ? publicURL + "/t/o/" + TrackingToken(kind: .open, tenant: tenant, campaign: campaign.id,
+                                                  subscriber: subscriber).make(key: key)
+            : nil
+        return { LinkTracking.apply(html: $0, click: click, openImage: image) }
+    }
+
     public static func deterministicQueueID(campaign: Int64, subscriber: Int64, startedMicros: UInt64) -> QueueID {
         let mask: UInt64 = (1 << 35) - 1
         var key = UInt64(bitPattern: campaign) &* 0x9E37_79B9_7F4A_7C15

@@ -1,0 +1,61 @@
+import Foundation
+import Postgres
+
+/// Opens and clicks of campaign messages (issue #14): recorded from the signed tracking
+/// links (``Rendering/TrackingToken``), counted per campaign and per link. Only the
+/// campaign, the subscriber, the kind, the link and the time are kept: no IP address,
+/// no user agent.
+public struct TrackingStore: Sendable {
+    public let db: PostgresClient
+
+    public init(_ db: PostgresClient) { self.db = db }
+
+    public enum Kind: String, Sendable { case open, click }
+
+    /// Records one open or click of the tenant's campaign; false when there is no such
+    /// campaign for that tenant (deleted since), or it does not track that kind.
+    @discardableResult
+    public func record(_ kind: Kind, tenant: TenantID, campaign: Int64, subscriber: Int64, url: String?) async throws -> Bool {
+        let column = kind == .open ? "track_opens" : "track_clicks"
+        return try await db.execute("""
+            INSERT INTO tracking_events (tenant_id, campaign_id, subscriber_id, kind, url)
+            SELECT c.tenant_id, c.id, $3, $4, $5 FROM campaigns c
+            WHERE c.tenant_id = $1 AND c.id = $2 AND c.\(column)
+            """, [tenant.parameter, String(campaign), String(subscriber), kind.rawValue, url]) == 1
+    }
+
+    public struct Counts: Sendable, Equatable {
+        public var opens: Int64
+        public var uniqueOpens: Int64
+        public var clicks: Int64
+        public var uniqueClicks: Int64
+    }
+
+    public func counts(tenant: TenantID, campaign: Int64) async throws -> Counts {
+        let row = try await db.query("""
+            SELECT count(*) FILTER (WHERE kind = 'open'), count(DISTINCT subscriber_id) FILTER (WHERE kind = 'open'),
+                   count(*) FILTER (WHERE kind = 'click'), count(DISTINCT subscriber_id) FILTER (WHERE kind = 'click')
+            FROM tracking_events WHERE tenant_id = $1 AND campaign_id = $2
+            """, [tenant.parameter, String(campaign)])[0]
+        func n(_ i: Int) throws -> Int64 { try PGText.require(row, i, PGText.int64) }
+        return Counts(opens: try n(0), uniqueOpens: try n(1), clicks: try n(2), uniqueClicks: try n(3))
+    }
+
+    public struct Link: Sendable, Equatable {
+        public var url: String
+        public var clicks: Int64
+        public var uniqueClicks: Int64
+    }
+
+    /// Clicks per link of the tenant's campaign, most clicked first (at most `limit`).
+    public func links(tenant: TenantID, campaign: Int64, limit: Int = 1000) async throws -> [Link] {
+        try await db.query("""
+            SELECT url, count(*), count(DISTINCT subscriber_id) FROM tracking_events
+            WHERE tenant_id = $1 AND campaign_id = $2 AND kind = 'click'
+            GROUP BY url ORDER BY count(*) DESC, url LIMIT $3
+            """, [tenant.parameter, String(campaign), String(max(1, min(limit, 1000)))]).map { row in
+            Link(url: try PGText.require(row, 0), clicks: try PGText.require(row, 1, PGText.int64),
+                 uniqueClicks: try PGText.require(row, 2, PGText.int64))
+        }
+    }
+}

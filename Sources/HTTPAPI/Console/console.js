@@ -1,0 +1,768 @@
+// Herald console: a small single-page client of Herald's public /v1 API.
+//
+// Security (see the README, "Web console"):
+// - The API key is kept in sessionStorage only (this tab, until it closes or the user
+//   signs out); it is never put in a URL or a cookie. Every request carries it as
+//   `Authorization: Bearer`, which a cross-site page cannot make a browser send, so
+//   there is no ambient credential for a forged request to ride on (no CSRF token needed).
+// - Every piece of data is written as text (textContent, text nodes), never parsed as markup:
+//   subscriber names, subjects and list names are attacker-controlled.
+// - The page is served with `default-src 'self'` and no inline script or style; widths
+//   are set through the CSSOM (element.style), which that policy allows.
+(function () {
+  "use strict";
+
+  const KEY = "herald.apiKey";
+  const main = document.getElementById("main");
+  const errorBox = document.getElementById("error");
+  const nav = document.getElementById("nav");
+  const STATUSES = ["draft", "scheduled", "sending", "paused", "sent", "cancelled", "expired",
+    "active", "unsubscribed", "bounced", "complained", "failed"];
+  const FINAL = ["sent", "cancelled", "expired"];
+  let timers = [];
+  let viewNumber = 0;
+
+  // ---- DOM helpers: text only -------------------------------------------------------
+
+  // el("a", {href: "#/x", class: "c"}, "text", childNode, ...): children that are not
+  // nodes become text nodes; attribute values are set with setAttribute (never parsed as
+  // markup). Only the console's own constants and numeric ids go into href.
+  function el(tag, attrs) {
+    const e = document.createElement(tag);
+    if (attrs) {
+      for (const name of Object.keys(attrs)) {
+        const value = attrs[name];
+        if (value === undefined || value === null || value === false) continue;
+        if (name.startsWith("on")) e.addEventListener(name.slice(2), value);
+        else if (value === true) e.setAttribute(name, "");
+        else e.setAttribute(name, String(value));
+      }
+    }
+    for (let i = 2; i < arguments.length; i++) append(e, arguments[i]);
+    return e;
+  }
+
+  function append(parent, child) {
+    if (child === undefined || child === null || child === false) return;
+    if (Array.isArray(child)) { child.forEach(function (c) { append(parent, c); }); return; }
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+
+  function badge(status) {
+    const known = STATUSES.indexOf(status) >= 0;
+    return el("span", { class: known ? "badge badge-" + status : "badge", "data-status": known ? status : null },
+      status === undefined || status === null ? "?" : String(status));
+  }
+
+  function table(headers, rows, attrs) {
+    return el("div", { class: "table-wrap" },
+      el("table", attrs,
+        el("thead", null, el("tr", null, headers.map(function (h) {
+          return el("th", { scope: "col", class: h.class }, h.label);
+        }))),
+        rows instanceof HTMLElement && rows.tagName === "TBODY" ? rows : el("tbody", null, rows)));
+  }
+
+  function fmtTime(text) {
+    if (!text) return "—";
+    const d = new Date(text);
+    return isNaN(d.getTime()) ? String(text) : d.toLocaleString();
+  }
+
+  function fmtNumber(n) {
+    return typeof n === "number" ? n.toLocaleString() : "—";
+  }
+
+  function setTitle(text) {
+    document.title = text + " · Herald console";
+  }
+
+  function heading(text) {
+    const h = el("h1", { tabindex: "-1" }, text);
+    return h;
+  }
+
+  function show() {
+    main.replaceChildren.apply(main, arguments);
+    const h = main.querySelector("h1");
+    if (h) h.focus();
+  }
+
+  // ---- errors ------------------------------------------------------------------------
+
+  function showError(message) {
+    errorBox.replaceChildren(
+      el("p", null, String(message)),
+      el("button", { type: "button", onclick: clearError }, "Dismiss"));
+    errorBox.hidden = false;
+  }
+
+  function clearError() {
+    errorBox.hidden = true;
+    errorBox.replaceChildren();
+  }
+
+  window.addEventListener("error", function (event) {
+    showError("Console error: " + (event.message || "unknown"));
+  });
+  window.addEventListener("unhandledrejection", function (event) {
+    const r = event.reason;
+    showError(r && r.message ? r.message : "Console error: " + String(r));
+  });
+
+  // ---- the API -----------------------------------------------------------------------
+
+  function APIError(status, message) {
+    const e = new Error(message);
+    e.status = status;
+    return e;
+  }
+
+  // A response → its JSON, or an error carrying the problem document's detail.
+  function handle(status, text) {
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (_) { data = null; }
+    }
+    if (status >= 200 && status < 300) return data;
+    let message = "HTTP " + status;
+    if (data && typeof data === "object") {
+      message = String(data.detail || data.title || message);
+      if (Array.isArray(data.errors) && data.errors.length) message += " " + data.errors.join("; ");
+    }
+    if (status === 401) {
+      sessionStorage.removeItem(KEY);
+      message += " Sign in again.";
+    }
+    throw APIError(status, message);
+  }
+
+  function authorization() {
+    const key = sessionStorage.getItem(KEY);
+    if (!key) throw APIError(401, "Sign in with an API key first.");
+    return "Bearer " + key;
+  }
+
+  async function api(method, path, body) {
+    const headers = { "Authorization": authorization(), "Accept": "application/json" };
+    let payload;
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, {
+        method: method, headers: headers, body: payload,
+        credentials: "omit", cache: "no-store", redirect: "error", referrerPolicy: "no-referrer",
+      });
+    } catch (e) {
+      throw APIError(0, "Herald did not answer (" + e.message + ").");
+    }
+    const result = handle(response.status, await response.text());
+    return result;
+  }
+
+  // The CSV upload goes through XMLHttpRequest for its upload progress events.
+  function upload(path, file, onProgress) {
+    return new Promise(function (resolve, reject) {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", path);
+      xhr.withCredentials = false;
+      xhr.setRequestHeader("Authorization", authorization());
+      xhr.setRequestHeader("Content-Type", "text/csv");
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.addEventListener("progress", function (e) {
+        if (e.lengthComputable && e.total > 0) onProgress(e.loaded / e.total);
+      });
+      xhr.addEventListener("load", function () {
+        try { resolve(handle(xhr.status, xhr.responseText)); } catch (e) { reject(e); }
+      });
+      xhr.addEventListener("error", function () { reject(APIError(0, "The upload failed: Herald did not answer.")); });
+      xhr.send(file);
+    });
+  }
+
+  // ---- routing -----------------------------------------------------------------------
+
+  function go(hash) {
+    if (location.hash === hash) route(); else location.hash = hash;
+  }
+
+  function stopTimers() {
+    timers.forEach(function (t) { clearInterval(t); });
+    timers = [];
+  }
+
+  async function route() {
+    stopTimers();
+    const number = ++viewNumber;
+    const alive = function () { return number === viewNumber; };
+    const signedIn = !!sessionStorage.getItem(KEY);
+    nav.hidden = !signedIn;
+    const path = (location.hash || "").replace(/^#\/?/, "");
+    const parts = path.split("/");
+    try {
+      if (!signedIn) return signInView();
+      if (path === "" || path === "campaigns") return await campaignsView(alive);
+      if (path === "campaigns/new") return await newCampaignView(alive);
+      if (parts[0] === "campaigns" && /^[0-9]+$/.test(parts[1] || "")) return await campaignView(parts[1], alive);
+      if (path === "lists") return await listsView(alive);
+      if (parts[0] === "lists" && /^[0-9]+$/.test(parts[1] || "")) return await listView(parts[1], alive);
+      setTitle("Not found");
+      show(heading("Not found"), el("p", null, "This page does not exist. ", el("a", { href: "#/campaigns" }, "Campaigns")));
+    } catch (e) {
+      if (!alive()) return;
+      showError(e.message);
+      if (e.status === 401) { nav.hidden = true; signInView(); }
+      else if (!main.querySelector("h1")) show(heading("Could not load this page"), el("p", { class: "muted" }, e.message));
+    }
+  }
+
+  window.addEventListener("hashchange", function () { clearError(); route(); });
+  document.getElementById("signout").addEventListener("click", function () {
+    sessionStorage.removeItem(KEY);
+    clearError();
+    go("#/signin");
+  });
+
+  // ---- sign in -----------------------------------------------------------------------
+
+  function signInView() {
+    setTitle("Sign in");
+    const input = el("input", { id: "api-key", name: "api-key", type: "password", autocomplete: "off",
+      spellcheck: "false", required: true, "aria-describedby": "api-key-hint" });
+    const form = el("form", { class: "card", id: "signin" },
+      el("label", { for: "api-key" }, "API key"), input,
+      el("p", { class: "hint", id: "api-key-hint" },
+        "A key from herald tenant create or key-add. It is kept in this tab's session storage only " +
+        "and sent as an Authorization header; closing the tab or signing out forgets it."),
+      el("div", { class: "actions" }, el("button", { type: "submit" }, "Sign in")));
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const key = input.value.trim();
+      if (!key) return;
+      sessionStorage.setItem(KEY, key);
+      input.value = "";
+      try {
+        await api("GET", "/v1/campaigns?limit=1");
+      } catch (e) {
+        sessionStorage.removeItem(KEY);
+        showError(e.status === 404 ? "This Herald has no database: the console needs [database] url." : e.message);
+        return;
+      }
+      clearError();
+      go("#/campaigns");
+    });
+    show(heading("Sign in to the Herald console"), form);
+  }
+
+  // ---- campaigns ---------------------------------------------------------------------
+
+  async function campaignsView(alive) {
+    setTitle("Campaigns");
+    const body = el("tbody");
+    const more = el("button", { type: "button", class: "secondary", hidden: true }, "More campaigns");
+    let next = null;
+    async function load() {
+      const page = await api("GET", "/v1/campaigns?limit=100" + (next ? "&after=" + encodeURIComponent(next) : ""));
+      if (!alive()) return;
+      (page.data || []).forEach(function (c) {
+        body.append(el("tr", { "data-campaign": c.id },
+          el("td", null, el("a", { href: "#/campaigns/" + Number(c.id) }, c.name || "(unnamed)")),
+          el("td", { class: "optional" }, c.subject),
+          el("td", null, badge(c.status)),
+          el("td", { class: "optional" }, fmtTime(c.created_at))));
+      });
+      next = page.next;
+      more.hidden = next === null || next === undefined;
+      if (!body.firstChild) body.append(el("tr", null, el("td", { colspan: "4", class: "muted" }, "No campaigns yet.")));
+    }
+    more.addEventListener("click", function () { load().catch(function (e) { showError(e.message); }); });
+    await load();
+    if (!alive()) return;
+    const t = el("div", { class: "table-wrap" },
+      el("table", { id: "campaigns" },
+        el("thead", null, el("tr", null,
+          el("th", { scope: "col" }, "Name"), el("th", { scope: "col", class: "optional" }, "Subject"),
+          el("th", { scope: "col" }, "Status"), el("th", { scope: "col", class: "optional" }, "Created"))),
+        body));
+    show(heading("Campaigns"),
+      el("div", { class: "actions" }, el("a", { href: "#/campaigns/new" }, "New campaign")),
+      t, el("div", { class: "actions" }, more));
+  }
+
+  function field(id, label, control, hint) {
+    control.id = id;
+    if (hint) control.setAttribute("aria-describedby", id + "-hint");
+    return el("div", null, el("label", { for: id }, label), control,
+      hint ? el("p", { class: "hint", id: id + "-hint" }, hint) : null);
+  }
+
+  async function newCampaignView(alive) {
+    setTitle("New campaign");
+    const lists = await api("GET", "/v1/lists?limit=500");
+    if (!alive()) return;
+    const name = el("input", { type: "text", required: true, maxlength: "500" });
+    const from = el("input", { type: "text", required: true, placeholder: "News <news@example.com>" });
+    const subject = el("input", { type: "text", required: true });
+    const list = el("select", { required: true },
+      el("option", { value: "" }, "Choose a list"),
+      (lists.data || []).map(function (l) {
+        return el("option", { value: String(Number(l.id)) }, l.name + " (" + fmtNumber(l.subscriber_count) + ")");
+      }));
+    const html = el("textarea", { rows: "8" });
+    const text = el("textarea", { rows: "5" });
+    const rate = el("input", { type: "text", placeholder: "100/m", pattern: "[0-9]+(\\.[0-9]+)?/[smhd]" });
+    const trackOpens = el("input", { type: "checkbox" });
+    const trackClicks = el("input", { type: "checkbox" });
+    const form = el("form", { class: "card", id: "new-campaign" },
+      field("c-name", "Name", name),
+      field("c-from", "From", from, "A display name and address, e.g. News <news@example.com>."),
+      field("c-subject", "Subject", subject, "A template: {{first_name}} and the other subscriber fields work here."),
+      field("c-list", "List", list),
+      field("c-html", "HTML body", html, "Mustache template; include {{unsubscribe_url}} for the unsubscribe link."),
+      field("c-text", "Text body (optional)", text, "Left empty, Herald makes it from the HTML."),
+      field("c-rate", "Send rate (optional)", rate, "At most this many messages per second, minute, hour or day: 10/s, 100/m, 500/h."),
+      field("c-track-opens", "Track opens", trackOpens, "Adds a 1×1 image to the HTML part; each load counts as an open."),
+      field("c-track-clicks", "Track clicks", trackClicks, "Links in the HTML part go through Herald, which counts each click."),
+      el("div", { class: "actions" }, el("button", { type: "submit" }, "Create draft")));
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const body = { name: name.value, from: from.value, subject: subject.value, list_ids: [Number(list.value)] };
+      if (html.value) body.html = html.value;
+      if (text.value) body.text = text.value;
+      if (rate.value.trim()) body.send_rate = rate.value.trim();
+      if (trackOpens.checked) body.track_opens = true;
+      if (trackClicks.checked) body.track_clicks = true;
+      try {
+        const c = await api("POST", "/v1/campaigns", body);
+        clearError();
+        go("#/campaigns/" + Number(c.id));
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+    show(heading("New campaign"),
+      (lists.data || []).length ? null : el("p", { class: "notice" }, "There is no list yet: ", el("a", { href: "#/lists" }, "make one"), " first."),
+      form);
+  }
+
+  const COUNTERS = [
+    ["total", "Recipients"], ["expanded", "Expanded"], ["sent", "Sent"], ["remaining", "Remaining"],
+    ["deferred", "Deferred"], ["held", "Held"], ["bounced", "Bounced"], ["failed", "Failed"],
+    ["cancelled", "Cancelled"], ["skipped", "Skipped"], ["unsubscribed", "Unsubscribed"],
+    ["complained", "Complaints"], ["opens", "Opens"], ["unique_opens", "Unique opens"], ["clicks", "Clicks"],
+    ["unique_clicks", "Unique clicks"], ["rate_per_minute", "Per minute"],
+  ];
+
+  function percent(part, total) {
+    return total > 0 ? Math.max(0, Math.min(100, (part / total) * 100)) : 0;
+  }
+
+  async function campaignView(id, alive) {
+    let campaign = await api("GET", "/v1/campaigns/" + id);
+    if (!alive()) return;
+    setTitle(campaign.name || "Campaign " + id);
+    const statusSlot = el("span", { id: "campaign-status" }, badge(campaign.status));
+    const segs = {
+      sent: el("span", { class: "seg-sent" }), failed: el("span", { class: "seg-failed" }),
+      stopped: el("span", { class: "seg-stopped" }), queued: el("span", { class: "seg-queued" }),
+    };
+    const bar = el("div", { class: "bar", id: "progress", role: "progressbar", "aria-label": "Recipients with a final outcome",
+      "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0" }, segs.sent, segs.failed, segs.stopped, segs.queued);
+    const pct = el("p", { class: "percent", id: "progress-percent", "aria-live": "polite" }, "—");
+    const eta = el("p", { class: "muted", id: "progress-eta" });
+    const counters = {};
+    const grid = el("dl", { class: "counters", id: "counters" }, COUNTERS.map(function (c) {
+      counters[c[0]] = el("dd", { "data-counter": c[0] }, "—");
+      return el("div", null, el("dt", null, c[1]), counters[c[0]]);
+    }));
+    const actions = el("div", { class: "actions", id: "campaign-actions" });
+    const failuresBody = el("tbody");
+    const failures = el("section", { "aria-labelledby": "failures-h" },
+      el("h2", { id: "failures-h" }, "Failures"),
+      el("div", { class: "table-wrap" }, el("table", { id: "failures" },
+        el("thead", null, el("tr", null, el("th", { scope: "col" }, "Recipient"), el("th", { scope: "col" }, "State"),
+          el("th", { scope: "col" }, "Reason"))), failuresBody)));
+    const updated = el("p", { class: "hint", id: "updated" });
+    let lastFailureCount = -1;
+    let lastStatus = null;
+
+    const ACTIONS = [
+      { name: "send", label: "Send now", when: ["draft"], confirm: "Send this campaign to its list now?" },
+      { name: "pause", label: "Pause", when: ["sending"], confirm: "Pause this campaign? Its waiting mail is held until you resume." },
+      { name: "resume", label: "Resume", when: ["paused"], confirm: "Resume this campaign?" },
+      { name: "retry-failed", label: "Retry failed", when: ["sending", "sent"],
+        confirm: "Send again to the recipients whose delivery failed and who are still recipients (not suppressed)?",
+        done: function (r) {
+          say(r.retried === 1 ? "1 recipient is sent again." : fmtNumber(r.retried) + " recipients are sent again.");
+        } },
+      { name: "duplicate", label: "Duplicate", when: ["draft", "scheduled", "sending", "paused", "sent", "cancelled", "expired"], confirm: "Copy this campaign into a new draft?",
+        done: function (copy) { go("#/campaigns/" + Number(copy.id)); } },
+      { name: "cancel", label: "Cancel campaign", when: ["draft", "scheduled", "sending", "paused"], danger: true,
+        confirm: "Cancel this campaign for good? Its undelivered mail is deleted." },
+    ];
+    const notice = el("p", { class: "notice", id: "campaign-notice", role: "status", hidden: true });
+    function say(text) {
+      notice.textContent = text;
+      notice.hidden = false;
+    }
+    function renderActions(status) {
+      if (status === lastStatus) return;
+      lastStatus = status;
+      scheduleSection.hidden = status !== "draft";
+      actions.replaceChildren.apply(actions, ACTIONS.filter(function (a) { return a.when.indexOf(status) >= 0; }).map(function (a) {
+        const b = el("button", { type: "button", class: a.danger ? "danger" : null, "data-action": a.name }, a.label);
+        b.addEventListener("click", async function () {
+          if (!window.confirm(a.confirm)) return;
+          b.disabled = true;
+          try {
+            const result = await api("POST", "/v1/campaigns/" + id + "/" + a.name);
+            clearError();
+            b.disabled = false;
+            if (a.done) a.done(result);
+            if (a.name === "duplicate") return;
+            campaign = result;
+            lastStatus = null;
+            renderActions(campaign.status);
+            await tick();
+          } catch (e) {
+            showError(e.message);
+            b.disabled = false;
+          }
+        });
+        return b;
+      }));
+    }
+
+    function render(s) {
+      const total = s.total || 0;
+      const failedN = (s.bounced || 0) + (s.failed || 0);
+      const stopped = (s.cancelled || 0) + (s.skipped || 0);
+      const queued = Math.max(0, (s.expanded || 0) - (s.sent || 0) - failedN - (s.cancelled || 0));
+      segs.sent.style.width = percent(s.sent || 0, total) + "%";
+      segs.failed.style.width = percent(failedN, total) + "%";
+      segs.stopped.style.width = percent(stopped, total) + "%";
+      segs.queued.style.width = percent(queued, total) + "%";
+      const remaining = typeof s.remaining === "number" ? s.remaining : total;
+      let done = total > 0 ? Math.floor(((total - remaining) / total) * 100) : (FINAL.indexOf(s.status) >= 0 ? 100 : 0);
+      done = Math.max(0, Math.min(100, done));
+      bar.setAttribute("aria-valuenow", String(done));
+      bar.setAttribute("aria-valuetext", done + " % (" + (total - remaining) + " of " + total + " recipients)");
+      pct.textContent = done + " % done";
+      pct.setAttribute("data-percent", String(done));
+      COUNTERS.forEach(function (c) { counters[c[0]].textContent = fmtNumber(s[c[0]]); });
+      let when = "";
+      if (s.estimated_completion) when = "Estimated completion " + fmtTime(s.estimated_completion) + ". ";
+      if (s.started_at) when += "Started " + fmtTime(s.started_at) + ". ";
+      if (s.finished_at) when += "Finished " + fmtTime(s.finished_at) + ". ";
+      if (s.completion) when += "Completion: " + s.completion + ".";
+      eta.textContent = when;
+      statusSlot.replaceChildren(badge(s.status));
+      renderActions(s.status);
+      updated.textContent = "Updated " + new Date().toLocaleTimeString() +
+        (FINAL.indexOf(s.status) >= 0 ? "" : "; refreshed every second.");
+    }
+
+    async function loadFailures() {
+      const page = await api("GET", "/v1/campaigns/" + id + "/failures?limit=100");
+      if (!alive()) return;
+      const rows = (page.data || []).map(function (f) {
+        return el("tr", null, el("td", null, f.email || "#" + f.subscriber_id), el("td", null, badge(f.state)),
+          el("td", null, f.reason || "—"));
+      });
+      if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "3", class: "muted" }, "No failures.")));
+      failuresBody.replaceChildren.apply(failuresBody, rows);
+    }
+
+    // Every second while the campaign may still change, every 10 s once it is finished
+    // (a late bounce or a retry-failed can still change it).
+    let pollEvery = 0;
+    function schedule(status) {
+      const every = FINAL.indexOf(status) >= 0 ? 10000 : 1000;
+      if (every === pollEvery || pollEvery < 0 || !alive()) return;
+      stopTimers();
+      pollEvery = every;
+      timers.push(setInterval(tick, every));
+    }
+
+    let busy = false;
+    async function tick() {
+      if (busy || !alive()) return;
+      busy = true;
+      try {
+        const s = await api("GET", "/v1/campaigns/" + id + "/stats");
+        if (!alive()) return;
+        render(s);
+        const failureCount = (s.bounced || 0) + (s.failed || 0);
+        if (failureCount !== lastFailureCount) {
+          lastFailureCount = failureCount;
+          await loadFailures();
+        }
+        schedule(s.status);
+      } catch (e) {
+        if (alive()) showError(e.message);
+        if (e.status === 401 || e.status === 404) { stopTimers(); pollEvery = -1; }
+      } finally {
+        busy = false;
+      }
+    }
+
+    const meta = el("dl", { class: "meta" },
+      el("dt", null, "Status"), el("dd", null, statusSlot),
+      el("dt", null, "Subject"), el("dd", { id: "campaign-subject" }, campaign.subject),
+      el("dt", null, "From"), el("dd", null, campaign.from),
+      el("dt", null, "Lists"), el("dd", null, (campaign.list_ids || []).map(function (l, i) {
+        return [i ? ", " : "", el("a", { href: "#/lists/" + Number(l) }, "list " + Number(l))];
+      })),
+      el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"),
+      el("dt", null, "Tracking"), el("dd", null, [campaign.track_opens ? "opens" : null, campaign.track_clicks ? "clicks" : null]
+        .filter(Boolean).join(" and ") || "off"));
+    // Scheduling a draft: a local date and time in an IANA time zone (the browser's by default).
+    const sendAt = el("input", { type: "datetime-local", required: true });
+    let browserZone = "UTC";
+    try { browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (_) { browserZone = "UTC"; }
+    const zone = el("input", { type: "text", required: true, value: browserZone, autocomplete: "off" });
+    const scheduleForm = el("form", { class: "row", id: "schedule" },
+      field("schedule-at", "Send at", sendAt), field("schedule-zone", "Time zone", zone, "An IANA name, e.g. Europe/Paris."),
+      el("div", null, el("button", { type: "submit", class: "secondary" }, "Schedule")));
+    const scheduleSection = el("section", { "aria-labelledby": "schedule-h", hidden: true },
+      el("h2", { id: "schedule-h" }, "Schedule"), scheduleForm);
+    scheduleForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      try {
+        const r = await api("POST", "/v1/campaigns/" + id + "/schedule", { send_at: sendAt.value, time_zone: zone.value.trim() });
+        clearError();
+        say("Scheduled for " + fmtTime(r.send_at) + " (" + sendAt.value.replace("T", " ") + " " + r.time_zone + ").");
+        campaign = r;
+        renderActions(r.status);
+        await tick();
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+
+    const testEmails = el("input", { type: "text", autocomplete: "off", placeholder: "me@example.com, colleague@example.com" });
+    const testForm = el("form", { class: "row", id: "test-send" },
+      field("test-emails", "Addresses", testEmails, "Up to 20 addresses, separated by commas; rendered as for a subscriber with that address."),
+      el("div", null, el("button", { type: "submit", class: "secondary" }, "Send test")));
+    testForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const emails = testEmails.value.split(",").map(function (x) { return x.trim(); }).filter(function (x) { return x; });
+      if (!emails.length) return;
+      try {
+        const r = await api("POST", "/v1/campaigns/" + id + "/test", { emails: emails });
+        clearError();
+        say(r.accepted === 1 ? "1 test message queued." : fmtNumber(r.accepted) + " test messages queued.");
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+    show(heading(campaign.name || "Campaign " + id), meta, actions, notice, scheduleSection,
+      el("section", { "aria-labelledby": "progress-h" },
+        el("h2", { id: "progress-h" }, "Progress"), pct, bar,
+        el("ul", { class: "legend" }, el("li", { class: "l-sent" }, "sent"), el("li", { class: "l-failed" }, "bounced or failed"),
+          el("li", { class: "l-stopped" }, "cancelled or skipped"), el("li", { class: "l-queued" }, "expanded, waiting"),
+          el("li", { class: "l-rest" }, "not yet expanded")),
+        eta, grid, updated),
+      failures,
+      el("section", { "aria-labelledby": "test-h" }, el("h2", { id: "test-h" }, "Test send"), testForm));
+    renderActions(campaign.status);
+    await tick();
+  }
+
+  // ---- lists -------------------------------------------------------------------------
+
+  async function listsView(alive) {
+    setTitle("Lists");
+    const page = await api("GET", "/v1/lists?limit=500");
+    if (!alive()) return;
+    const rows = (page.data || []).map(function (l) {
+      return el("tr", { "data-list": l.id },
+        el("td", null, el("a", { href: "#/lists/" + Number(l.id) }, l.name)),
+        el("td", { class: "num" }, fmtNumber(l.subscriber_count)),
+        el("td", { class: "optional" }, fmtTime(l.created_at)));
+    });
+    if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "3", class: "muted" }, "No lists yet.")));
+    const name = el("input", { type: "text", required: true, maxlength: "500" });
+    const form = el("form", { class: "card", id: "new-list" },
+      field("list-name", "New list name", name),
+      el("div", { class: "actions" }, el("button", { type: "submit" }, "Create list")));
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      try {
+        const l = await api("POST", "/v1/lists", { name: name.value });
+        clearError();
+        go("#/lists/" + Number(l.id));
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+    show(heading("Lists"),
+      table([{ label: "Name" }, { label: "Subscribers", class: "num" }, { label: "Created", class: "optional" }], rows, { id: "lists" }),
+      el("h2", null, "Create a list"), form);
+  }
+
+  function subscriberName(s) {
+    if (s.name) return s.name;
+    const parts = [s.first_name, s.last_name].filter(function (p) { return p; });
+    return parts.length ? parts.join(" ") : "—";
+  }
+
+  async function listView(id, alive) {
+    const list = await api("GET", "/v1/lists/" + id);
+    if (!alive()) return;
+    setTitle(list.name);
+    const count = el("span", { id: "list-count" }, fmtNumber(list.subscriber_count));
+
+    // Import
+    const file = el("input", { type: "file", accept: ".csv,text/csv", required: true });
+    const progress = el("progress", { id: "import-progress", max: "100", value: "0", hidden: true, "aria-label": "Upload progress" });
+    const report = el("div", { id: "import-report", "aria-live": "polite" });
+    const importButton = el("button", { type: "submit" }, "Import");
+    const importForm = el("form", { class: "card", id: "import" },
+      field("csv-file", "CSV file", file,
+        "The header row names the columns: email (required), first_name, last_name, name; other columns become attributes. " +
+        "Existing subscribers keep their status."),
+      el("div", { class: "actions" }, importButton), progress, report);
+    importForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const f = file.files && file.files[0];
+      if (!f) return;
+      importButton.disabled = true;
+      progress.hidden = false;
+      progress.value = 0;
+      report.replaceChildren(el("p", { class: "muted" }, "Uploading " + f.name + "…"));
+      try {
+        const r = await upload("/v1/lists/" + id + "/import", f, function (fraction) {
+          progress.value = Math.round(fraction * 100);
+        });
+        progress.value = 100;
+        clearError();
+        showReport(r);
+        const fresh = await api("GET", "/v1/lists/" + id);
+        count.textContent = fmtNumber(fresh.subscriber_count);
+        await loadSubscribers(true);
+      } catch (e) {
+        report.replaceChildren();
+        showError(e.message);
+      } finally {
+        importButton.disabled = false;
+      }
+    });
+
+    function showReport(r) {
+      const parts = [
+        el("p", { class: "notice", id: "import-summary" },
+          fmtNumber(r.rows) + " lines read: " + fmtNumber(r.imported) + " imported (" + fmtNumber(r.created) + " new, " +
+          fmtNumber(r.updated) + " updated, " + fmtNumber(r.unchanged) + " unchanged), " +
+          fmtNumber(r.added_to_list) + " added to the list, " + fmtNumber(r.rejected_count) + " rejected."),
+      ];
+      if (r.rejected && r.rejected.length) {
+        parts.push(el("h3", null, "Rejected lines"));
+        parts.push(table([{ label: "Line", class: "num" }, { label: "Email as written" }, { label: "Reason" }],
+          r.rejected.map(function (x) {
+            return el("tr", null, el("td", { class: "num" }, String(x.line)), el("td", null, x.email === null ? "—" : x.email),
+              el("td", null, x.reason));
+          }), { id: "rejections" }));
+        if (r.rejected_truncated) parts.push(el("p", { class: "hint" }, "Only the first " + r.rejected.length + " rejected lines are listed."));
+      }
+      report.replaceChildren.apply(report, parts);
+    }
+
+    // Subscribers
+    const status = el("select", null, el("option", { value: "" }, "Any"),
+      ["active", "unsubscribed", "bounced", "complained"].map(function (s) { return el("option", { value: s }, s); }));
+    const email = el("input", { type: "search", autocomplete: "off", placeholder: "ann@example.com" });
+    const filter = el("form", { class: "row", id: "subscriber-filter", role: "search" },
+      field("f-status", "Status", status), field("f-email", "Exact email address", email),
+      el("div", null, el("button", { type: "submit" }, "Show")));
+    const body = el("tbody");
+    const rowNotice = el("p", { class: "notice", id: "subscriber-notice", role: "status", hidden: true });
+    const more = el("button", { type: "button", class: "secondary", hidden: true }, "More subscribers");
+    let next = null;
+
+    async function loadSubscribers(reset) {
+      if (reset) { next = null; body.replaceChildren(); }
+      let path = "/v1/lists/" + id + "/subscribers?limit=100";
+      const address = email.value.trim();
+      let rows = [];
+      if (address) {
+        try {
+          const s = await api("GET", path + "&email=" + encodeURIComponent(address));
+          if (!status.value || s.status === status.value) rows = [s];
+        } catch (e) {
+          if (e.status !== 404) throw e;
+        }
+        next = null;
+      } else {
+        if (status.value) path += "&status=" + encodeURIComponent(status.value);
+        if (next !== null) path += "&after=" + encodeURIComponent(next);
+        const page = await api("GET", path);
+        rows = page.data || [];
+        next = page.next;
+      }
+      if (!alive()) return;
+      rows.forEach(function (s) {
+        const row = el("tr", { "data-subscriber": s.id });
+        const remove = el("button", { type: "button", class: "secondary small", "data-row-action": "remove",
+          "aria-label": "Remove " + s.email + " from this list" }, "Remove");
+        remove.addEventListener("click", async function () {
+          if (!window.confirm("Take " + s.email + " off this list? The subscriber stays on the tenant's other lists.")) return;
+          try {
+            await api("DELETE", "/v1/lists/" + id + "/subscribers/" + Number(s.id));
+            clearError();
+            row.remove();
+            const fresh = await api("GET", "/v1/lists/" + id);
+            count.textContent = fmtNumber(fresh.subscriber_count);
+            rowNotice.textContent = s.email + " was removed from this list.";
+            rowNotice.hidden = false;
+          } catch (e) {
+            showError(e.message);
+          }
+        });
+        const suppress = el("button", { type: "button", class: "danger small", "data-row-action": "suppress",
+          "aria-label": "Suppress " + s.email }, "Suppress");
+        suppress.addEventListener("click", async function () {
+          if (!window.confirm("Suppress " + s.email + "? No campaign of this tenant will send to it until the suppression is deleted.")) return;
+          try {
+            await api("POST", "/v1/suppressions", { email: s.email, reason: "manual" });
+            clearError();
+            suppress.disabled = true;
+            rowNotice.textContent = s.email + " is suppressed.";
+            rowNotice.hidden = false;
+          } catch (e) {
+            showError(e.message);
+          }
+        });
+        append(row, [el("td", null, s.email), el("td", { class: "subscriber-name" }, subscriberName(s)),
+          el("td", null, badge(s.status)), el("td", { class: "optional" }, fmtTime(s.created_at)),
+          el("td", { class: "row-actions" }, remove, " ", suppress)]);
+        body.append(row);
+      });
+      more.hidden = next === null || next === undefined;
+      if (!body.firstChild) body.append(el("tr", null, el("td", { colspan: "5", class: "muted" }, "No subscribers match.")));
+    }
+    filter.addEventListener("submit", function (event) {
+      event.preventDefault();
+      loadSubscribers(true).catch(function (e) { showError(e.message); });
+    });
+    more.addEventListener("click", function () {
+      if (body.lastChild && body.lastChild.querySelector(".muted")) body.lastChild.remove();
+      loadSubscribers(false).catch(function (e) { showError(e.message); });
+    });
+    await loadSubscribers(true);
+    if (!alive()) return;
+    show(heading(list.name),
+      el("p", { class: "muted" }, "List ", String(Number(list.id)), " · ", count, " subscribers"),
+      el("h2", null, "Import subscribers from CSV"), importForm,
+      el("h2", null, "Subscribers"), filter,
+      rowNotice,
+      table([{ label: "Email" }, { label: "Name" }, { label: "Status" }, { label: "Added", class: "optional" },
+        { label: "Actions" }], body, { id: "subscribers" }),
+      el("div", { class: "actions" }, more));
+  }
+
+  route();
+})();

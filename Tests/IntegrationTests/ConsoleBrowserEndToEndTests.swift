@@ -1,0 +1,178 @@
+import Foundation
+import HeraldTestSupport
+import Testing
+
+/// The web console in a real browser: headless Chromium (Debian's `chromium`, driven by
+/// Python Playwright, Clients/console_browser.py) against the real `herald serve` with a
+/// private PostgreSQL and a sink. Tenant A signs in, imports a CSV (its rejected lines
+/// shown), creates a campaign, sends, pauses and resumes it and watches the progress reach
+/// 100 % with counters that match the sink; tenant B cannot see A's pages; XSS payloads
+/// in a list name, a subscriber name and the subject are shown as text and never run.
+/// Screenshots of the main views are kept in the test's temporary directory (printed;
+/// `HERALD_CONSOLE_SCREENSHOTS=DIR` puts them in DIR instead).
+extension Integration {
+    @Suite(.serialized, .timeLimit(.minutes(5)))
+    struct ConsoleBrowserEndToEnd {
+        static let domain = "console.test"
+        static let xssName = #"<img src=x onerror="window.__xss='name'">Mallory"#
+        static let xssSubject = #"<script>window.__xss='subject'</script>Hello {{first_name}}"#
+        static let xssList = #"News <svg onload="window.__xss='list'">"#
+
+        @Test("sign in, import, send with pause/resume to 100 %, counters match the sink, tenant isolation, XSS inert")
+        func walkThrough() async throws {
+            try await CampaignIT.withDeliveringHerald(database: "console", domain: Self.domain) { h in
+                let keyB = try await CampaignIT.createTenant(h.herald, "beta")
+                // 10 ordinary subscribers, one whose name is a payload, one the sink refuses
+                // (550 5.1.1); an invalid address (line 14) and a repeated one (line 15) are rejected.
+                var csv = "email,first_name,last_name\n"
+                for i in 0..<10 { csv += "u\(i)@s\(i % 3).\(Self.domain),First\(i),Last\(i)\n" }
+                csv += "mallory@m.\(Self.domain),\"\(Self.xssName.replacingOccurrences(of: "\"", with: "\"\""))\",\n"
+                csv += "permfail@p.\(Self.domain),Pat,Fail\n"
+                csv += "not-an-address,Bad,Line\n"
+                csv += "u1@s1.\(Self.domain),Again,Twice\n"
+                let csvPath = h.herald.directory + "/subscribers.csv"
+                try csv.write(toFile: csvPath, atomically: true, encoding: .utf8)
+                let shots = ProcessInfo.processInfo.environment["HERALD_CONSOLE_SCREENSHOTS"]
+                    ?? (NSTemporaryDirectory() + "herald-console-screenshots-" + UUID().uuidString)
+                let config = CampaignIT.json([
+                    "base": h.api.base, "key_a": h.api.key, "key_b": keyB, "csv": csvPath,
+                    "xss_name": Self.xssName, "xss_subject": Self.xssSubject, "xss_list": Self.xssList,
+                    "search_email": "u7@s1.\(Self.domain)", "from": "Herald News <news@campaign.test>",
+                    "screenshots": shots, "rate": "1/s", "test_email": "tester@campaign.test",
+                    "remove_email": "u9@s0.\(Self.domain)", "suppress_email": "u8@s2.\(Self.domain)",
+                ])
+                let r = try await Python.run(IT.script("console_browser.py"), [config], timeout: 240)
+                print("console browser: screenshots in \(shots)\n\(r.stderrText.suffix(3000))")
+                guard r.termination.succeeded, let line = r.stdoutText.split(separator: "\n").last,
+                      let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                else {
+                    Issue.record("console_browser.py failed: \(r)\n\(h.herald.diagnostics())")
+                    return
+                }
+                func int(_ any: Any?) -> Int? {
+                    (any as? String).flatMap { Int($0.filter(\.isNumber)) } ?? (any as? Int)
+                }
+
+                // Sign-in: a wrong key is refused with the API's problem detail, and not kept.
+                #expect((o["wrong_key_error"] as? String)?.contains("This API key is not valid") == true,
+                        "\(o["wrong_key_error"] ?? "")")
+                #expect(o["wrong_key_stored"] as? Int == 0)
+                #expect(o["key_in_session"] as? Bool == true)
+                let storage = o["storage"] as? [String: Any] ?? [:]
+                #expect(storage["cookie"] as? String == "", "no cookie: \(storage)")
+                #expect(storage["local"] as? Int == 0, "nothing in localStorage: \(storage)")
+                #expect((storage["url"] as? String)?.contains(h.api.key) == false, "the key in the URL: \(storage)")
+                #expect((o["csp_header"] as? String)?.contains("default-src 'self'") == true)
+
+                // The import: 14 lines read, 12 imported, 2 rejected with their line numbers.
+                let summary = o["import_summary"] as? String ?? ""
+                #expect(summary.hasPrefix("14 lines read: 12 imported (12 new"), "\(summary)")
+                #expect(summary.contains("2 rejected"), "\(summary)")
+                let rejections = o["rejections"] as? [[String]] ?? []
+                #expect(rejections.map { $0.first ?? "" } == ["14", "15"], "\(rejections)")
+                #expect(rejections.first.map { $0[1] == "not-an-address" && $0[2].contains("invalid") } == true,
+                        "\(rejections)")
+                #expect(rejections.last.map { $0[2].contains("duplicate") || $0[2].contains("repeat") } == true, "\(rejections)")
+                #expect(o["import_progress"] as? Int == 100)
+                #expect(int(o["list_count"]) == 12)
+                #expect(o["subscriber_rows"] as? Int == 12)
+                #expect(o["bounced_filter_rows"] as? Int == 0)
+                #expect(o["search_result"] as? String == "u7@s1.\(Self.domain)")
+
+                // The payloads are text: shown exactly, no element made, nothing ran.
+                #expect((o["subscriber_names"] as? [String])?.contains(Self.xssName) == true,
+                        "\(o["subscriber_names"] ?? "")")
+                #expect(o["subscriber_table_elements"] as? [String: Int] == ["img": 0, "script": 0])
+                #expect(o["list_heading"] as? String == Self.xssList)
+                #expect(o["campaign_subject"] as? String == Self.xssSubject)
+                #expect(o["campaign_subject_children"] as? Int == 0)
+                #expect(o["xss_flag_a"] is NSNull, "a payload ran: \(o["xss_flag_a"] ?? "")")
+                #expect(o["xss_flag"] is NSNull, "a payload ran: \(o["xss_flag"] ?? "")")
+                #expect((o["csp_violations"] as? [Any])?.isEmpty == true, "CSP violations: \(o["csp_violations"] ?? "")")
+                #expect((o["page_errors"] as? [Any])?.isEmpty == true, "page errors: \(o["page_errors"] ?? "")")
+
+                // The campaign: paused and resumed, then 100 % with counters matching the sink.
+                #expect(o["draft_status"] as? String == "draft")
+                #expect(o["paused"] as? Bool == true, "the campaign finished before it could be paused")
+                // Send, pause, resume, retry failed, duplicate, cancel, remove, suppress: each asked first.
+                #expect((o["dialogs"] as? [String])?.count == 8, "confirmations: \(o["dialogs"] ?? "")")
+                let campaign = try #require(o["campaign_id"] as? Int)
+                let final = o["final_counters"] as? [String: String] ?? [:]
+                #expect(o["final_percent"] as? Int == 100)
+                #expect(o["progress_aria"] as? String == "100")
+                #expect(int(final["total"]) == 12)
+                #expect(int(final["remaining"]) == 0)
+                #expect(int(final["bounced"]).map { $0 + (int(final["failed"]) ?? 0) } == 1, "\(final)")
+                let stats = try await h.api.stats(campaign: campaign)
+                for key in ["total", "expanded", "sent", "bounced", "failed", "remaining"] {
+                    #expect(int(final[key]) == stats[key] as? Int, "\(key): console \(final[key] ?? "-"), API \(stats[key] ?? "-")")
+                }
+                let arrived = await h.sink.waitForMessages(11, timeout: 30)
+                #expect(arrived >= 11)
+                let delivered = h.sink.index().filter { $0.rcpts.contains { $0.hasSuffix("." + Self.domain) } }
+                #expect(int(final["sent"]) == 11)
+                #expect(int(final["sent"]) == delivered.count, "console sent \(final["sent"] ?? "-"), sink \(delivered.count)")
+                let failures = o["failures"] as? [[String]] ?? []
+                #expect(failures.count == 1 && failures.first?[0] == "permfail@p.\(Self.domain)"
+                        && failures.first?[2].contains("5.1.1") == true, "\(failures)")
+                #expect((o["actions_when_sent"] as? [String]) == ["retry-failed", "duplicate"],
+                        "\(o["actions_when_sent"] ?? "")")
+                let listed = o["campaign_list"] as? [[String: String]] ?? []
+                #expect(listed.map { $0["status"] ?? "" } == ["sent", "cancelled"], "\(listed)")
+                #expect(listed.allSatisfy { $0["subject"] == Self.xssSubject }, "\(listed)")
+
+                // Test-send before the send: one message to the test address, not counted in the stats.
+                #expect(o["test_notice"] as? String == "1 test message queued.")
+                #expect(await h.sink.waitForMessages(12, timeout: 30) >= 12)
+                #expect(h.sink.index().filter { $0.rcpts == ["tester@campaign.test"] }.count == 1)
+                // Retry failed: the bounced address was suppressed by its hard bounce, so nobody is sent again.
+                #expect(o["retry_notice"] as? String == "0 recipients are sent again.")
+                // Duplicate: a new draft with the same subject.
+                #expect((o["duplicate_id"] as? Int).map { $0 > campaign } == true)
+                #expect(o["duplicate_status"] as? String == "draft")
+                #expect(o["duplicate_subject"] as? String == Self.xssSubject)
+                // The copy scheduled for 09:00 Paris time in two days, then cancelled.
+                let sendAt = o["send_at"] as? String ?? "?"
+                #expect((o["schedule_notice"] as? String)?.hasSuffix("(\(sendAt.replacingOccurrences(of: "T", with: " ")) Europe/Paris).") == true,
+                        "\(o["schedule_notice"] ?? "")")
+                #expect(o["schedule_form_hidden"] as? Bool == true)
+                #expect(o["copy_final_status"] as? String == "cancelled")
+                if let copy = o["duplicate_id"] as? Int {
+                    let c = try await h.api.expect(200, "GET", "/v1/campaigns/\(copy)")
+                    #expect(c["status"] as? String == "cancelled", "\(c)")
+                }
+
+                // From the list's page: one subscriber taken off the list, another suppressed.
+                #expect(o["remove_notice"] as? String == "u9@s0.\(Self.domain) was removed from this list.")
+                #expect(o["rows_left_with_removed"] as? Int == 0)
+                #expect(int(o["count_after_remove"]) == 11)
+                #expect(o["suppress_notice"] as? String == "u8@s2.\(Self.domain) is suppressed.")
+                let list = try #require(o["list_id"] as? Int)
+                let gone = try await h.api.call("GET", "/v1/lists/\(list)/subscribers?email=u9@s0.\(Self.domain)")
+                #expect(gone.status == 404, "\(gone.status) \(gone.text)")
+                let suppressed = try await h.api.expect(200, "GET", "/v1/suppressions?email=u8@s2.\(Self.domain)")
+                #expect(suppressed["reason"] as? String == "manual", "\(suppressed)")
+
+                // Phone width: nothing wider than the screen.
+                #expect((o["phone_overflow"] as? Int).map { $0 <= 0 } == true, "\(o["phone_overflow"] ?? "")")
+                #expect((o["phone_overflow_list"] as? Int).map { $0 <= 0 } == true, "\(o["phone_overflow_list"] ?? "")")
+
+                // Tenant B: sign-out forgot A's key; B sees none of A's campaigns or lists.
+                #expect(o["after_signout_storage"] as? Int == 0)
+                #expect((o["b_campaign_ids"] as? [String]) == [], "\(o["b_campaign_ids"] ?? "")")
+                #expect((o["b_list_ids"] as? [String]) == [], "\(o["b_list_ids"] ?? "")")
+                #expect(o["b_campaign_error"] as? String == "campaign \(campaign) not found")
+                #expect(o["b_campaign_progress"] as? Int == 0)
+                #expect((o["b_list_error"] as? String)?.hasSuffix("not found") == true, "\(o["b_list_error"] ?? "")")
+                #expect(o["b_list_rows"] as? Int == 0)
+
+                let screenshots = o["screenshots"] as? [String] ?? []
+                #expect(screenshots.count == 8, "\(screenshots)")
+                for path in screenshots {
+                    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                    #expect(size > 10_000, "\(path): \(size) bytes")
+                }
+            }
+        }
+    }
+}
