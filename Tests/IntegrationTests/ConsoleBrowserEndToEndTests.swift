@@ -104,7 +104,15 @@ extension Integration {
                 #expect(int(final["remaining"]) == 0)
                 #expect(int(final["bounced"]).map { $0 + (int(final["failed"]) ?? 0) } == 1, "\(final)")
                 let stats = try await h.api.stats(campaign: campaign)
-                for key in ["total", "expanded", "sent", "bounced", "failed", "remaining"] {
+                // Tracking turned on in the form: the links table shows, and the messages carry the open image.
+                #expect(o["links_visible"] as? Bool == true)
+                #expect((o["links_text"] as? String)?.contains("No clicks yet.") == true, "\(o["links_text"] ?? "")")
+                // (quoted-printable: soft line breaks removed first)
+                #expect(h.sink.messages().contains {
+                    String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "=\r\n", with: "").contains("/t/o/")
+                },
+                        "no open image in the delivered messages")
+                for key in ["total", "expanded", "sent", "bounced", "failed", "remaining", "opens", "clicks"] {
                     #expect(int(final[key]) == stats[key] as? Int, "\(key): console \(final[key] ?? "-"), API \(stats[key] ?? "-")")
                 }
                 let arrived = await h.sink.waitForMessages(11, timeout: 30)

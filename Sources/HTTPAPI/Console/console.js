@@ -385,8 +385,16 @@
       el("div", { class: "table-wrap" }, el("table", { id: "failures" },
         el("thead", null, el("tr", null, el("th", { scope: "col" }, "Recipient"), el("th", { scope: "col" }, "State"),
           el("th", { scope: "col" }, "Reason"))), failuresBody)));
+    const linksBody = el("tbody");
+    const links = el("section", { "aria-labelledby": "links-h" },
+      el("h2", { id: "links-h" }, "Clicks per link"),
+      el("div", { class: "table-wrap" }, el("table", { id: "links" },
+        el("thead", null, el("tr", null, el("th", { scope: "col" }, "Link"), el("th", { scope: "col" }, "Clicks"),
+          el("th", { scope: "col" }, "Unique"))), linksBody)));
+    links.hidden = !campaign.track_clicks;
     const updated = el("p", { class: "hint", id: "updated" });
     let lastFailureCount = -1;
+    let lastClicks = -1;
     let lastStatus = null;
 
     const ACTIONS = [
@@ -476,6 +484,17 @@
       failuresBody.replaceChildren.apply(failuresBody, rows);
     }
 
+    async function loadLinks() {
+      const page = await api("GET", "/v1/campaigns/" + id + "/links");
+      if (!alive()) return;
+      const rows = (page.data || []).map(function (l) {
+        return el("tr", null, el("td", { class: "url" }, l.url), el("td", null, fmtNumber(l.clicks)),
+          el("td", null, fmtNumber(l.unique_clicks)));
+      });
+      if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "3", class: "muted" }, "No clicks yet.")));
+      linksBody.replaceChildren.apply(linksBody, rows);
+    }
+
     // Every second while the campaign may still change, every 10 s once it is finished
     // (a late bounce or a retry-failed can still change it).
     let pollEvery = 0;
@@ -499,6 +518,10 @@
         if (failureCount !== lastFailureCount) {
           lastFailureCount = failureCount;
           await loadFailures();
+        }
+        if (campaign.track_clicks && (s.clicks || 0) !== lastClicks) {
+          lastClicks = s.clicks || 0;
+          await loadLinks();
         }
         schedule(s.status);
       } catch (e) {
@@ -566,7 +589,7 @@
           el("li", { class: "l-stopped" }, "cancelled or skipped"), el("li", { class: "l-queued" }, "expanded, waiting"),
           el("li", { class: "l-rest" }, "not yet expanded")),
         eta, grid, updated),
-      failures,
+      failures, links,
       el("section", { "aria-labelledby": "test-h" }, el("h2", { id: "test-h" }, "Test send"), testForm));
     renderActions(campaign.status);
     await tick();

@@ -180,6 +180,8 @@ with sync_playwright() as p:
     page.select_option("#c-list", str(out["list_id"]))
     page.fill("#c-html", "<p>Hello {{first_name}}.</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>")
     page.fill("#c-rate", cfg["rate"])
+    page.check("#c-track-opens")
+    page.check("#c-track-clicks")
     page.click("#new-campaign button[type=submit]")
     page.wait_for_selector("#progress")
     out["campaign_id"] = int(page.evaluate("() => location.hash").rsplit("/", 1)[1])
@@ -226,6 +228,9 @@ with sync_playwright() as p:
     wait_for(lambda: page.locator("#failures tbody tr td:nth-child(3)").count() >= 1
              and "5.1.1" in (page.text_content("#failures tbody") or ""), 20, "the bounce in the failures table")
     out["final_counters"] = counters(page)
+    out["links_visible"] = page.evaluate("() => !document.querySelector('#links').closest('section').hidden")
+    wait_for(lambda: "No clicks yet." in (page.text_content("#links tbody") or ""), 20, "the links table")
+    out["links_text"] = page.text_content("#links tbody")
     out["final_percent"] = percent(page)
     out["progress_aria"] = page.get_attribute("#progress", "aria-valuenow")
     out["failures"] = page.evaluate("""() => [...document.querySelectorAll('#failures tbody tr')]
