@@ -24,23 +24,6 @@ public struct TrackingStore: Sendable {
             """, [tenant.parameter, String(campaign), String(subscriber), kind.rawValue, url]) == 1
     }
 
-    public struct Counts: Sendable, Equatable {
-        public var opens: Int64
-        public var uniqueOpens: Int64
-        public var clicks: Int64
-        public var uniqueClicks: Int64
-    }
-
-    public func counts(tenant: TenantID, campaign: Int64) async throws -> Counts {
-        let row = try await db.query("""
-            SELECT count(*) FILTER (WHERE kind = 'open'), count(DISTINCT subscriber_id) FILTER (WHERE kind = 'open'),
-                   count(*) FILTER (WHERE kind = 'click'), count(DISTINCT subscriber_id) FILTER (WHERE kind = 'click')
-            FROM tracking_events WHERE tenant_id = $1 AND campaign_id = $2
-            """, [tenant.parameter, String(campaign)])[0]
-        func n(_ i: Int) throws -> Int64 { try PGText.require(row, i, PGText.int64) }
-        return Counts(opens: try n(0), uniqueOpens: try n(1), clicks: try n(2), uniqueClicks: try n(3))
-    }
-
     public struct Link: Sendable, Equatable {
         public var url: String
         public var clicks: Int64

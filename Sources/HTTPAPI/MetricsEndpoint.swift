@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import Rendering
 
 /// `GET /metrics`: the node's figures in the Prometheus text exposition format
 /// (version 0.0.4), for a Prometheus server to scrape.
@@ -30,7 +31,8 @@ public struct MetricsEndpoint: Sendable {
                 headers[.wwwAuthenticate] = "Bearer realm=\"herald-metrics\""
                 let value = request.headers[.authorization] ?? ""
                 guard value.lowercased().hasPrefix("bearer "),
-                      Self.equal(Array(value.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8), Array(token.utf8))
+                      Crypto.constantTimeEqual(Array(value.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8),
+                                               Array(token.utf8))
                 else {
                     throw Problem(.unauthorized, "Send the metrics token ([http] metrics_token) as: Authorization: Bearer <token>",
                                   headers: headers)
@@ -43,12 +45,4 @@ public struct MetricsEndpoint: Sendable {
         }
     }
 
-    /// Compares without stopping at the first difference (the time taken tells nothing
-    /// about how much of the token a guess got right; only its length may leak).
-    static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
-    }
 }

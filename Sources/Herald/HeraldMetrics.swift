@@ -110,17 +110,16 @@ actor MetricsCollector {
             publish("herald_dns_cache_entries", help: "Answers in the DNS cache.", Double(d.cacheEntries))
         }
         if let campaigns {
+            let families: [(String, String, KeyPath<CampaignProgress, Int64>)] = [
+                ("herald_campaign_recipients", "Recipients of a running campaign.", \.total),
+                ("herald_campaign_expanded", "Recipients of a running campaign rendered into a spool.", \.expanded),
+                ("herald_campaign_sent", "Recipients of a running campaign delivered.", \.sent),
+                ("herald_campaign_bounced", "Recipients of a running campaign bounced (permanent failure).", \.bounced),
+                ("herald_campaign_failed", "Recipients of a running campaign failed otherwise (expired, gave up).",
+                 \.failed),
+            ]
             do {
                 let running = try await campaigns.runningCampaigns(limit: Self.maxCampaigns)
-                let families: [(String, String, KeyPath<CampaignProgress, Int64>)] = [
-                    ("herald_campaign_recipients", "Recipients of a running campaign.", \.total),
-                    ("herald_campaign_expanded", "Recipients of a running campaign rendered into a spool.", \.expanded),
-                    ("herald_campaign_sent", "Recipients of a running campaign delivered.", \.sent),
-                    ("herald_campaign_bounced", "Recipients of a running campaign bounced (permanent failure).",
-                     \.bounced),
-                    ("herald_campaign_failed", "Recipients of a running campaign failed otherwise (expired, gave up).",
-                     \.failed),
-                ]
                 for (name, help, field) in families {
                     publish(name, help: help + " Running: sending or paused.", label: "campaign",
                             running.map { (String($0.id), Double($0[keyPath: field])) })
@@ -128,10 +127,7 @@ actor MetricsCollector {
             } catch {
                 // The series end until the database answers again; the rest of the scrape stands.
                 logger.warning("metrics: cannot read the running campaigns", metadata: ["error": "\(error)"])
-                for name in ["herald_campaign_recipients", "herald_campaign_expanded", "herald_campaign_sent",
-                             "herald_campaign_bounced", "herald_campaign_failed"] {
-                    publish(name, help: "", label: "campaign", [])
-                }
+                for (name, _, _) in families { publish(name, help: "", label: "campaign", []) }
             }
         }
         return registry.emitToString()

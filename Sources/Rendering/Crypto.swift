@@ -16,7 +16,7 @@ import Darwin
 /// include, and in OpenSSL 3 it is itself a wrapper over `EVP_MAC`. The algorithm is
 /// fetched once and shared (fetched algorithms are immutable and thread-safe); each call
 /// uses its own context.
-enum Crypto {
+public enum Crypto {
     /// `n` bytes from OpenSSL's CSPRNG.
     static func randomBytes(_ n: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: n)
@@ -64,7 +64,7 @@ enum Crypto {
     }
 
     /// Constant-time equality (`CRYPTO_memcmp`); false when the lengths differ.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         if a.isEmpty { return true }
         return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in CRYPTO_memcmp(pa.baseAddress, pb.baseAddress, a.count) } } == 0

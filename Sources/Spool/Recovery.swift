@@ -154,7 +154,8 @@ extension Spool {
         // Rule 4: the envelope must decode and be for this id.
         var reason: String?
         var envelope: Envelope?
-        let stamp = envelopeStamp(id, in: queue)
+        // The stamp is handed on with queued messages only (a held one is not indexed).
+        let stamp = queue == .queue ? envelopeStamp(id, in: queue) : 0
         if let bytes = try FileIO.readFile(envelopeFile) {
             do {
                 let decoded = try EnvelopeCoding.decode(bytes)

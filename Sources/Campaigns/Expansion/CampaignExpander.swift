@@ -428,15 +428,8 @@ public actor CampaignExpander {
         return tagged + (returnPathDomain.map { "@" + $0 } ?? String(from[at...]))
     }
 
-    // MARK: - Queue ids
+    // MARK: - Tracking
 
-    /// The spool id of the campaign's message to one subscriber, the same every time:
-    /// the ``QueueID`` shape, with the 13 hex digits of time taken from the campaign's
-    /// start (`started_at`, in microseconds) and the 7 Crockford base32 digits (35 bits)
-    /// a keyed bijective mix of the subscriber id. Being a bijection (an add, odd
-    /// multiplies and xor-shifts modulo 2^35), two subscribers of one campaign never
-    /// share an id while subscriber ids stay below 2^35; a hash would collide about
-    /// a dozen times in a million-subscriber campaign.
     /// The HTML transform of a campaign that tracks opens or clicks (nil otherwise): links
     /// to `http(s)` targets become signed redirects `<public_url>/t/c/<token>`, except
     /// Herald's own unsubscribe links; an open image `<public_url>/t/o/<token>` is added.
@@ -458,6 +451,15 @@ public actor CampaignExpander {
         return { LinkTracking.apply(html: $0, click: click, openImage: image) }
     }
 
+    // MARK: - Queue ids
+
+    /// The spool id of the campaign's message to one subscriber, the same every time:
+    /// the ``QueueID`` shape, with the 13 hex digits of time taken from the campaign's
+    /// start (`started_at`, in microseconds) and the 7 Crockford base32 digits (35 bits)
+    /// a keyed bijective mix of the subscriber id. Being a bijection (an add, odd
+    /// multiplies and xor-shifts modulo 2^35), two subscribers of one campaign never
+    /// share an id while subscriber ids stay below 2^35; a hash would collide about
+    /// a dozen times in a million-subscriber campaign.
     public static func deterministicQueueID(campaign: Int64, subscriber: Int64, startedMicros: UInt64) -> QueueID {
         let mask: UInt64 = (1 << 35) - 1
         var key = UInt64(bitPattern: campaign) &* 0x9E37_79B9_7F4A_7C15
