@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import stop_process  # noqa: E402
+
 
 def memory(pid):
     rss = hwm = None
@@ -121,13 +124,7 @@ def restart(herald_bin, config, port, delivery_log, sink_dir, timeout, out):
             break
         time.sleep(0.01)
     rss_end, hwm_end = memory(proc.pid)
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, 60)
     herald_out.close()
     with open(out, "w") as f:
         for k in ("listening", "first_log", "first_sink"):

@@ -58,7 +58,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_util import fmt_rate  # noqa: E402  (shared with bench-accept; unchanged)
+from bench_util import fmt_rate, stop_process  # noqa: E402  (shared with bench-accept and bench-queued)
 
 SOURCE_BASE = ["-4", "-d", "-M", "bench.example", "-f", "bench@bench.example",
                "-S", "Herald relay benchmark"]
@@ -147,13 +147,7 @@ def sink(port, expect, outdir):
             peak = max(peak, established(port))
             status()
             next_status = now + 0.25
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, 5)
     # Whatever was still in the pipe.
     try:
         rest = proc.stdout.read() or b""

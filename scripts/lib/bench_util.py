@@ -18,6 +18,7 @@ META is a file of KEY=VALUE lines (command, date, machine, figures such as heral
 import errno
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -47,6 +48,17 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def stop_process(proc, grace):
+    """Stops a subprocess.Popen: SIGTERM, then SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_port(port, timeout, pid=None):
