@@ -15,8 +15,16 @@ import Foundation
 /// microsecond. An explicit `now` more than ``monotonicWindow`` behind the last id
 /// (tests, or a large clock step back) is used as given, and only the random part
 /// keeps such ids apart.
+///
+/// Kept as two integers (the time part and the random part), not as text: an id costs
+/// 16 bytes and no allocation, which matters to an index of a million queued messages;
+/// ``rawValue`` spells it out when a file name, a log line or JSON needs the text.
 public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
-    public let rawValue: String
+    /// Microseconds since the Unix epoch (52 bits).
+    let time: UInt64
+    /// The 7 base32 digits as a 35-bit number, first digit most significant (so that
+    /// comparing `(time, random)` compares the text).
+    let random: UInt64
 
     /// Number of characters in an id.
     public static let length = 20
@@ -31,20 +39,42 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     /// Validates `string` against the generated shape; `nil` if it does not match.
     /// Use this for anything from outside the process (file names, the CLI, JSON).
     public init?(_ string: String) {
-        let utf8 = Array(string.utf8)
-        guard utf8.count == QueueID.length else { return nil }
-        for (index, byte) in utf8.enumerated() {
-            if index < QueueID.timeLength {
-                guard QueueID.isHexDigit(byte) else { return nil }
+        var time: UInt64 = 0, random: UInt64 = 0, count = 0
+        for byte in string.utf8 {
+            if count < QueueID.timeLength {
+                guard let value = QueueID.hexValue(byte) else { return nil }
+                time = time << 4 | value
             } else {
-                guard QueueID.isBase32Digit(byte) else { return nil }
+                guard count < QueueID.length, let value = QueueID.base32Value(byte) else { return nil }
+                random = random << 5 | value
             }
+            count += 1
         }
-        self.rawValue = string
+        guard count == QueueID.length else { return nil }
+        self.time = time
+        self.random = random
     }
 
-    private init(uncheckedRawValue: String) {
-        self.rawValue = uncheckedRawValue
+    private init(time: UInt64, random: UInt64) {
+        self.time = time
+        self.random = random
+    }
+
+    /// The id as text: 13 hexadecimal digits, then 7 base32 digits.
+    public var rawValue: String {
+        String(unsafeUninitializedCapacity: QueueID.length) { buffer in
+            var t = time
+            for index in stride(from: QueueID.timeLength - 1, through: 0, by: -1) {
+                buffer[index] = QueueID.hexDigits[Int(t & 0xF)]
+                t >>= 4
+            }
+            var r = random
+            for index in stride(from: QueueID.length - 1, through: QueueID.timeLength, by: -1) {
+                buffer[index] = QueueID.base32Digits[Int(r & 0x1F)]
+                r >>= 5
+            }
+            return QueueID.length
+        }
     }
 
     /// A new id for a message arriving at `now`. Thread-safe; see the type's
@@ -61,54 +91,41 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
         }
         let time = clock.next(micros)
         var random = SystemRandomNumberGenerator()
-        let bits = random.next() as UInt64
-        var bytes = [UInt8](repeating: 0, count: length)
-        var t = time
-        for index in stride(from: timeLength - 1, through: 0, by: -1) {
-            bytes[index] = hexDigits[Int(t & 0xF)]
-            t >>= 4
-        }
-        var r = bits
-        for index in timeLength..<length {
-            bytes[index] = base32Digits[Int(r & 0x1F)]
-            r >>= 5
-        }
-        return QueueID(uncheckedRawValue: String(decoding: bytes, as: UTF8.self))
+        return QueueID(time: time, random: (random.next() as UInt64) & ((1 << 35) - 1))
     }
 
     /// The arrival time encoded in the id (microsecond resolution).
     public var timestamp: Date {
-        let micros = UInt64(rawValue.prefix(QueueID.timeLength), radix: 16) ?? 0
-        return Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+        Date(timeIntervalSince1970: Double(time) / 1_000_000)
     }
 
     /// Two lowercase hex digits naming the directory `queue/<xx>/` (and `hold/<xx>/`)
     /// that holds this message: a hash of the whole id, so that ids made in the same
     /// second spread over all 256 directories instead of piling into one.
     public var shard: String {
-        // FNV-1a (32 bit), folded to 8 bits.
-        var hash: UInt32 = 0x811C_9DC5
-        for byte in rawValue.utf8 {
-            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
-        }
+        // FNV-1a, folded to 8 bits.
+        let hash = fnv1a
         let folded = (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF
         let digits: [Character] = Array("0123456789abcdef")
         return String([digits[Int(folded >> 4)], digits[Int(folded & 0xF)]])
     }
 
     /// A 32-bit hash of the id, used to pick a byte in the spool lock file.
-    var lockSlot: UInt32 {
+    var lockSlot: UInt32 { fnv1a & 0x7FFF_FFFF }
+
+    /// FNV-1a (32 bit) of the id's text.
+    private var fnv1a: UInt32 {
         var hash: UInt32 = 0x811C_9DC5
         for byte in rawValue.utf8 {
             hash = (hash ^ UInt32(byte)) &* 0x0100_0193
         }
-        return hash & 0x7FFF_FFFF
+        return hash
     }
 
     public var description: String { rawValue }
 
     public static func < (lhs: QueueID, rhs: QueueID) -> Bool {
-        lhs.rawValue < rhs.rawValue
+        (lhs.time, lhs.random) < (rhs.time, rhs.random)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -126,17 +143,25 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
         try container.encode(rawValue)
     }
 
-    static func isHexDigit(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+    /// The value of an uppercase hexadecimal digit.
+    static func hexValue(_ byte: UInt8) -> UInt64? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt64(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt64(byte - UInt8(ascii: "A") + 10)
+        default: nil
+        }
     }
 
-    static func isBase32Digit(_ byte: UInt8) -> Bool {
-        if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") { return true }
-        guard byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") else { return false }
-        return byte != UInt8(ascii: "I") && byte != UInt8(ascii: "L")
-            && byte != UInt8(ascii: "O") && byte != UInt8(ascii: "U")
+    /// The value of a Crockford base32 digit (uppercase, no `I L O U`).
+    static func base32Value(_ byte: UInt8) -> UInt64? {
+        base32Values[Int(byte)] < 32 ? UInt64(base32Values[Int(byte)]) : nil
     }
+
+    private static let base32Values: [UInt8] = {
+        var table = [UInt8](repeating: 255, count: 256)
+        for (value, digit) in base32Digits.enumerated() { table[Int(digit)] = UInt8(value) }
+        return table
+    }()
 
     private static let maxMicros: UInt64 = (1 << 52) - 1
     private static let clock = MonotonicMicros()
