@@ -138,6 +138,11 @@ public struct DeliveryConfiguration: Sendable {
     public var throttleBackoff: TimeAmount
     /// How often the spool is rescanned for changes made by `herald queue …`.
     public var rescanInterval: TimeAmount
+    /// Messages whose envelopes the queue manager holds in memory at once. Beyond it,
+    /// queued messages wait on disk, known only by a small record each (id, campaign,
+    /// size, next attempt), and are read in as room frees up; so are messages waiting
+    /// for a retry or a paused campaign once the limit is reached.
+    public var activeLimit: Int = 20_000
     /// Send a delay notice (DSN action=delayed) once a message has waited this long; nil = never.
     public var delayWarning: TimeInterval?
     public var logPath: String?

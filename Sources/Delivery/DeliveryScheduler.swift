@@ -27,6 +27,13 @@ import Spool
 ///   Releasing the campaign schedules its messages again in arrival order, so pacing
 ///   continues from the bucket's state. The per-campaign index (``byCampaign``) makes
 ///   both, and ``removeCampaign(_:)`` (cancel), cost the campaign's size, not the queue's.
+/// - The active limit (``DeliveryConfiguration/activeLimit``): at most that many
+///   envelopes are held (``entries``). Messages beyond it are *parked*: known by a
+///   ``Parked`` record (no envelope) and read in again by the queue manager as room frees
+///   up (``takeLoadable(now:max:)``, ``load(_:stamp:now:)``): due retries first, then
+///   the rest in arrival order. While anything is parked or the limit is reached, a
+///   message that only waits (for a retry, a send window, or its paused campaign) is
+///   parked too instead of holding a place.
 struct DeliveryScheduler {
     struct Entry {
         var envelope: Envelope
@@ -93,6 +100,39 @@ struct DeliveryScheduler {
     /// The indexed messages of each campaign tag.
     private(set) var byCampaign: [String: Set<QueueID>] = [:]
 
+    /// A queued message whose envelope is not held (see the active limit above).
+    struct Parked: Sendable {
+        enum Place: UInt8, Sendable {
+            /// Waiting for its first load, in arrival order.
+            case ready
+            /// Waiting for a retry (or a send window) at `due`.
+            case retry
+            /// Held with its paused campaign.
+            case held
+        }
+        /// The `.env` file's modification time when parked (0: unknown): a rescan that
+        /// sees another one reads the message in again (`herald queue retry`).
+        var stamp: Int64
+        /// Seconds since 1970 (`retry` only).
+        var due: Double
+        /// The `.msg` size in octets.
+        var size: UInt32
+        /// 1 + the index of its campaign tag in `campaignTagNames`; 0 = none.
+        var campaign: UInt32
+        var place: Place
+    }
+    /// The parked messages.
+    private(set) var parked: [QueueID: Parked] = [:]
+    private var readyToLoad = IDQueue()
+    private var parkedRetries = DueHeap()
+    private var parkedHeld: [UInt32: [QueueID]] = [:]
+    /// Parked messages by place, and by campaign number.
+    private var parkedCount: [Parked.Place: Int] = [:]
+    private var parkedByCampaign: [UInt32: Int] = [:]
+    /// Campaign tags of parked messages, numbered from 1 (a record holds a number).
+    private var campaignTagNames: [String] = []
+    private var campaignTagNumbers: [String: UInt32] = [:]
+
     init(config: DeliveryConfiguration) {
         self.config = config
     }
@@ -101,13 +141,158 @@ struct DeliveryScheduler {
 
     /// Indexes a message (committed just now, or found by a scan) and schedules it.
     /// Returns false when it is already known.
+    /// Past the active limit, or behind parked messages that came first, it is parked.
     @discardableResult
     mutating func add(_ envelope: Envelope, stamp: Int64 = 0, now: Date) -> Bool {
-        guard entries[envelope.id] == nil else { return false }
+        guard entries[envelope.id] == nil, parked[envelope.id] == nil else { return false }
+        if entries.count >= config.activeLimit || parkedCount[.ready, default: 0] > 0 {
+            park(envelope.id, campaign: envelope.campaign, size: envelope.size, stamp: stamp,
+                 place: isHeld(envelope) ? .held : .ready, due: 0)
+            return true
+        }
+        load(envelope, stamp: stamp, now: now)
+        return true
+    }
+
+    /// Indexes a message read in from disk (one ``takeLoadable(now:max:)`` handed out,
+    /// or one below the limit) and schedules it.
+    mutating func load(_ envelope: Envelope, stamp: Int64, now: Date) {
         entries[envelope.id] = Entry(envelope: envelope, stamp: stamp)
         if let tag = envelope.campaign { byCampaign[tag, default: []].insert(envelope.id) }
         schedule(envelope.id, now: now)
-        return true
+    }
+
+    // MARK: - Parked messages
+
+    /// Parks a message found on disk without its envelope in memory (start-up beyond
+    /// the limit): ready, or held when its campaign is.
+    mutating func park(_ id: QueueID, campaign: String?, size: Int, stamp: Int64) {
+        guard entries[id] == nil, parked[id] == nil else { return }
+        let held = campaign.map { heldCampaigns.contains($0) } ?? false
+        park(id, campaign: campaign, size: size, stamp: stamp, place: held ? .held : .ready, due: 0)
+    }
+
+    private mutating func park(_ id: QueueID, campaign: String?, size: Int, stamp: Int64, place: Parked.Place,
+                               due: Double) {
+        var number: UInt32 = 0
+        if let campaign {
+            if let known = campaignTagNumbers[campaign] {
+                number = known
+            } else {
+                campaignTagNames.append(campaign)
+                number = UInt32(campaignTagNames.count)
+                campaignTagNumbers[campaign] = number
+            }
+            parkedByCampaign[number, default: 0] += 1
+        }
+        parked[id] = Parked(stamp: stamp, due: due, size: UInt32(clamping: size), campaign: number, place: place)
+        parkedCount[place, default: 0] += 1
+        switch place {
+        case .ready: readyToLoad.push(id)
+        case .retry: parkedRetries.push(due, id)
+        case .held: parkedHeld[number, default: []].append(id)
+        }
+    }
+
+    /// Forgets a parked record (its queue entry, if any, is skipped when reached).
+    @discardableResult
+    private mutating func unpark(_ id: QueueID) -> Parked? {
+        guard let p = parked.removeValue(forKey: id) else { return nil }
+        parkedCount[p.place, default: 1] -= 1
+        if p.campaign != 0 {
+            parkedByCampaign[p.campaign, default: 1] -= 1
+            if parkedByCampaign[p.campaign] == 0 { parkedByCampaign[p.campaign] = nil }
+        }
+        return p
+    }
+
+    /// Whether the index is full or anything waits parked: then a message that only
+    /// waits gives its place up.
+    private var crowded: Bool { entries.count >= config.activeLimit || !parked.isEmpty }
+
+    /// Parks an indexed message that only waits (nothing queued, in flight or being
+    /// written), when the index is crowded: `due` is its next attempt (nil: held with
+    /// its campaign).
+    private mutating func parkIfWaiting(_ id: QueueID, due: Date?) {
+        guard crowded, let e = entries[id], e.busy.isEmpty, e.queued.isEmpty, !e.writing, !e.paced else { return }
+        let held = isHeld(e.envelope)
+        guard held || due != nil else { return }
+        forget(id)
+        park(id, campaign: e.envelope.campaign, size: e.envelope.size, stamp: e.stamp,
+             place: held ? .held : .retry, due: held ? 0 : due!.timeIntervalSince1970)
+    }
+
+    /// Up to `max` parked messages to read in now, as room allows: due retries first,
+    /// then ready ones in arrival order. They are no longer parked: the caller reads each
+    /// and hands it to ``load(_:stamp:now:)`` (or reports it gone).
+    mutating func takeLoadable(now: Date, max: Int) -> [QueueID] {
+        let room = Swift.min(max, config.activeLimit - entries.count)
+        guard room > 0, !parked.isEmpty else { return [] }
+        var ids: [QueueID] = []
+        let time = now.timeIntervalSince1970
+        while ids.count < room, let top = parkedRetries.peek(), top.due <= time {
+            _ = parkedRetries.pop()
+            if let p = parked[top.id], p.place == .retry, p.due == top.due {
+                unpark(top.id)
+                ids.append(top.id)
+            }
+        }
+        while ids.count < room, let id = readyToLoad.pop() {
+            if parked[id]?.place == .ready {
+                unpark(id)
+                ids.append(id)
+            }
+        }
+        return ids
+    }
+
+    /// When the earliest parked retry is due, if there is room to read it in (nil: none,
+    /// or the index is full: a completion makes room and looks again).
+    mutating func nextParkedDue() -> Date? {
+        guard entries.count < config.activeLimit else { return nil }
+        while let top = parkedRetries.peek() {
+            if let p = parked[top.id], p.place == .retry, p.due == top.due {
+                return Date(timeIntervalSince1970: top.due)
+            }
+            _ = parkedRetries.pop()   // read in or forgotten since
+        }
+        return nil
+    }
+
+    /// A parked retry whose envelope changed on disk (`herald queue retry`) is read in
+    /// with the ready ones.
+    mutating func parkedChanged(_ id: QueueID, stamp: Int64) {
+        guard let p = parked[id], p.place == .retry, p.stamp != 0, stamp != p.stamp else { return }
+        unpark(id)
+        park(id, campaign: p.campaign == 0 ? nil : campaignTagNames[Int(p.campaign) - 1], size: Int(p.size),
+             stamp: stamp, place: .ready, due: 0)
+    }
+
+    /// Forgets parked messages that are no longer in `queue/` and returns their ids.
+    mutating func forgetParked(notIn present: Set<QueueID>) -> [QueueID] {
+        let gone = parked.keys.filter { !present.contains($0) }
+        for id in gone { unpark(id) }
+        return gone
+    }
+
+    /// Forgets the parked messages of a campaign and returns their ids (the caller
+    /// removes their files).
+    mutating func removeParked(campaign tag: String) -> [QueueID] {
+        guard let number = campaignTagNumbers[tag], parkedByCampaign[number] != nil else { return [] }
+        let ids = parked.compactMap { $0.value.campaign == number ? $0.key : nil }.sorted()
+        for id in ids { unpark(id) }
+        parkedHeld[number] = nil
+        return ids
+    }
+
+    /// Campaign tags with parked messages.
+    var parkedCampaigns: Set<String> {
+        Set(parkedByCampaign.keys.map { campaignTagNames[Int($0) - 1] })
+    }
+
+    /// Parked messages per campaign tag.
+    var parkedPerCampaign: [String: Int] {
+        Dictionary(uniqueKeysWithValues: parkedByCampaign.map { (campaignTagNames[Int($0.key) - 1], $0.value) })
     }
 
     /// No attempt in flight and no envelope write running: safe to reload or forget.
@@ -160,11 +345,23 @@ struct DeliveryScheduler {
 
     /// Replaces the set of held campaign tags. Messages of a campaign that is no longer
     /// held are scheduled again, oldest first (queue ids sort by arrival).
+    /// Parked messages of a released campaign join the ready ones; idle indexed messages
+    /// of a newly held one are parked when the index is crowded.
     mutating func setHeldCampaigns(_ tags: Set<String>, now: Date) {
         let released = heldCampaigns.subtracting(tags)
+        let newlyHeld = tags.subtracting(heldCampaigns)
         heldCampaigns = tags
         for tag in released.sorted() {
             for id in (byCampaign[tag] ?? []).sorted() { schedule(id, now: now) }
+            guard let number = campaignTagNumbers[tag], let ids = parkedHeld.removeValue(forKey: number) else { continue }
+            for id in ids.sorted() {
+                guard let p = parked[id], p.place == .held else { continue }
+                unpark(id)
+                park(id, campaign: tag, size: Int(p.size), stamp: p.stamp, place: .ready, due: 0)
+            }
+        }
+        for tag in newlyHeld.sorted() {
+            for id in (byCampaign[tag] ?? []).sorted() { parkIfWaiting(id, due: nil) }
         }
     }
 
@@ -200,6 +397,7 @@ struct DeliveryScheduler {
         if isHeld(entry.envelope) {
             // Held with its campaign: nothing is due until the campaign is released.
             waiting[id] = nil
+            parkIfWaiting(id, due: nil)
             return
         }
         var destinations: [String] = []
@@ -237,6 +435,7 @@ struct DeliveryScheduler {
         entries[id] = entry
         waiting[id] = earliest
         if let earliest { nextDue = min(nextDue ?? earliest, earliest) }
+        if destinations.isEmpty && !entry.paced, let earliest { parkIfWaiting(id, due: earliest) }
     }
 
     private mutating func ensureQueue(_ destination: String) {
@@ -400,6 +599,7 @@ struct DeliveryScheduler {
                 queues[domain] = q
                 entry.queued.remove(domain)
                 entries[id] = entry
+                parkIfWaiting(id, due: nil)
                 continue
             }
             if let closes = entry.windowClosesAt, closes <= now {
@@ -463,6 +663,7 @@ struct DeliveryScheduler {
                     _ = bucket.todo.pop()
                     entry.paced = false
                     entries[id] = entry
+                    parkIfWaiting(id, due: nil)
                     continue
                 }
                 // A closed window sends it back to waiting (schedule sees the window) without a slot.

@@ -53,28 +53,69 @@ struct DestinationQueue: Sendable {
     }
 }
 
-/// A FIFO of message ids with O(1) amortized push and pop (the consumed prefix is
-/// dropped once it is more than half the storage).
-struct IDQueue: Sendable {
-    private var items: [QueueID] = []
+/// A FIFO with O(1) amortized push and pop (the consumed prefix is dropped once it is
+/// more than half the storage).
+struct FIFO<Element: Sendable>: Sendable {
+    private var items: [Element] = []
     private var head = 0
 
     var isEmpty: Bool { head == items.count }
     var count: Int { items.count - head }
 
-    mutating func push(_ id: QueueID) { items.append(id) }
+    mutating func push(_ item: Element) { items.append(item) }
 
-    func peek() -> QueueID? { head < items.count ? items[head] : nil }
+    func peek() -> Element? { head < items.count ? items[head] : nil }
 
-    mutating func pop() -> QueueID? {
+    mutating func pop() -> Element? {
         guard head < items.count else { return nil }
-        let id = items[head]
+        let item = items[head]
         head += 1
         if head > 1024 && head * 2 > items.count {
             items.removeFirst(head)
             head = 0
         }
-        return id
+        return item
+    }
+}
+
+/// Message ids in arrival order.
+typealias IDQueue = FIFO<QueueID>
+
+/// Message ids by a due time, earliest first (a binary min-heap).
+struct DueHeap: Sendable {
+    private var items: [(due: Double, id: QueueID)] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
+
+    func peek() -> (due: Double, id: QueueID)? { items.first }
+
+    mutating func push(_ due: Double, _ id: QueueID) {
+        items.append((due, id))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].due < items[parent].due else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (due: Double, id: QueueID)? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < items.count && items[left].due < items[smallest].due { smallest = left }
+            if right < items.count && items[right].due < items[smallest].due { smallest = right }
+            guard smallest != parent else { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
     }
 }
 

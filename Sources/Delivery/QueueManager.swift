@@ -70,20 +70,48 @@ public actor QueueManager {
         dispatch()
     }
 
-    /// Envelopes start-up recovery decoded (with their stamps), used by the first scan
-    /// instead of reading each envelope again; emptied by it.
-    private var recovered: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+    /// What start-up recovery decoded, used by the first scan instead of reading each
+    /// envelope again; emptied by it.
+    private var recovered = RecoveredQueue(limit: 0)
+
+    /// The queue as `Spool.recover(queued:)` found it, in a form that fits in memory
+    /// at a million messages: the first `limit` envelopes (oldest first, as recovery
+    /// hands them) whole, the rest as parking records.
+    public struct RecoveredQueue: Sendable {
+        let limit: Int
+        var whole: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+        var rest: [QueueID: (campaign: String?, size: Int, stamp: Int64)] = [:]
+
+        public init(limit: Int) { self.limit = limit }
+
+        public mutating func add(_ envelope: Envelope, stamp: Int64) {
+            if whole.count < limit {
+                whole[envelope.id] = (envelope, stamp)
+            } else {
+                rest[envelope.id] = (envelope.campaign, envelope.size, stamp)
+            }
+        }
+    }
 
     /// Hands over what `Spool.recover(queued:)` read, before `loadIndex()`/`run()`.
-    public func adoptRecovered(_ envelopes: [QueueID: (envelope: Envelope, stamp: Int64)]) {
-        recovered = envelopes
+    public func adoptRecovered(_ queue: RecoveredQueue) {
+        recovered = queue
     }
 
     /// Loads the index from `queue/` before `run()` (which then starts from it), so that
     /// decisions about queued mail (campaign control) can be made before any delivery.
     public func loadIndex() {
+        firstScan()
+    }
+
+    /// The start-up scan, and what it found.
+    private func firstScan() {
         scan()
         indexLoaded = true
+        logger.info("queue indexed", metadata: [
+            "messages": "\(scheduler.entries.count + scheduler.parked.count)",
+            "parked": "\(scheduler.parked.count)", "active_limit": "\(config.activeLimit)",
+        ])
     }
 
     /// Loads everything in `queue/` (start-up, rescans).
@@ -91,6 +119,11 @@ public actor QueueManager {
         let now = Date()
         let ids = (try? spool.enumerate(.queue)) ?? []
         for id in ids {
+            if scheduler.parked[id] != nil {
+                // Parked: only a change behind our back (`herald queue retry`) matters.
+                scheduler.parkedChanged(id, stamp: envelopeStamp(id))
+                continue
+            }
             if let known = scheduler.entries[id] {
                 // Pick up envelope changes made by `herald queue retry` while idle: only
                 // files whose modification time moved are read again (a stat, not a decode,
@@ -104,8 +137,12 @@ public actor QueueManager {
                 }
                 continue
             }
-            if let known = recovered.removeValue(forKey: id) {
+            if let known = recovered.whole.removeValue(forKey: id) {
                 scheduler.add(known.envelope, stamp: known.stamp, now: now)
+                continue
+            }
+            if let known = recovered.rest.removeValue(forKey: id) {
+                scheduler.park(id, campaign: known.campaign, size: known.size, stamp: known.stamp)
                 continue
             }
             do {
@@ -115,7 +152,7 @@ public actor QueueManager {
                 logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
             }
         }
-        recovered = [:]   // what recovery read and is gone from queue/ since: not indexed
+        recovered = RecoveredQueue(limit: 0)   // what recovery read and is gone from queue/ since: not indexed
         // Gone from queue/ (held or deleted by the postmaster) and idle: forget. A
         // deletion is the final outcome of the recipients still waiting; a hold is not.
         let queued = Set(ids)
@@ -131,6 +168,7 @@ public actor QueueManager {
                 break   // back already (the next scan indexes it), or set aside by recovery
             }
         }
+        for id in scheduler.forgetParked(notIn: queued) { gone(id, now: now) }
         followHold(queued: queued, now: now)
     }
 
@@ -143,6 +181,25 @@ public actor QueueManager {
             guard let envelope = try? spool.loadEnvelope(id, in: .hold) else { continue }
             postmasterHeld[id] = envelope
             report(envelope, as: .held, reason: "held by the postmaster", now: now)
+        }
+    }
+
+    /// A message that left `queue/` while parked (its envelope not in memory): held by
+    /// the postmaster (read from `hold/` and reported like an indexed one), or deleted
+    /// (logged with the message's id only: its recipients went with its envelope).
+    private func gone(_ id: QueueID, now: Date) {
+        switch spool.locate(id) {
+        case .hold:
+            guard postmasterHeld[id] == nil, let envelope = try? spool.loadEnvelope(id, in: .hold) else { return }
+            postmasterHeld[id] = envelope
+            report(envelope, as: .held, reason: "held by the postmaster", now: now)
+        case nil:
+            log.write(.init(time: now, queueId: id.rawValue, recipient: "", domain: "", mxHost: nil, ip: nil,
+                            tls: false, result: DeliveryOutcomeEvent.Result.deleted.rawValue, code: nil, enhanced: nil,
+                            reply: "deleted from the queue by the postmaster while parked", attempt: 0,
+                            nextAttempt: nil, tenant: nil, campaign: nil, durationMs: nil))
+        case .queue, .corrupt:
+            break
         }
     }
 
@@ -183,7 +240,7 @@ public actor QueueManager {
     /// The campaign tags of the messages this node has queued or holds, for the
     /// campaign control loop to look up.
     public func campaignTags() -> Set<String> {
-        Set(scheduler.byCampaign.keys).union(scheduler.heldCampaigns)
+        Set(scheduler.byCampaign.keys).union(scheduler.heldCampaigns).union(scheduler.parkedCampaigns)
             .union(postmasterHeld.values.compactMap(\.campaign))
     }
 
@@ -212,14 +269,20 @@ public actor QueueManager {
         var report = CampaignControlReport()
         for tag in cancelled.sorted() {
             let queued = scheduler.removeCampaign(tag)
+            let parked = scheduler.removeParked(campaign: tag)
             let held = postmasterHeld.values.filter { $0.campaign == tag }
             for envelope in held { postmasterHeld[envelope.id] = nil }
             report.busy += scheduler.byCampaign[tag]?.count ?? 0
-            let removed = queued + held
-            guard !removed.isEmpty else { continue }
+            guard !(queued.isEmpty && parked.isEmpty && held.isEmpty) else { continue }
             let places = queued.map { ($0.id, SpoolQueue.queue) } + held.map { ($0.id, SpoolQueue.hold) }
-            try await spool.offload { spool in
+                + parked.map { ($0, SpoolQueue.queue) }
+            // Parked messages are read for their recipients (the report) as they go.
+            let unparked: [Envelope] = try await spool.offload { spool in
+                var envelopes: [Envelope] = []
                 for (id, place) in places {
+                    if parked.contains(id), let envelope = try? spool.loadEnvelope(id, in: place) {
+                        envelopes.append(envelope)
+                    }
                     do {
                         // Not durable one by one: a crash re-reads the rest and the next
                         // control pass removes them again.
@@ -228,7 +291,9 @@ public actor QueueManager {
                         continue   // moved or deleted by the postmaster meanwhile
                     }
                 }
+                return envelopes
             }
+            let removed = queued + held + unparked
             let now = Date()
             for envelope in removed {
                 self.report(envelope, as: .cancelled, reason: "campaign \(tag) cancelled", now: now)
@@ -250,12 +315,32 @@ public actor QueueManager {
     @discardableResult
     private func dispatch() -> Date? {
         guard !stopping else { return nil }
+        refill(now: Date())
         let (attempts, wakeAt) = scheduler.dispatch(now: Date())
         for attempt in attempts {
             unfinished += 1
             start(attempt)
         }
         return wakeAt
+    }
+
+    /// Reads parked messages in as room allows (at most 512 per call, so that one call
+    /// never holds the actor long): due retries first, then the oldest ready ones.
+    private func refill(now: Date) {
+        for id in scheduler.takeLoadable(now: now, max: 512) {
+            let stamp = envelopeStamp(id)   // before the read: a later change shows
+            do {
+                scheduler.load(try spool.loadEnvelope(id, in: .queue), stamp: stamp, now: now)
+            } catch {
+                if spool.locate(id) == .queue {
+                    // Unreadable for now (an I/O error, a broken file): looked at again by
+                    // the next rescan, as a message that is not indexed.
+                    logger.error("cannot load envelope", metadata: ["id": "\(id)", "error": "\(error)"])
+                } else {
+                    gone(id, now: now)
+                }
+            }
+        }
     }
 
     private func start(_ attempt: DeliveryScheduler.Attempt) {
@@ -419,8 +504,7 @@ public actor QueueManager {
     /// Scans the spool, then dispatches until shutdown: on every commit and completion,
     /// and on a timer for retries, paused destinations and rate-limit slots.
     public func run() async {
-        if !indexLoaded { scan() }
-        indexLoaded = true
+        if !indexLoaded { firstScan() }
         while !Task.isCancelled && !stopping {
             let now = Date()
             scheduler.releaseDue(now: now)
@@ -437,7 +521,7 @@ public actor QueueManager {
                 writeState(now)
                 lastStateWrite = now
             }
-            let next = [dispatch(), scheduler.nextDue].compactMap { $0 }.min()
+            let next = [dispatch(), scheduler.nextDue, scheduler.nextParkedDue()].compactMap { $0 }.min()
             let wait = min(max((next ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.002), 1)
             await sleep(wait)
         }
@@ -506,7 +590,8 @@ public actor QueueManager {
     private func writeState(_ now: Date) {
         guard let logPath = config.logPath else { return }
         let path = (logPath as NSString).deletingLastPathComponent + "/queue-state.json"
-        let state = State(time: now, pid: getpid(), messages: scheduler.entries.count, inFlight: scheduler.inFlight,
+        let state = State(time: now, pid: getpid(), messages: scheduler.entries.count + scheduler.parked.count,
+                          inFlight: scheduler.inFlight,
                           destinations: scheduler.queues.values.map {
                               DestinationState(domain: $0.domain, queued: $0.count, active: $0.active, window: $0.window,
                                                limit: $0.limit, pausedUntil: $0.pausedUntil, reason: $0.pauseReason)
@@ -524,7 +609,10 @@ public actor QueueManager {
     // MARK: - Introspection (tests, stats)
 
     public struct Snapshot: Sendable {
+        /// Messages known: indexed with their envelopes, plus parked.
         public var messages: Int
+        /// Of those, parked (their envelopes on disk only: beyond the active limit).
+        public var parked: Int
         public var inFlight: Int
         public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
         /// Messages waiting for a slot of their send-policy rate, by bucket key.
@@ -535,14 +623,19 @@ public actor QueueManager {
     }
 
     public func snapshot() -> Snapshot {
-        Snapshot(messages: scheduler.entries.count, inFlight: scheduler.inFlight,
+        Snapshot(messages: scheduler.entries.count + scheduler.parked.count, parked: scheduler.parked.count,
+                 inFlight: scheduler.inFlight,
                  destinations: scheduler.queues.mapValues { ($0.count, $0.active, $0.window, $0.pauseReason) },
                  paced: scheduler.paced.mapValues { $0.todo.count },
-                 campaigns: scheduler.byCampaign.mapValues(\.count), heldCampaigns: scheduler.heldCampaigns)
+                 campaigns: scheduler.byCampaign.mapValues(\.count).merging(scheduler.parkedPerCampaign, uniquingKeysWith: +),
+                 heldCampaigns: scheduler.heldCampaigns)
     }
 
     /// When a message's next attempt is due, if it waits for one (a retry, a send window).
-    public func waitingUntil(_ id: QueueID) -> Date? { scheduler.waiting[id] }
+    public func waitingUntil(_ id: QueueID) -> Date? {
+        if let p = scheduler.parked[id] { return p.place == .retry ? Date(timeIntervalSince1970: p.due) : nil }
+        return scheduler.waiting[id]
+    }
 
     // MARK: - Metrics
 
@@ -552,9 +645,10 @@ public actor QueueManager {
         public struct Census: Sendable, Equatable {
             public var messages = 0
             public var bytes = 0
-            mutating func add(_ envelope: Envelope) {
+            mutating func add(_ envelope: Envelope) { add(size: envelope.size) }
+            mutating func add(size: Int) {
                 messages += 1
-                bytes += envelope.size
+                bytes += size
             }
         }
         /// One destination queue (a domain, or a route's smart host).
@@ -603,6 +697,15 @@ public actor QueueManager {
             for d in destinations { waiting[d, default: 0] += 1 }
         }
         for envelope in postmasterHeld.values { s.held.add(envelope) }
+        // Parked messages count by their records; their destinations are not known
+        // without their envelopes, so the destination figures cover the indexed ones.
+        for p in scheduler.parked.values {
+            switch p.place {
+            case .held: s.held.add(size: Int(p.size))
+            case .retry: s.deferred.add(size: Int(p.size))
+            case .ready: s.queued.add(size: Int(p.size))
+            }
+        }
         for (name, q) in scheduler.queues where q.active > 0 && waiting[name] == nil { waiting[name] = 0 }
         s.destinationCount = waiting.count
         s.destinations = waiting.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(max(0, top)).map { name, n in

@@ -253,7 +253,7 @@ public struct HeraldConfig: Sendable {
         retry.maxLifetime = try duration(d.max_lifetime ?? "5d", "delivery.max_lifetime")
         retry.maxAttempts = try optionalPositive(d.max_attempts, "delivery.max_attempts")
         let logDir = raw.log?.path
-        return DeliveryConfiguration(
+        var delivery = DeliveryConfiguration(
             heloName: try env(d.helo_name) ?? hostname,
             mxPort: d.mx_port ?? 25,
             routes: routes,
@@ -271,6 +271,8 @@ public struct HeraldConfig: Sendable {
             logPath: logDir.map { ($0 as NSString).appendingPathComponent("delivery.jsonl") },
             logMaxBytes: try positive(d.log_max_size ?? 100 * 1024 * 1024, "delivery.log_max_size"),
             sourceAddress: d.source_address)
+        delivery.activeLimit = try positive(d.active_limit ?? 20_000, "delivery.active_limit")
+        return delivery
     }
 
     static func clientTimeouts(_ d: RawConfig.Delivery) throws(ConfigError) -> SMTPClientTimeouts {
@@ -576,6 +578,7 @@ struct RawConfig: Decodable {
         var max_attempts: Int?
         var throttle_backoff: String?
         var rescan_interval: String?
+        var active_limit: Int?
         var log_max_size: Int?
         var source_address: String?
     }

@@ -27,10 +27,11 @@ public enum HeraldApp {
         let spool = try Spool(path: config.spoolPath,
                               configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
         // Recovery decodes every queued envelope; the queue manager indexes those instead
-        // of reading them all again (restart time on a large spool).
-        var recovered: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
+        // of reading them all again (restart time on a large spool), keeping whole only
+        // as many as its active limit allows.
+        var recovered = QueueManager.RecoveredQueue(limit: config.delivery.activeLimit)
         _ = try spool.recover(queued: { envelope, stamp in
-            if config.deliveryEnabled { recovered[envelope.id] = (envelope, stamp) }
+            if config.deliveryEnabled { recovered.add(envelope, stamp: stamp) }
         })   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         // The campaign store: migrated before anything listens.
@@ -75,7 +76,7 @@ public enum HeraldApp {
                                         localAgent: bounceIntake)
             await queueManager?.adoptRecovered(recovered)
         }
-        recovered = [:]
+        recovered = QueueManager.RecoveredQueue(limit: 0)
         defer { resolver?.shutdown() }
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(

@@ -6,20 +6,23 @@ import Testing
 /// is SIGKILLed mid-stream and restarted. Afterwards every message has arrived (by
 /// Message-ID) or bounced, none is lost, and the duplicates — transactions in flight at
 /// the kill, whose outcome had not reached the envelope — are counted, printed and bounded
-/// by `max_concurrent`.
+/// by `max_concurrent`. It runs twice: with the default active limit, and with
+/// `active_limit = 40`, where most of the queue is parked on disk and read in as
+/// deliveries finish (before and after the restart).
 extension Integration {
     @Suite(.serialized, .timeLimit(.minutes(3)))
     struct DeliveryCrash {
         static let total = 500
         static let maxConcurrent = 20
 
-        @Test("SIGKILL during delivery of 500 messages, restart: none lost, duplicates only from in-flight transactions")
-        func killDuringDelivery() async throws {
+        @Test("SIGKILL during delivery of 500 messages, restart: none lost, duplicates only from in-flight transactions",
+              arguments: [nil, 40])
+        func killDuringDelivery(activeLimit: Int?) async throws {
             let sink = try await SinkProcess()
             defer { Task { await sink.stop() } }
             let toml = [DeliveryIT.route("*.test", port: sink.port)]
             let delivery = ["max_concurrent = \(Self.maxConcurrent)", "connections_per_destination = 10",
-                            "initial_window = 10"]
+                            "initial_window = 10"] + (activeLimit.map { ["active_limit = \($0)"] } ?? [])
             // Fill the spool with delivery off, so that the kill lands in the middle of
             // delivery, not of submission.
             let herald = try await HeraldProcess.start(DeliveryIT.options(delivery: delivery, toml: toml, enabled: false))
@@ -55,6 +58,12 @@ extension Integration {
             #expect(leftInSpool > 0 && settled < Self.total, "the kill came after delivery had finished")
 
             try await herald.restart()
+            if let activeLimit {
+                // The restart found more than the limit: the rest waited parked.
+                let log = (try? String(contentsOfFile: herald.logPath, encoding: .utf8)) ?? ""
+                let indexed = log.split(separator: "\n").last { $0.contains("queue indexed") }.map(String.init) ?? ""
+                #expect(indexed.contains("parked=\(leftInSpool - activeLimit)"), "\(indexed)")
+            }
             let done = await DeliveryIT.waitForEmptySpool(herald, timeout: 60)
             #expect(done, "spool not empty: \(herald.spoolIDs().count) left\n\(herald.diagnostics())")
             await DeliveryIT.waitUntil(timeout: 5) { Set(sink.index().map(\.message_id)).count >= Self.total }
@@ -68,7 +77,7 @@ extension Integration {
             let bounced = DeliveryIT.logLines(herald, result: "bounced").count
             let duplicates = byID.filter { $0.value > 1 }
             let extra = duplicates.values.reduce(0) { $0 + $1 - 1 }
-            print("crash test: \(Self.total) messages; killed \(String(format: "%.2f", killedAfter)) s into delivery "
+            print("crash test (active_limit \(activeLimit.map(String.init) ?? "default")): \(Self.total) messages; killed \(String(format: "%.2f", killedAfter)) s into delivery "
                   + "with \(atKill) arrived (\(settled) after 300 ms), \(leftInSpool) left in the spool; "
                   + "after restart \(index.count) arrivals, \(byID.count) distinct, lost \(lost.count), bounced \(bounced), "
                   + "duplicates \(extra) (max_concurrent \(Self.maxConcurrent)): \(duplicates.keys.sorted().prefix(20))")
