@@ -108,6 +108,11 @@ public actor QueueManager {
     private func firstScan() {
         scan()
         indexLoaded = true
+        #if os(Linux)
+        // Recovery and this scan made and freed a few small allocations per queued
+        // message; hand the freed pages back rather than keep them as resident memory.
+        _ = glibcMallocTrim(0)
+        #endif
         logger.info("queue indexed", metadata: [
             "messages": "\(scheduler.entries.count + scheduler.parked.count)",
             "parked": "\(scheduler.parked.count)", "active_limit": "\(config.activeLimit)",
@@ -717,5 +722,11 @@ public actor QueueManager {
         return s
     }
 }
+
+#if os(Linux)
+/// glibc's `malloc_trim(3)` (not exported by the Glibc module).
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
 
 func seconds(_ t: TimeAmount) -> Double { Double(t.nanoseconds) / 1e9 }

@@ -57,11 +57,8 @@ extension Spool {
                         logger.warning("recovery: unexpected entry left alone", metadata: ["path": "\(file)"])
                         continue
                     }
-                    let location = FoundFiles.Location(queue: queue, path: file, directory: shardPath)
-                    switch kind {
-                    case .envelope: found[id, default: FoundFiles()].envelopes.append(location)
-                    case .message: found[id, default: FoundFiles()].messages.append(location)
-                    }
+                    found[id, default: FoundFiles()].add(queue: queue, kind: kind, shard: shard, id: id, path: file,
+                                                         directory: shardPath)
                 }
             }
         }
@@ -82,32 +79,63 @@ extension Spool {
         return report
     }
 
+    /// The files of one id. A million queued messages are found before any is looked
+    /// at, so the usual case, a file in its own shard directory, costs a bit, not a path.
     private struct FoundFiles {
         struct Location {
             var queue: SpoolQueue
             var path: String
             var directory: String
         }
-        var envelopes: [Location] = []
-        var messages: [Location] = []
+        /// Files in their own shard directory of queue/ or hold/: bit 0 queue/ `.env`,
+        /// 1 queue/ `.msg`, 2 hold/ `.env`, 3 hold/ `.msg`.
+        private var inPlace: UInt8 = 0
+        /// Files in another shard directory (moved by hand), with their paths.
+        private var misplaced: [(location: Location, kind: Spool.FileKind)] = []
+
+        mutating func add(queue: SpoolQueue, kind: Spool.FileKind, shard: String, id: QueueID, path: String,
+                          directory: String) {
+            if shard == id.shard {
+                inPlace |= Self.bit(queue, kind)
+            } else {
+                misplaced.append((Location(queue: queue, path: path, directory: directory), kind))
+            }
+        }
+
+        private static func bit(_ queue: SpoolQueue, _ kind: Spool.FileKind) -> UInt8 {
+            1 << ((queue == .hold ? 2 : 0) + (kind == .envelope ? 0 : 1))
+        }
+
+        /// The files of one kind, those in place first (queue/, then hold/).
+        func locations(_ kind: Spool.FileKind, of id: QueueID, in spool: Spool) -> [Location] {
+            var found: [Location] = []
+            for queue in [SpoolQueue.queue, .hold] where inPlace & Self.bit(queue, kind) != 0 {
+                found.append(Location(queue: queue,
+                                      path: kind == .envelope ? spool.envelopePath(id, in: queue)
+                                                              : spool.messagePath(id, in: queue),
+                                      directory: spool.directory(of: id, in: queue)))
+            }
+            return found + misplaced.filter { $0.kind == kind }.map(\.location)
+        }
     }
 
     private func recoverMessage(
         _ id: QueueID, _ files: FoundFiles, report: inout RecoveryReport, touched: inout Set<String>,
         queued: (Envelope, Int64) -> Void
     ) throws {
+        let envelopes = files.locations(.envelope, of: id, in: self)
         // Rule 2: never acknowledged.
-        if files.envelopes.isEmpty {
+        if envelopes.isEmpty {
             if FileIO.exists(envelopePath(id, in: .corrupt)) {
                 // Its envelope was put aside (e.g. by hand): keep the pair together there.
-                for message in files.messages {
+                for message in files.locations(.message, of: id, in: self) {
                     try moveAside(
                         id, envelope: nil, message: message, reason: "envelope is in corrupt/", touched: &touched)
                     report.movedToCorrupt += 1
                 }
                 return
             }
-            for message in files.messages {
+            for message in files.locations(.message, of: id, in: self) {
                 if try FileIO.unlinkIfPresent(message.path) {
                     touched.insert(message.directory)
                 }
@@ -118,7 +146,7 @@ extension Spool {
         }
 
         // Rule 5: one envelope wins (hold before queue, canonical path first).
-        let ranked = files.envelopes.sorted { a, b in
+        let ranked = envelopes.sorted { a, b in
             let aRank = (a.queue == .hold ? 0 : 2) + (a.path == envelopePath(id, in: a.queue) ? 0 : 1)
             let bRank = (b.queue == .hold ? 0 : 2) + (b.path == envelopePath(id, in: b.queue) ? 0 : 1)
             return aRank < bRank
@@ -140,7 +168,7 @@ extension Spool {
 
         // Pick the message copy to keep: the one next to the envelope, else one elsewhere.
         let messageFile = messagePath(id, in: queue)
-        var messages = files.messages
+        var messages = files.locations(.message, of: id, in: self)
         let keptIndex =
             messages.firstIndex { $0.path == messageFile }
             ?? messages.firstIndex { $0.queue == queue }

@@ -217,10 +217,8 @@ public final class Spool: Sendable {
     /// The directory that holds `id` in `queue`: `<spool>/queue/<xx>`, `<spool>/hold/<xx>`
     /// or (flat) `<spool>/corrupt`.
     public func directory(of id: QueueID, in queue: SpoolQueue) -> String {
-        // Every path is built here, from a QueueID, which is valid by construction. Check
-        // anyway: a malformed id reaching this point is a bug, never a file name to use.
-        precondition(
-            QueueID(id.rawValue) != nil, "Internal inconsistency: malformed queue id \(id.rawValue.debugDescription)")
+        // Every path is built here, from a QueueID: two integers whose text is always a
+        // well-formed id, so no file name can come from anywhere else.
         switch queue {
         case .queue, .hold: return directory(of: queue) + "/" + id.shard
         case .corrupt: return directory(of: queue)
