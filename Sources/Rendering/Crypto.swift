@@ -38,7 +38,7 @@ public enum Crypto {
     private static let hmac = FetchedMAC()
 
     /// HMAC-SHA256 of `parts` (concatenated) under `key`.
-    static func hmacSHA256(key: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
+    public static func hmacSHA256(key: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
         let algorithm = hmac
         guard let ctx = EVP_MAC_CTX_new(algorithm.mac) else { fatalError("EVP_MAC_CTX_new failed") }
         defer { EVP_MAC_CTX_free(ctx) }
