@@ -241,7 +241,9 @@ public struct WebhookStore: Sendable {
     /// Changes an endpoint; nil when the tenant has no such endpoint.
     public func update(tenant: TenantID, id: Int64, _ update: Update) async throws -> WebhookEndpoint? {
         if let url = update.url { _ = try Self.validateURL(url) }
-        let events = try update.events.map { names throws(StoreError) in try Self.validateEvents(names) }
+        var events: [WebhookEventType]?
+        if let names = update.events { events = try Self.validateEvents(names) }
+        let types = events
         if let d = update.description, d.count > 500 { throw StoreError(.invalid, "description: at most 500 characters") }
         let enabled = update.enabled.map { $0 ? "true" : "false" }
         return try await db.transaction { connection in
@@ -255,7 +257,7 @@ public struct WebhookStore: Sendable {
                     enabled = coalesce($6::boolean, enabled), updated_at = now()
                 WHERE tenant_id = $1 AND id = $2 RETURNING \(Self.columns)
                 """, [tenant.parameter, String(id), update.url, update.description,
-                      events.map { PGText.textArray($0.map(\.rawValue)) }, enabled]).rows.first
+                      types.map { PGText.textArray($0.map(\.rawValue)) }, enabled]).rows.first
             else { return nil }
             if update.enabled == true {
                 try connection.execute("""
