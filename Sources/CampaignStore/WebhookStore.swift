@@ -400,7 +400,7 @@ public struct WebhookStore: Sendable {
             WHERE d.id = locked.id AND e.id = d.event_id AND w.id = d.endpoint_id
             RETURNING d.id, d.endpoint_id, d.tenant_id, d.attempts, e.id, e.type, e.data, e.occurred_at, w.url, w.secret
             """, [PGText.array(busyIDs), PGText.array(busyIDs.map { Int64(busy[$0]!) }), String(perEndpoint),
-                  String(limit), String(Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18)])
+                  String(limit), Self.seconds(lease)])
             .map { row in
                 WebhookJob(deliveryID: try PGText.require(row, 0, PGText.int64),
                            endpointID: try PGText.require(row, 1, PGText.int64),
@@ -444,9 +444,6 @@ public struct WebhookStore: Sendable {
     /// Returns the reason when this call disabled the endpoint.
     public func recordFailure(_ job: WebhookJob, _ result: AttemptResult, retryAfter: Duration,
                               giveUpAfter: Duration, disableAfter: Duration) async throws -> String? {
-        func seconds(_ d: Duration) -> String {
-            String(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
-        }
         let error = result.error.map { String($0.prefix(1000)) }
         return try await db.transaction { connection in
             try connection.execute("""
@@ -457,7 +454,7 @@ public struct WebhookStore: Sendable {
                                  THEN 'failed' ELSE 'pending' END
                 WHERE id = $1 AND state = 'pending'
                 """, [String(job.deliveryID), result.status.map(String.init), error, String(result.durationMs),
-                      seconds(retryAfter), seconds(giveUpAfter)])
+                      Self.seconds(retryAfter), Self.seconds(giveUpAfter)])
             let reason = "failing since %s: " + (error ?? result.status.map { "HTTP \($0)" } ?? "no answer")
             let row = try connection.query("""
                 UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now()),
@@ -469,7 +466,7 @@ public struct WebhookStore: Sendable {
                                            ELSE disabled_reason END
                 WHERE id = $1
                 RETURNING disabled_at = now() AND NOT enabled, disabled_reason
-                """, [String(job.endpointID), seconds(disableAfter), reason]).rows.first
+                """, [String(job.endpointID), Self.seconds(disableAfter), reason]).rows.first
             guard let row, PGText.bool(row[0]) else { return nil }
             return row[1]
         }
@@ -482,6 +479,11 @@ public struct WebhookStore: Sendable {
         try await db.execute("""
             DELETE FROM webhook_events e WHERE e.created_at < now() - make_interval(secs => $1::double precision)
               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
-            """, [String(retention.components.seconds)])
+            """, [Self.seconds(retention)])
+    }
+
+    /// A duration as a `double precision` parameter of seconds (for `make_interval`).
+    static func seconds(_ d: Duration) -> String {
+        String(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
     }
 }

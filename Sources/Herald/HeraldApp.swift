@@ -65,10 +65,12 @@ public enum HeraldApp {
         // the outbox (batched, off the delivery path), which the dispatcher sends.
         let webhookStore = database.flatMap { db in sealer.map { WebhookStore(db, sealer: $0) } }
         let webhookRecorder = webhookStore.map { WebhookRecorder(store: $0, logger: logger) }
-        let onOutcome: DeliveryOutcomeHandler? = statsRecorder == nil && webhookRecorder == nil ? nil : {
-            [statsRecorder, webhookRecorder] event in
-            statsRecorder?.record(event)
-            webhookRecorder?.record(event)
+        var onOutcome: DeliveryOutcomeHandler?
+        if statsRecorder != nil || webhookRecorder != nil {
+            onOutcome = { @Sendable [statsRecorder, webhookRecorder] (event: DeliveryOutcomeEvent) in
+                statsRecorder?.record(event)
+                webhookRecorder?.record(event)
+            }
         }
         // Mail to the [bounce] domains is consumed by the intake, not relayed. The intake
         // records in the campaign database: without one the domains are not Herald's.

@@ -156,7 +156,8 @@ extension Integration {
                       + "\(Dictionary(grouping: requests, by: { "\($0.path) \($0.answer)" }).mapValues(\.count))")
                 #expect(left.isEmpty, "events that never arrived: \(left.prefix(20))\n\(herald.diagnostics())")
                 // Every request Herald made was signed correctly.
-                #expect(requests.allSatisfy(\.valid), "\(requests.filter { !$0.valid }.prefix(3).map(\.path))")
+                let invalid = requests.filter { !$0.valid }
+                #expect(invalid.isEmpty, "\(invalid.prefix(3).map(\.path))")
                 // The receiver's failures and time-outs happened and were retried.
                 #expect(requests.contains { $0.path == "/flaky" && $0.answer == "500" })
                 #expect(requests.contains { $0.path == "/slow" && $0.answer == "late" })
