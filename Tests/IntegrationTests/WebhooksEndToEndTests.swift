@@ -178,6 +178,9 @@ extension Integration {
                     $0["state"] as? String == "pending" && $0["response_status"] as? Int == 500 })
                 let failEndpoint = try await api.expect(200, "GET", "/v1/webhooks/\(ids["/fail"]!)")
                 #expect(failEndpoint["failing_since"] is String)
+                // The restarted Herald put back what the kill may have lost from its buffer.
+                let log = (try? String(contentsOfFile: herald.logPath, encoding: .utf8)) ?? ""
+                #expect(log.contains("webhook events replayed"))
                 // The outbox's depth is on /metrics.
                 let metrics = try await CampaignIT.http("GET", "http://127.0.0.1:\(httpPort)/metrics")
                 #expect(metrics.text.contains("herald_webhook_backlog "))
