@@ -114,3 +114,43 @@ import Testing
         }
     }
 }
+
+/// Events that come from a database change commit in that change's transaction.
+@Suite(.serialized) struct WebhookTransactionalSourcesTests {
+    @Test func opensClicksUnsubscribesAndReportsMakeEvents() async throws {
+        try await CampaignFixture.with(count: 20) { f in
+            let store = WebhookStore(f.db, sealer: WebhookStoreTests.sealer)
+            _ = try await store.create(tenant: f.tenant, url: "https://app.example/", description: "", events: [
+                "opened", "clicked", "unsubscribed", "bounced", "complained"])
+            let campaign = try await f.createCampaign().id
+            try await f.db.execute("UPDATE campaigns SET track_opens = true, track_clicks = true WHERE id = $1",
+                                   [String(campaign)])
+            let subscriber = Int64(try await f.int("SELECT min(id) FROM subscribers WHERE status = 'active'"))
+            let tracking = TrackingStore(f.db)
+            #expect(try await tracking.record(.open, tenant: f.tenant, campaign: campaign, subscriber: subscriber, url: nil))
+            #expect(try await tracking.record(.click, tenant: f.tenant, campaign: campaign, subscriber: subscriber,
+                                              url: "https://example.org/a"))
+            // Another tenant's campaign: nothing recorded, no event.
+            #expect(try await !tracking.record(.open, tenant: TenantID(999), campaign: campaign, subscriber: subscriber,
+                                               url: nil))
+            let suppressions = SuppressionStore(f.db)
+            _ = try await suppressions.unsubscribe(tenant: f.tenant, subscriberID: subscriber, campaignID: campaign)
+            // A repeat changes nothing and sends nothing.
+            _ = try await suppressions.unsubscribe(tenant: f.tenant, subscriberID: subscriber, campaignID: campaign)
+            try await f.db.execute("""
+                INSERT INTO campaign_recipients (tenant_id, campaign_id, subscriber_id, state, queue_id)
+                VALUES ($1, $2, $3, 'sent', 'Q1')
+                """, [f.tenant.parameter, String(campaign), String(subscriber)])
+            let report = IncomingBounceEvent(type: .complaint, campaignID: campaign, subscriberID: subscriber,
+                                             category: "abuse", hard: false, source: "S1", seq: 0)
+            _ = try await BounceStore(f.db).record([report], softBounces: SoftBounceLimit(limit: 3, days: 7))
+            // The same report processed twice: one event.
+            _ = try await BounceStore(f.db).record([report], softBounces: SoftBounceLimit(limit: 3, days: 7))
+            let rows = try await f.db.query("SELECT type, data FROM webhook_events ORDER BY id")
+            #expect(rows.map { $0[0] } == ["opened", "clicked", "unsubscribed", "complained"])
+            #expect(rows[1][1]?.contains(#""url":"https://example.org/a""#) == true)
+            #expect(rows[2][1]?.contains(#""subscriber_id":\#(subscriber)"#) == true)
+            #expect(try await store.backlog() == 4)
+        }
+    }
+}
