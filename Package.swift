@@ -200,7 +200,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CampaignsTests",
-            dependencies: ["Campaigns", "CampaignStore", "Delivery", "Herald", "Postgres", "Rendering", "Spool", "HeraldTestSupport"]
+            dependencies: ["Campaigns", "CampaignStore", "Delivery", "Herald", "Postgres", "Rendering", "Spool", "Webhooks",
+                           "HeraldTestSupport"]
         ),
         .testTarget(
             name: "HTTPAPITests",

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Rendering
 
 /// What a webhook endpoint can subscribe to (issue #14). `test` is the event of a
 /// test-send: it goes to the one endpoint it was sent to and cannot be subscribed to.
@@ -198,10 +199,7 @@ public struct WebhookStore: Sendable {
         _ = try Self.validateURL(url)
         let types = try Self.validateEvents(events)
         guard description.count <= 500 else { throw StoreError(.invalid, "description: at most 500 characters") }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = rng.next() }
-        let secret = bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = Crypto.randomBytes(32).map { String(format: "%02x", $0) }.joined()
         let sealed = try sealer.seal(Array(secret.utf8), context: Self.context(tenant: tenant))
         guard let row = try await db.query("""
             INSERT INTO webhook_endpoints (tenant_id, url, description, events, secret)

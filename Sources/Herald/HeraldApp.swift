@@ -133,7 +133,7 @@ public enum HeraldApp {
         // The webhook dispatcher stops last, so that the last outcomes reach the outbox.
         if let webhookStore {
             if let webhookRecorder {
-                await webhookRecorder.replay(logPath: config.delivery.logPath, recovered: acceptedReplay,
+                webhookRecorder.replay(logPath: config.delivery.logPath, recovered: acceptedReplay,
                                              checkpointPath: spool.path + "/webhooks.checkpoint")
             }
             services.append(.init(service: WebhookDispatcher(store: webhookStore, recorder: webhookRecorder,

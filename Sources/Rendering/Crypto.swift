@@ -18,7 +18,7 @@ import Darwin
 /// uses its own context.
 public enum Crypto {
     /// `n` bytes from OpenSSL's CSPRNG.
-    static func randomBytes(_ n: Int) -> [UInt8] {
+    public static func randomBytes(_ n: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: n)
         let ok = bytes.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(n)) }
         precondition(ok == 1, "RAND_bytes failed: the system has no usable entropy source")

@@ -159,23 +159,27 @@ public final class WebhookRecorder: Sendable {
     // MARK: - Crash recovery
 
     /// Puts back what a SIGKILL may have lost from the buffer (see the module comment):
-    /// the delivery log's outcomes from `margin` before the checkpoint (all of it without
-    /// one), an `accepted` event for each recipient of those first attempts, and
+    /// the delivery log's outcomes from `margin` before the checkpoint (none without one:
+    /// the first start makes it), an `accepted` event for each recipient of those first attempts, and
     /// `recovered`: the `accepted` events of the recipients of the spool's messages not
     /// yet attempted (``acceptedEvents(_:onlyUnattempted:)``). The outbox's unique key
     /// drops the ones written before. Returns the events replayed.
     @discardableResult
     public func replay(logPath: String?, recovered: [WebhookEvent], checkpointPath: String, margin: TimeInterval = 10)
-        async -> Int
+        -> Int
     {
-        var since = Date.distantPast
-        if let data = FileManager.default.contents(atPath: checkpointPath),
-           let written = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-               .parse(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
-            state.withLockedValue { $0.checkpoint = written }
-            since = written.addingTimeInterval(-margin)
-        }
         state.withLockedValue { $0.checkpointPath = checkpointPath }
+        guard let data = FileManager.default.contents(atPath: checkpointPath),
+              let written = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+                  .parse(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            // The first start with webhooks: what the log holds happened before, and is not
+            // replayed (it would reach endpoints made since). From now on there is a checkpoint.
+            advanceCheckpoint(to: Date())
+            return 0
+        }
+        state.withLockedValue { $0.checkpoint = written }
+        let since = written.addingTimeInterval(-margin)
         var events: [WebhookEvent] = []
         if let logPath {
             for entry in DeliveryLog.entries(at: logPath, since: since) {
@@ -190,8 +194,8 @@ public final class WebhookRecorder: Sendable {
         }
         events += recovered
         guard !events.isEmpty else { return 0 }
+        // Written by the dispatcher's first flush: a large spool does not hold up the start.
         state.withLockedValue { $0.events = events + $0.events }
-        await flush()
         logger.notice("webhook events replayed from the delivery log and the spool", metadata: ["events": "\(events.count)"])
         return events.count
     }
