@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        // Webhook POSTs (already in the graph through HummingbirdTesting).
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -128,6 +130,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Webhooks",
+            dependencies: [
+                "CampaignStore", "Campaigns", "Delivery", "MailFormat", "Postgres", "Rendering", "SMTPServer", "Spool",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "HTTPAPI",
             dependencies: [
                 "Campaigns", "CampaignStore", "Rendering", "Postgres", "Spool",
@@ -142,7 +157,7 @@ let package = Package(
             name: "Herald",
             dependencies: [
                 "DKIM", "MailFormat", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
-                "Postgres", "CampaignStore", "Campaigns", "HTTPAPI",
+                "Postgres", "CampaignStore", "Campaigns", "HTTPAPI", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -180,8 +195,13 @@ let package = Package(
             dependencies: ["CampaignStore", "Postgres", "HeraldTestSupport"]
         ),
         .testTarget(
+            name: "WebhooksTests",
+            dependencies: ["Webhooks", "CampaignStore", "Delivery", "Postgres", "HeraldTestSupport"]
+        ),
+        .testTarget(
             name: "CampaignsTests",
-            dependencies: ["Campaigns", "CampaignStore", "Delivery", "Herald", "Postgres", "Rendering", "Spool", "HeraldTestSupport"]
+            dependencies: ["Campaigns", "CampaignStore", "Delivery", "Herald", "Postgres", "Rendering", "Spool", "Webhooks",
+                           "HeraldTestSupport"]
         ),
         .testTarget(
             name: "HTTPAPITests",

@@ -134,6 +134,20 @@ public struct BounceStore: Sendable {
                     continue
                 }
                 let id = try PGText.require(inserted, 0, PGText.int64)
+                // The webhook event commits with the report's record (a report processed
+                // twice stops above: one event).
+                var data: [String: WebhookValue] = [
+                    "campaign_id": .int(event.campaignID), "subscriber_id": .int(event.subscriberID),
+                    "email": .string(email), "category": .string(event.category), "hard": .bool(event.hard),
+                    "source": .string("report"),
+                ]
+                if let status = event.status { data["enhanced_status"] = .string(status) }
+                if let diagnostic = event.diagnostic { data["diagnostic"] = .string(String(diagnostic.prefix(1000))) }
+                if let reporter = event.reporter { data["reporter"] = .string(String(reporter.prefix(255))) }
+                try WebhookStore.enqueue(connection, [WebhookEvent(
+                    tenant: TenantID(try PGText.require(row, 0, PGText.int64)),
+                    type: event.type == .complaint ? .complained : .bounced, key: "report:\(id)", data: data,
+                    occurredAt: Date())])
                 switch event.type {
                 case .bounce where state.map(Self.bounceable.contains) ?? false:
                     // The report can overtake the delivery outcome (recorded in batches):

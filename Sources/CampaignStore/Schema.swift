@@ -30,6 +30,7 @@ public enum Schema {
         Migration(version: 6, name: "bounce and complaint events", sql: version6),
         Migration(version: 7, name: "tenant dkim keys and campaign max attempts", sql: version7),
         Migration(version: 8, name: "open and click tracking", sql: version8),
+        Migration(version: 10, name: "webhooks", sql: version10),
     ]
 
     /// The newest version this build knows.
@@ -279,5 +280,58 @@ public enum Schema {
             at             timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX tracking_events_campaign ON tracking_events (campaign_id, kind, subscriber_id);
+        """
+
+    /// Webhooks (``WebhookStore``): a tenant's endpoints (the signing secret sealed like
+    /// DKIM keys), the outbox of events (`key` is unique per tenant, so an event recorded
+    /// twice, e.g. replayed from the delivery log after a crash, is stored once), and one
+    /// delivery row per event and subscribed endpoint, which the dispatcher leases,
+    /// retries and finally marks `delivered` or `failed`.
+    static let version10 = """
+        CREATE TABLE webhook_endpoints (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id        bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            url              text NOT NULL CHECK (length(url) BETWEEN 1 AND 2000),
+            description      text NOT NULL DEFAULT '',
+            events           text[] NOT NULL,
+            secret           text NOT NULL,
+            enabled          boolean NOT NULL DEFAULT true,
+            disabled_reason  text,
+            disabled_at      timestamptz,
+            failing_since    timestamptz,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            updated_at       timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX webhook_endpoints_tenant ON webhook_endpoints (tenant_id, id);
+        CREATE TABLE webhook_events (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id   bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            type        text NOT NULL,
+            key         text NOT NULL,
+            data        text NOT NULL,
+            occurred_at timestamptz NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant_id, key)
+        );
+        CREATE INDEX webhook_events_created ON webhook_events (created_at);
+        CREATE TABLE webhook_deliveries (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id        bigint NOT NULL,
+            endpoint_id      bigint NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+            event_id         bigint NOT NULL REFERENCES webhook_events (id) ON DELETE CASCADE,
+            state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts         integer NOT NULL DEFAULT 0,
+            next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+            leased_until     timestamptz,
+            last_attempt_at  timestamptz,
+            response_status  integer,
+            last_error       text,
+            duration_ms      integer,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (endpoint_id, event_id)
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+        CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
+        CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
         """
 }

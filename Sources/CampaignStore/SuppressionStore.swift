@@ -56,6 +56,12 @@ public struct SuppressionStore: Sendable {
                     UPDATE subscribers SET status = 'unsubscribed', updated_at = now()
                     WHERE tenant_id = $1 AND id = $2
                     """, [parameters[0], parameters[1]])
+                // Committed with the change it reports (a repeat changes nothing, sends nothing).
+                var data: [String: WebhookValue] = ["subscriber_id": .int(subscriberID), "email": .string(email)]
+                if let campaignID { data["campaign_id"] = .int(campaignID) }
+                try WebhookStore.enqueue(connection, [WebhookEvent(
+                    tenant: tenant, type: .unsubscribed, key: "unsubscribed:\(subscriberID):\(UUID().uuidString)",
+                    data: data, occurredAt: Date())])
                 if parameters[2] != nil {
                     try connection.execute("""
                         UPDATE campaign_counters SET unsubscribed = unsubscribed + 1, updated_at = now()

@@ -36,6 +36,10 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
     public var enhanced: String?
     /// True when this was the recipient's first attempt.
     public var firstAttempt: Bool
+    /// The recipient's attempts so far, this one included (the delivery log's `attempt`;
+    /// 0 for outcomes without an attempt, e.g. a deletion before the first). With the
+    /// queue id, recipient and result it names one outcome, live or replayed.
+    public var attempt: Int
     /// True when the recipient was `deferred` before this attempt: a consumer that
     /// counts "currently deferred" recipients needs no state of its own (the flag
     /// comes from the envelope, so it survives restarts).
@@ -48,8 +52,9 @@ public struct DeliveryOutcomeEvent: Sendable, Equatable {
 
     public init(time: Date = Date(), queueID: String, recipient: String, tenant: String?, campaign: String?,
                 result: Result, code: Int? = nil, enhanced: String? = nil, firstAttempt: Bool = true,
-                wasDeferred: Bool = false, isBounceMessage: Bool = false, reply: String? = nil) {
+                wasDeferred: Bool = false, isBounceMessage: Bool = false, reply: String? = nil, attempt: Int = 0) {
         self.reply = reply
+        self.attempt = attempt
         self.time = time
         self.queueID = queueID
         self.recipient = recipient
@@ -72,7 +77,7 @@ extension DeliveryOutcomeEvent {
         guard let result = Result(rawValue: entry.result) else { return nil }
         self.init(time: entry.time, queueID: entry.queueId, recipient: entry.recipient, tenant: entry.tenant,
                   campaign: entry.campaign, result: result, code: entry.code, enhanced: entry.enhanced,
-                  firstAttempt: entry.attempt <= 1, wasDeferred: false, reply: entry.reply)
+                  firstAttempt: entry.attempt <= 1, wasDeferred: false, reply: entry.reply, attempt: entry.attempt)
     }
 }
 

@@ -796,7 +796,7 @@ struct DeliveryScheduler {
                 enhanced: logResult == .expired ? "4.4.7" : outcome.reply.enhanced?.description,
                 firstAttempt: firstAttempt, wasDeferred: wasDeferred,
                 isBounceMessage: entry.envelope.sender.isEmpty && entry.envelope.origin.listener == "bounce",
-                reply: outcome.reply.description))
+                reply: outcome.reply.description, attempt: r.attempts))
         }
         entries[id] = entry
         completion.envelope = entry.envelope

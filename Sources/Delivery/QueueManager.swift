@@ -236,7 +236,8 @@ public actor QueueManager {
                 time: now, queueID: envelope.id.rawValue, recipient: r.address, tenant: envelope.tenant,
                 campaign: envelope.campaign, result: result, firstAttempt: r.attempts == 0,
                 wasDeferred: r.state == .deferred,
-                isBounceMessage: envelope.sender.isEmpty && envelope.origin.listener == "bounce", reply: reason))
+                isBounceMessage: envelope.sender.isEmpty && envelope.origin.listener == "bounce", reply: reason,
+                attempt: r.attempts))
         }
     }
 

@@ -33,6 +33,7 @@ public enum HTTPAPI {
             SuppressionsV1(stores: stores).add(to: v1)
             BouncesV1(stores: stores).add(to: v1)
             if let keys = stores.dkimKeys { DKIMKeysV1(store: keys, signers: stores.tenantSigners).add(to: v1) }
+            if let webhooks = stores.webhooks { WebhooksV1(store: webhooks).add(to: v1) }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
             CampaignEventsV1(stores: stores, maxStreams: maxEventStreams).add(to: v1)

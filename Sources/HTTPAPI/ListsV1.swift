@@ -29,12 +29,16 @@ public struct HTTPStores: Sendable {
     public let dkimKeys: DKIMKeyStore?
     /// Told when a tenant's keys change, so its next message is signed with them.
     public let tenantSigners: TenantDKIMSigners?
+    /// Webhook endpoints and deliveries (`/v1/webhooks`); nil without an encryption
+    /// secret to seal their secrets.
+    public let webhooks: WebhookStore?
 
     public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
                 control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil) {
         self.statsRecorder = statsRecorder
         self.control = control
         self.dkimKeys = sealer.map { DKIMKeyStore(db, sealer: $0) }
+        self.webhooks = sealer.map { WebhookStore(db, sealer: $0) }
         self.tenantSigners = tenantSigners
         tenants = TenantStore(db)
         lists = ListStore(db)

@@ -9,6 +9,7 @@ import NIOCore
 import SMTPClient
 import SMTPServer
 import TOMLKit
+import Webhooks
 
 /// Herald's configuration: one TOML file, decoded strictly (an unknown key is an error
 /// that names it), then validated into `HeraldConfig`, where every default lives.
@@ -79,6 +80,8 @@ public struct HeraldConfig: Sendable {
     /// `[http] metrics_token`: when set, `/metrics` wants `Authorization: Bearer <token>`;
     /// nil = no authentication (Prometheus' convention: the listener is the boundary).
     public var metricsToken: String?
+    /// `[webhooks]`: limits of webhook delivery (used when there is a `[database]`).
+    public var webhooks = WebhookSettings()
 
     public static func load(path: String) throws(ConfigError) -> HeraldConfig {
         let text: String
@@ -200,6 +203,7 @@ public struct HeraldConfig: Sendable {
         config.delivery.localDomains = Set(config.bounce?.domains ?? [])
         config.metricsEnabled = raw.http?.metrics ?? true
         if let token = try env(raw.http?.metrics_token), !token.isEmpty { config.metricsToken = token }
+        config.webhooks = try webhooks(raw.webhooks)
         if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
             // Not fatal: a submission listener without users simply refuses everyone.
         }
@@ -363,6 +367,30 @@ public struct HeraldConfig: Sendable {
             keys.append(key)
         }
         return keys
+    }
+
+    /// `[webhooks]`: see ``WebhookSettings`` for each key's meaning and default.
+    static func webhooks(_ raw: RawConfig.Webhooks?) throws(ConfigError) -> WebhookSettings {
+        var settings = WebhookSettings()
+        guard let raw else { return settings }
+        func seconds(_ text: String?, _ key: String, _ current: Duration) throws(ConfigError) -> Duration {
+            guard let text else { return current }
+            let value = try duration(text, "webhooks.\(key)")
+            guard value > 0 else { throw ConfigError("webhooks.\(key): must be more than 0") }
+            return .milliseconds(Int64(value * 1000))
+        }
+        settings.concurrencyPerEndpoint = try positive(raw.concurrency ?? settings.concurrencyPerEndpoint,
+                                                       "webhooks.concurrency")
+        settings.maxInFlight = try positive(raw.max_in_flight ?? settings.maxInFlight, "webhooks.max_in_flight")
+        settings.timeout = try seconds(raw.timeout, "timeout", settings.timeout)
+        settings.backoff = WebhookBackoff(minimum: try seconds(raw.min_backoff, "min_backoff", settings.backoff.minimum),
+                                          maximum: try seconds(raw.max_backoff, "max_backoff", settings.backoff.maximum))
+        settings.disableAfter = try seconds(raw.disable_after, "disable_after", settings.disableAfter)
+        settings.retryFor = try seconds(raw.retry_for, "retry_for", settings.retryFor)
+        settings.retention = try seconds(raw.retention, "retention", settings.retention)
+        settings.flushInterval = try seconds(raw.flush_interval, "flush_interval", settings.flushInterval)
+        settings.allowPrivateAddresses = raw.allow_private_addresses ?? false
+        return settings
     }
 
     /// `[bounce]`: `domains` (required, at least one), `classes` (the classification
@@ -631,6 +659,19 @@ struct RawConfig: Decodable {
         var soft_bounce_days: Int?
     }
     var bounce: Bounce?
+    struct Webhooks: Decodable {
+        var concurrency: Int?
+        var max_in_flight: Int?
+        var timeout: String?
+        var min_backoff: String?
+        var max_backoff: String?
+        var disable_after: String?
+        var retry_for: String?
+        var retention: String?
+        var flush_interval: String?
+        var allow_private_addresses: Bool?
+    }
+    var webhooks: Webhooks?
     var http: HTTP?
     var api_key: [APIKey]?
     var database: Database?

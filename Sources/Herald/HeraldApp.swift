@@ -15,6 +15,7 @@ import Postgres
 import ServiceLifecycle
 import SMTPServer
 import Spool
+import Webhooks
 
 /// Wires the services of one Herald node: spool recovery, the SMTP listeners, and
 /// graceful shutdown on SIGTERM/SIGINT (stop accepting, finish transactions in DATA,
@@ -30,8 +31,19 @@ public enum HeraldApp {
         // of reading them all again (restart time on a large spool), keeping whole only
         // as many as its active limit allows.
         var recovered = QueueManager.RecoveredQueue(limit: config.delivery.activeLimit)
+        // Recipients accepted but not yet attempted: their `accepted` webhook events may
+        // not have reached the outbox before the last run ended (replayed below). Only
+        // messages that arrived after the checkpoint's margin can have missed it, so a
+        // large queue is not turned into an event per recipient at every start.
+        var acceptedReplay: [WebhookEvent] = []
+        let webhookCheckpoint = spool.path + "/webhooks.checkpoint"
+        let replaySince = config.databaseURL == nil ? nil : WebhookRecorder.checkpoint(at: webhookCheckpoint)
+            .map { $0.addingTimeInterval(-WebhookRecorder.replayMargin) }
         _ = try spool.recover(queued: { envelope, stamp in
             if config.deliveryEnabled { recovered.add(envelope, stamp: stamp) }
+            if let replaySince, envelope.tenant != nil, envelope.arrival >= replaySince {
+                acceptedReplay += WebhookRecorder.acceptedEvents(envelope, onlyUnattempted: true)
+            }
         })   // logs its own report
         let tlsContext = makeTLSContext(config, logger: logger)
         // The campaign store: migrated before anything listens.
@@ -49,6 +61,22 @@ public enum HeraldApp {
         // Delivery outcomes of campaign messages update the campaign counters (batched).
         let statsRecorder = database.map {
             CampaignStatsRecorder(db: $0, classifier: config.bounce?.classifier, logger: logger)
+        }
+        // Secrets in the database (tenants' DKIM keys, webhook secrets) are sealed under
+        // the encryption secret.
+        let sealer = try database.map { _ in
+            SecretSealer(secret: try secretKey(config.encryptionSecret, file: spool.path + "/database.key", logger: logger))
+        }
+        // Webhooks: acceptances and delivery outcomes of database tenants' mail go into
+        // the outbox (batched, off the delivery path), which the dispatcher sends.
+        let webhookStore = database.flatMap { db in sealer.map { WebhookStore(db, sealer: $0) } }
+        let webhookRecorder = webhookStore.map { WebhookRecorder(store: $0, logger: logger) }
+        var onOutcome: DeliveryOutcomeHandler?
+        if statsRecorder != nil || webhookRecorder != nil {
+            onOutcome = { @Sendable [statsRecorder, webhookRecorder] (event: DeliveryOutcomeEvent) in
+                statsRecorder?.record(event)
+                webhookRecorder?.record(event)
+            }
         }
         // Mail to the [bounce] domains is consumed by the intake, not relayed. The intake
         // records in the campaign database: without one the domains are not Herald's.
@@ -70,9 +98,7 @@ public enum HeraldApp {
             resolver = r
             queueManager = QueueManager(spool: spool, config: config.delivery, resolver: r,
                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-                                        signer: signer, onOutcome: statsRecorder.map { recorder in
-                                            { @Sendable event in recorder.record(event) }
-                                        },
+                                        signer: signer, onOutcome: onOutcome,
                                         localAgent: bounceIntake)
             await queueManager?.adoptRecovered(recovered)
         }
@@ -96,8 +122,10 @@ public enum HeraldApp {
         }
         let server = SMTPServer(
             listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
-            sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, onCommit: { [queueManager] envelope in
+            sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, onCommit: {
+                [queueManager, webhookRecorder] envelope in
                 HeraldMetrics.accepted(envelope)
+                webhookRecorder?.accepted(envelope)
                 await queueManager?.enqueue(envelope)
             }),
             authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
@@ -108,6 +136,16 @@ public enum HeraldApp {
         let service = SMTPServerService(server: server, grace: seconds(config.shutdownGrace), logger: logger)
         // Services stop in reverse order: the listeners drain first, then delivery.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // The webhook dispatcher stops last, so that the last outcomes reach the outbox.
+        if let webhookStore {
+            if let webhookRecorder {
+                webhookRecorder.replay(logPath: config.delivery.logPath, recovered: acceptedReplay,
+                                             checkpointPath: webhookCheckpoint)
+            }
+            services.append(.init(service: WebhookDispatcher(store: webhookStore, recorder: webhookRecorder,
+                                                             settings: config.webhooks, logger: logger)))
+        }
+        acceptedReplay = []
         if let queueManager {
             services.append(.init(service: DeliveryService(manager: queueManager, grace: seconds(config.shutdownGrace),
                                                            statsRecorder: statsRecorder)))
@@ -132,18 +170,15 @@ public enum HeraldApp {
         var campaignServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = config.httpAddress {
             // Tenants' own DKIM keys, sealed in the database under the encryption secret.
-            var sealer: SecretSealer?
             var tenantSigners: TenantDKIMSigners?
-            if let db = database {
-                let s = SecretSealer(secret: try secretKey(config.encryptionSecret, file: spool.path + "/database.key",
-                                                           logger: logger))
-                sealer = s
-                tenantSigners = TenantDKIMSigners(store: DKIMKeyStore(db, sealer: s), base: config.dkimKeys,
+            if let db = database, let sealer {
+                tenantSigners = TenantDKIMSigners(store: DKIMKeyStore(db, sealer: sealer), base: config.dkimKeys,
                                                   logger: logger)
             }
             let writer = SpoolWriter(spool: spool, signer: signer, tenantSigners: tenantSigners,
-                                     onCommit: { [queueManager] envelope in
+                                     onCommit: { [queueManager, webhookRecorder] envelope in
                 HeraldMetrics.accepted(envelope)
+                webhookRecorder?.accepted(envelope)
                 await queueManager?.enqueue(envelope)
             })
             var stores: HTTPStores?
@@ -166,9 +201,10 @@ public enum HeraldApp {
                 campaignServices.append(.init(service: CampaignSchedulerService(
                     scheduler: CampaignScheduler(store: expander.store, expander: expander, logger: logger))))
             }
-            let metrics = metricsRegistry.map { [queueManager, resolver, database] registry in
+            let metrics = metricsRegistry.map { [queueManager, resolver, database, webhookStore] registry in
                 let collector = MetricsCollector(registry: registry, queueManager: queueManager, resolver: resolver,
-                                                 campaigns: database.map { CampaignStore($0) }, logger: logger)
+                                                 campaigns: database.map { CampaignStore($0) }, webhooks: webhookStore,
+                                                 logger: logger)
                 return MetricsEndpoint(token: config.metricsToken) { await collector.scrape() }
             }
             let router = HTTPAPI.makeRouter(spool: spool, writer: writer, verifier: StaticAPIKeys(config.apiKeys),

@@ -16,7 +16,7 @@ import Spool
 ///   durations and the arrival-to-outcome latency (``DeliveryMetrics``);
 /// - state, read at each scrape by ``MetricsCollector`` from the parts that own it: the
 ///   queue manager's index (spool depth, destinations, the connection pool), the DNS
-///   resolver's counters, the campaign counters in PostgreSQL.
+///   resolver's counters, the campaign counters and the webhook outbox in PostgreSQL.
 ///
 /// Label values are kept few: listeners are the configured sockets (plus `http`,
 /// `campaign`, `campaign-test`), destinations only the top ``MetricsCollector/topDestinations``,
@@ -56,6 +56,8 @@ actor MetricsCollector {
     let queueManager: QueueManager?
     let resolver: CAresResolver?
     let campaigns: CampaignStore?
+    /// The webhook outbox (`herald_webhook_backlog`).
+    let webhooks: WebhookStore?
     let logger: Logger
 
     /// The gauges the last scrape set, by family and label value: a label value missing
@@ -66,8 +68,9 @@ actor MetricsCollector {
     private var counters: [String: (counter: Prometheus.Counter, last: Int)] = [:]
 
     init(registry: PrometheusCollectorRegistry, queueManager: QueueManager?, resolver: CAresResolver?,
-         campaigns: CampaignStore?, logger: Logger) {
+         campaigns: CampaignStore?, webhooks: WebhookStore? = nil, logger: Logger) {
         self.registry = registry
+        self.webhooks = webhooks
         self.queueManager = queueManager
         self.resolver = resolver
         self.campaigns = campaigns
@@ -128,6 +131,15 @@ actor MetricsCollector {
                 // The series end until the database answers again; the rest of the scrape stands.
                 logger.warning("metrics: cannot read the running campaigns", metadata: ["error": "\(error)"])
                 for (name, _, _) in families { publish(name, help: "", label: "campaign", []) }
+            }
+        }
+        if let webhooks {
+            do {
+                publish("herald_webhook_backlog",
+                        help: "Webhook deliveries waiting to be sent or retried (the outbox's depth, all tenants).",
+                        Double(try await webhooks.backlog()))
+            } catch {
+                logger.warning("metrics: cannot read the webhook backlog", metadata: ["error": "\(error)"])
             }
         }
         return registry.emitToString()

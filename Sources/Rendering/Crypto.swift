@@ -18,7 +18,7 @@ import Darwin
 /// uses its own context.
 public enum Crypto {
     /// `n` bytes from OpenSSL's CSPRNG.
-    static func randomBytes(_ n: Int) -> [UInt8] {
+    public static func randomBytes(_ n: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: n)
         let ok = bytes.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(n)) }
         precondition(ok == 1, "RAND_bytes failed: the system has no usable entropy source")
@@ -38,7 +38,7 @@ public enum Crypto {
     private static let hmac = FetchedMAC()
 
     /// HMAC-SHA256 of `parts` (concatenated) under `key`.
-    static func hmacSHA256(key: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
+    public static func hmacSHA256(key: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
         let algorithm = hmac
         guard let ctx = EVP_MAC_CTX_new(algorithm.mac) else { fatalError("EVP_MAC_CTX_new failed") }
         defer { EVP_MAC_CTX_free(ctx) }
