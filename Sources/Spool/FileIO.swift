@@ -161,13 +161,20 @@ enum FileIO {
 
     /// Names in a directory, without "." and "..". A missing directory is empty.
     static func list(_ path: String) throws -> [String] {
+        try listEntries(path).map(\.name)
+    }
+
+    /// The entries of a directory (without `.` and `..`), each with whether it is a
+    /// regular file: from the directory entry's type where the file system gives one
+    /// (tmpfs, ext4, xfs…), else from `lstat`.
+    static func listEntries(_ path: String) throws -> [(name: String, isRegularFile: Bool)] {
         guard let dir = opendir(path) else {
             let code = Glibc.errno
             if code == ENOENT { return [] }
             throw SpoolError.system("opendir", path, code)
         }
         defer { closedir(dir) }
-        var names: [String] = []
+        var entries: [(name: String, isRegularFile: Bool)] = []
         while true {
             Glibc.errno = 0
             guard let entry = readdir(dir) else {
@@ -177,11 +184,15 @@ enum FileIO {
             }
             let name = entryName(entry)
             if name != "." && name != ".." {
-                names.append(name)
+                let type = UnsafeRawPointer(entry).load(fromByteOffset: typeOffset, as: UInt8.self)
+                let regular = type == UInt8(DT_UNKNOWN) ? isRegularFile(path + "/" + name) : type == UInt8(DT_REG)
+                entries.append((name, regular))
             }
         }
-        return names
+        return entries
     }
+
+    private static let typeOffset = MemoryLayout<dirent>.offset(of: \dirent.d_type)!
 
     private static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
     private static let recordLengthOffset = MemoryLayout<dirent>.offset(of: \dirent.d_reclen)!

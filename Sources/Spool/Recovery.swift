@@ -51,9 +51,9 @@ extension Spool {
                     logger.warning("recovery: unexpected entry left alone", metadata: ["path": "\(shardPath)"])
                     continue
                 }
-                for name in try FileIO.list(shardPath) {
+                for (name, isRegularFile) in try FileIO.listEntries(shardPath) {
                     let file = shardPath + "/" + name
-                    guard let (id, kind) = Spool.parseFileName(name), FileIO.isRegularFile(file) else {
+                    guard let (id, kind) = Spool.parseFileName(name), isRegularFile else {
                         logger.warning("recovery: unexpected entry left alone", metadata: ["path": "\(file)"])
                         continue
                     }
