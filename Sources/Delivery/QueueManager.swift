@@ -241,6 +241,16 @@ public actor QueueManager {
         return report
     }
 
+    /// Applies the database tenants' delivery limits (by envelope tenant tag: the
+    /// tenant's id); called at start-up and whenever they change.
+    public func setTenantLimits(_ limits: [String: TenantDeliveryLimits]) {
+        guard limits != scheduler.tenants else { return }
+        scheduler.setTenants(limits, now: Date())
+        logger.info("tenant delivery limits", metadata: ["tenants": "\(limits.count)"])
+        dispatch()
+        wakeUp()
+    }
+
     /// The `.env` file's modification time in nanoseconds (0 when it cannot be read).
     private func envelopeStamp(_ id: QueueID) -> Int64 { spool.envelopeStamp(id, in: .queue) }
 

@@ -29,6 +29,9 @@ public struct HTTPStores: Sendable {
     public let dkimKeys: DKIMKeyStore?
     /// Told when a tenant's keys change, so its next message is signed with them.
     public let tenantSigners: TenantDKIMSigners?
+    /// Tenants' limits and quota counters (`/v1/tenant/limits`, the quota of every
+    /// submission route).
+    public let limits: TenantLimitsStore
 
     public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
                 control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil) {
@@ -37,6 +40,7 @@ public struct HTTPStores: Sendable {
         self.dkimKeys = sealer.map { DKIMKeyStore(db, sealer: $0) }
         self.tenantSigners = tenantSigners
         tenants = TenantStore(db)
+        limits = TenantLimitsStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)
         suppressions = SuppressionStore(db)
