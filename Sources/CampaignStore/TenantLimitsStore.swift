@@ -223,13 +223,14 @@ public struct TenantLimitsStore: Sendable {
         let need = partial ? 1 : count
         var latest: Date? = .distantPast
         for (w, inside, used) in refusing {
+            let excess = used + need - w.limit
+            guard excess > 0 else { continue }   // room for `need` here: another window refuses
             decision.window = decision.window ?? w
             guard need <= w.limit else {
                 latest = nil
                 decision.window = w
                 break
             }
-            let excess = used + need - w.limit
             var shed = 0
             for b in inside {
                 shed += b.messages

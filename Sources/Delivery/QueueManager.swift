@@ -537,7 +537,8 @@ public actor QueueManager {
         public var messages: Int
         public var inFlight: Int
         public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
-        /// Messages waiting for a slot of their send-policy rate, by bucket key.
+        /// Messages waiting for a pacing slot, by bucket key (`policy:…` a send-policy rate,
+        /// `tenant:…` a tenant's rate).
         public var paced: [String: Int]
         /// Indexed messages per campaign tag, and the tags held now.
         public var campaigns: [String: Int]

@@ -114,7 +114,9 @@ public final class TenantDirectory: SubmissionTenants, Service {
         do {
             let decision = try await store.reserve(tenant: tenant, count: recipients)
             if decision.allowed {
-                return .admitted(release: !decision.counted ? nil : { [logger] in
+                guard decision.counted else { return .admitted(release: nil) }
+                let logger = self.logger
+                return .admitted(release: {
                     do {
                         try await store.release(tenant: tenant, count: decision.granted, minute: decision.minute)
                     } catch {

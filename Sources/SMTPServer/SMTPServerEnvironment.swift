@@ -174,7 +174,7 @@ public struct SMTPListenerSettings: Sendable {
 struct SMTPServerShared: Sendable {
     let sink: any SMTPMessageSink
     let authenticator: any SMTPAuthenticator
-    let tenants: (any SubmissionTenants)?
+    var tenants: (any SubmissionTenants)? = nil
     let authThrottle: AuthFailureThrottle
     let limiter: ConnectionLimiter
     let logger: Logger

@@ -21,7 +21,7 @@ import Testing
 
     @Test("a tenant's rate lets one message go per slot; the others wait for theirs, in order")
     func tenantRatePaces() {
-        var s = DeliveryScheduler(config: T.config())
+        var s = DeliveryScheduler(config: T.config { $0.initialWindow = 10 })
         s.setTenants(["7": TenantDeliveryLimits(name: "beta", rate: Rate("1/m"))], now: Self.t0)
         for i in 1...3 { s.add(T.envelope(["b\(i)@dest.test"], tenant: "7"), now: Self.t0) }
         let first = s.dispatch(now: Self.t0)
