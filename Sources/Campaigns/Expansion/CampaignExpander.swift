@@ -152,7 +152,7 @@ public actor CampaignExpander {
                                                 startedMicros: startedMicros, report: &report) {
                     // The tenant's quota is used up: the chunk was given back; wait for
                     // room (still `sending`, and a pause or cancel still ends the wait).
-                    report.status = try await waitForQuota(until: until, campaign: id)
+                    report.status = try await waitForQuota(until: until, campaign: campaign)
                     guard report.status == .sending else { return report }
                 }
             } catch {
@@ -168,15 +168,19 @@ public actor CampaignExpander {
         return report
     }
 
-    /// Sleeps until `until`, looking at the campaign's status every ``statusInterval``
-    /// (at most each second); returns the status when it is no longer `sending`, or
-    /// `sending` at `until`.
-    func waitForQuota(until: Date, campaign id: Int64) async throws -> CampaignStatus? {
-        logger.info("campaign expansion waits for its tenant's quota", metadata: ["campaign": "\(id)", "until": "\(until)"])
+    /// Sleeps until `until` (when the quota has room again), looking every
+    /// ``statusInterval`` (at most each second) at the campaign's status and at the
+    /// quota (the operator may raise it); returns the status when it is no longer
+    /// `sending`, or `sending` once there is room.
+    func waitForQuota(until: Date, campaign: Campaign) async throws -> CampaignStatus? {
+        logger.info("campaign expansion waits for its tenant's quota",
+                    metadata: ["campaign": "\(campaign.id)", "until": "\(until)"])
         while Date() < until {
             try await Task.sleep(for: min(max(statusInterval, .milliseconds(100)), .seconds(1)))
-            let status = try await status(campaign: id)
+            let status = try await status(campaign: campaign.id)
             if status != .sending { return status }
+            let room = try await limits.reserve(tenant: campaign.tenant, count: 1, partial: true, dryRun: true)
+            if room.granted > 0 { break }
         }
         return .sending
     }
