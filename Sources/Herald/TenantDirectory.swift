@@ -31,6 +31,7 @@ public final class TenantDirectory: SubmissionTenants, Service {
         var byName: [String: TenantLimitsStore.Entry] = [:]
         var byID: [Int64: TenantLimitsStore.Entry] = [:]
         var loaded = Date.distantPast
+        var pruned = Date.distantPast
         /// Tenants (by tag) known to be over their quota: the decision and until when.
         var overQuota: [String: (decision: QuotaDecision, until: Date)] = [:]
     }
@@ -58,7 +59,12 @@ public final class TenantDirectory: SubmissionTenants, Service {
         let entries: [TenantLimitsStore.Entry]
         do {
             entries = try await store.all()
-            try await store.prune()
+            // Counts older than a day, once a minute.
+            let now = Date()
+            if state.withLock({ now.timeIntervalSince($0.pruned) >= 60 }) {
+                try await store.prune(now: now)
+                state.withLock { $0.pruned = now }
+            }
         } catch {
             logger.warning("cannot read the tenants' limits; keeping the last ones", metadata: ["error": "\(error)"])
             return
