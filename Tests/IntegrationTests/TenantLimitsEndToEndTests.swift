@@ -183,7 +183,7 @@ extension Integration {
             try ("[spool]\npath = \"\(directory)/spool\"\n[http]\naddress = \"\"\n\n" + r.stdoutText)
                 .write(toFile: config, atomically: true, encoding: .utf8)
             let check = try await Command.run(HeraldProcess.binary, ["check-config", "--config", config], timeout: 30)
-            #expect(check.termination.succeeded, "\(check)")
+            #expect(check.termination.succeeded && check.stdoutText.contains("users: shop (tenant acme)"), "\(check)")
             // --tenant needs --user, and a name.
             let alone = try await Command.run(HeraldProcess.binary, ["passwd", "--tenant", "acme"],
                                               stdin: Array("x\n".utf8), timeout: 30)
