@@ -511,6 +511,9 @@ public actor QueueManager {
         public var messages: Int
         public var inFlight: Int
         public var destinations: [DestinationState]
+        /// Tenants (by tag) with messages waiting for a slot of their rate, and the rate
+        /// (nil in a file from an older Herald).
+        public var pacedTenants: [String: String]?
     }
 
     private func writeState(_ now: Date) {
@@ -520,7 +523,10 @@ public actor QueueManager {
                           destinations: scheduler.queues.values.map {
                               DestinationState(domain: $0.domain, queued: $0.count, active: $0.active, window: $0.window,
                                                limit: $0.limit, pausedUntil: $0.pausedUntil, reason: $0.pauseReason)
-                          }.sorted { $0.domain < $1.domain })
+                          }.sorted { $0.domain < $1.domain },
+                          pacedTenants: Dictionary(uniqueKeysWithValues: scheduler.paced.compactMap { key, bucket in
+                              key.hasPrefix("tenant:") ? (String(key.dropFirst("tenant:".count)), bucket.rate.text) : nil
+                          }))
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

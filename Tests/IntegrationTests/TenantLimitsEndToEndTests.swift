@@ -140,6 +140,13 @@ extension Integration {
                 let waiting = try await herald.queueList()
                 #expect(waiting.map { $0.recipients.map(\.address) } == [["b2@\(Self.domain)"]], "\(waiting)")
                 #expect(waiting.first?.tenant == betaID)
+                // `herald queue list` says why, from what the daemon publishes every 2 s.
+                let why = "paced tenant \(betaID) (1/h)"
+                let said = try await DeliveryIT.waitUntil(timeout: 6) {
+                    try await herald.cli(["queue", "list"]).stdoutText.contains(why)
+                }
+                let listing = try await herald.cli(["queue", "list"]).stdoutText
+                #expect(said, "\(listing)")
 
                 // The envelopes' tags: a database tenant's id, a config-only tenant's name.
                 let tags = Dictionary(DeliveryIT.logLines(herald, result: "delivered").map {
