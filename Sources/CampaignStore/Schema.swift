@@ -30,6 +30,7 @@ public enum Schema {
         Migration(version: 6, name: "bounce and complaint events", sql: version6),
         Migration(version: 7, name: "tenant dkim keys and campaign max attempts", sql: version7),
         Migration(version: 8, name: "open and click tracking", sql: version8),
+        Migration(version: 9, name: "tenant limits and submission quotas", sql: version9),
         Migration(version: 10, name: "webhooks", sql: version10),
     ]
 
@@ -280,6 +281,28 @@ public enum Schema {
             at             timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX tracking_events_campaign ON tracking_events (campaign_id, kind, subscriber_id);
+        """
+
+    /// A tenant's limits (``TenantLimitsStore``), set by the operator: the delivery rate
+    /// and connections the queue manager applies, and the submission quotas; and the
+    /// messages each tenant submitted, counted per minute (`minute`: minutes since the
+    /// epoch) while it has a quota, for the sliding windows.
+    static let version9 = """
+        CREATE TABLE tenant_limits (
+            tenant_id        bigint PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+            rate             text,
+            max_connections  integer CHECK (max_connections > 0),
+            quota            text,
+            daily_quota      integer CHECK (daily_quota > 0),
+            updated_at       timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tenant_usage (
+            tenant_id  bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            minute     bigint NOT NULL,
+            messages   integer NOT NULL CHECK (messages >= 0),
+            PRIMARY KEY (tenant_id, minute)
+        );
+        CREATE INDEX tenant_usage_minute ON tenant_usage (minute);
         """
 
     /// Webhooks (``WebhookStore``): a tenant's endpoints (the signing secret sealed like

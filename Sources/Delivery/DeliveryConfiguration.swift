@@ -12,8 +12,10 @@
 /// - `DestinationQueue`: a concurrency window with slow start (grows by one per success
 ///   up to the limit) and a backoff mode entered on throttle replies (421, 451 4.7.x,
 ///   "rate limit", "too many connections"): the window halves and the queue pauses.
-/// - `RateLimiter`: GCRA buckets for the global rate, each route, each destination domain,
-///   each MX site and each tenant; a message is dispatched only when all its buckets allow.
+/// - `RateLimiter`: GCRA buckets for the global rate, each route, each destination domain
+///   and each MX site; a message is dispatched only when all its buckets allow. A
+///   campaign's pace and a tenant's rate are pacing stages before the destination
+///   queues (see `DeliveryScheduler`), and a tenant's connections are capped there too.
 /// - `RetrySchedule`: exponential backoff with jitter, 5 minutes doubling to a cap of
 ///   about 67 minutes, give up after 5 days (Postfix's defaults), all configurable.
 /// - `BounceBuilder`: RFC 3464 delivery status notifications to the envelope sender,
@@ -114,6 +116,24 @@ public struct ThrottleRule: Sendable {
         self.target = target
         self.rate = rate
         self.connections = connections
+    }
+}
+
+/// A database tenant's delivery limits (set by the operator, `herald tenant limits`),
+/// which the queue manager applies to mail whose envelope carries the tenant's tag.
+public struct TenantDeliveryLimits: Sendable, Equatable {
+    /// The tenant's name, so that `[[throttle]] match = "tenant:NAME"` finds its mail
+    /// (tagged with the tenant's id).
+    public var name: String?
+    /// Messages per time unit over all destinations (a pacing stage); nil = unlimited.
+    public var rate: Rate?
+    /// Delivery attempts in flight at once over all destinations; nil = unlimited.
+    public var maxConnections: Int?
+
+    public init(name: String? = nil, rate: Rate? = nil, maxConnections: Int? = nil) {
+        self.name = name
+        self.rate = rate
+        self.maxConnections = maxConnections
     }
 }
 

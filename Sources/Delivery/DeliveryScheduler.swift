@@ -13,11 +13,19 @@ import Spool
 /// - One ``DestinationQueue`` per destination (a domain, or a smart-host route), served
 ///   round-robin so that a slow or throttled destination never holds back the others.
 /// - Each queue has a concurrency window with slow start and back-off on throttle replies.
-/// - GCRA rate limits (``RateLimiter``): global, per route, per domain, per MX site,
-///   per tenant. A message waits at the head of its queue until every bucket allows it.
-/// - Campaign pacing: a message with a send-policy rate waits in its campaign's
+/// - GCRA rate limits (``RateLimiter``): global, per route, per domain, per MX site.
+///   A message waits at the head of its queue until every bucket allows it.
+/// - Pacing stages: a message with a send-policy rate waits in its campaign's
 ///   ``PacedQueue`` and joins its destination queues one rate slot at a time; outside
-///   its send window it waits for the next opening with no attempt made.
+///   its send window it waits for the next opening with no attempt made. A tenant's
+///   rate (``TenantDeliveryLimits/rate``, or a `[[throttle]] match = "tenant:NAME"`)
+///   is a second stage of the same kind, after the campaign's: so neither a slow
+///   campaign nor a slow tenant ever sits at the head of a destination queue that
+///   other tenants' mail shares.
+/// - Tenant connections: a tenant at its ``TenantDeliveryLimits/maxConnections``
+///   (attempts in flight over all destinations) has its message taken off the head of
+///   the destination queue and set aside; each attempt of that tenant that ends brings
+///   one set-aside message back. Other mail in the queue goes on meanwhile.
 /// - Retries: a deferred recipient gets its next attempt from ``RetrySchedule``; the
 ///   waiting set remembers when each message is next due, so the retry pass looks at
 ///   those only.
@@ -47,8 +55,10 @@ struct DeliveryScheduler {
         /// An envelope write is running; `dirty` asks it to write again.
         var writing = false
         var dirty = false
-        /// Waiting in a ``PacedQueue`` for a slot of its send policy's rate.
+        /// Waiting in a ``PacedQueue`` for a slot of one of its pacing stages.
         var paced = false
+        /// Pacing stages (``pacingStages(_:)``) passed since its last attempt started.
+        var slots = 0
         /// When the send window this message was scheduled in closes (nil: no window,
         /// or not scheduled inside one): past it, no new attempt starts.
         var windowClosesAt: Date?
@@ -99,6 +109,13 @@ struct DeliveryScheduler {
     private(set) var heldCampaigns: Set<String> = []
     /// The indexed messages of each campaign tag.
     private(set) var byCampaign: [String: Set<QueueID>] = [:]
+    /// Database tenants' delivery limits, by envelope tenant tag (the tenant's id).
+    private(set) var tenants: [String: TenantDeliveryLimits] = [:]
+    /// Attempts in flight per tenant tag.
+    private(set) var activeByTenant: [String: Int] = [:]
+    /// Messages taken off a destination queue because their tenant was at its
+    /// connection limit; one comes back each time an attempt of the tenant ends.
+    private(set) var waitingForTenant: [String: IDQueue] = [:]
 
     /// A queued message whose envelope is not held (see the active limit above).
     struct Parked: Sendable {
@@ -389,10 +406,10 @@ struct DeliveryScheduler {
 
     /// Puts the message into the destination queue of each destination with a due
     /// recipient. A message with a send policy goes there only inside its send window
-    /// (outside it, it waits for the next opening) and, with a policy rate, only once
-    /// its rate bucket gives it a slot (`released`): until then it waits in the
-    /// bucket's ``PacedQueue``.
-    private mutating func schedule(_ id: QueueID, now: Date, released: Bool = false) {
+    /// (outside it, it waits for the next opening), and a message with pacing stages
+    /// (a policy rate, a tenant rate) only once each stage's bucket gave it a slot
+    /// (`slots`): until then it waits in the next stage's ``PacedQueue``.
+    private mutating func schedule(_ id: QueueID, now: Date) {
         guard var entry = entries[id] else { return }
         if isHeld(entry.envelope) {
             // Held with its campaign: nothing is due until the campaign is released.
@@ -410,18 +427,20 @@ struct DeliveryScheduler {
             let d = destination(of: r.address)
             if !entry.busy.contains(d) && !entry.queued.contains(d) && !destinations.contains(d) { destinations.append(d) }
         }
-        if !destinations.isEmpty, let policy = entry.envelope.sendPolicy {
-            if let window = policy.window {
-                let state = windowState(window, now)
-                entry.windowClosesAt = state.open ? state.until : nil
-                if !state.open {
-                    earliest = min(earliest ?? state.until, state.until)
-                    destinations = []
-                }
+        if !destinations.isEmpty, let window = entry.envelope.sendPolicy?.window {
+            let state = windowState(window, now)
+            entry.windowClosesAt = state.open ? state.until : nil
+            if !state.open {
+                earliest = min(earliest ?? state.until, state.until)
+                destinations = []
             }
-            if !destinations.isEmpty, !released, let (key, rate) = Self.pacing(policy) {
+        }
+        if !destinations.isEmpty {
+            let stages = pacingStages(entry.envelope)
+            if entry.slots < stages.count {
                 if !entry.paced {
                     entry.paced = true
+                    let (key, rate) = stages[entry.slots]
                     paced[key, default: PacedQueue(rate: rate)].todo.push(id)
                 }
                 destinations = []
@@ -502,7 +521,7 @@ struct DeliveryScheduler {
         return max(1, limit)
     }
 
-    private func rateKeys(domain: String, tenant: String?) -> [(String, Rate)] {
+    private func rateKeys(domain: String) -> [(String, Rate)] {
         var keys: [(String, Rate)] = []
         if let r = config.globalRate { keys.append(("*", r)) }
         if let route = config.route(for: domain), let r = route.rate { keys.append(("route:\(route.pattern)", r)) }
@@ -517,8 +536,6 @@ struct DeliveryScheduler {
                 if let site = siteOf[domain], site.split(separator: ",").contains(where: { p.matches(String($0)) }) {
                     keys.append(("site:\(p)", rate))
                 }
-            case .tenant(let name) where name == tenant:
-                keys.append(("tenant:\(name)", rate))
             default:
                 break
             }
@@ -543,6 +560,82 @@ struct DeliveryScheduler {
     static func pacing(_ policy: SendPolicy) -> (String, Rate)? {
         guard let key = policy.rateKey, let rate = policy.rate else { return nil }
         return ("policy:\(key)", rate)
+    }
+
+    /// The rate buckets a message passes, one after the other, before it joins its
+    /// destination queues: its send policy's rate (a campaign's pace), then its tenant's.
+    func pacingStages(_ envelope: Envelope) -> [(String, Rate)] {
+        var stages: [(String, Rate)] = []
+        if let policy = envelope.sendPolicy, let stage = Self.pacing(policy) { stages.append(stage) }
+        if let tag = envelope.tenant, let rate = tenantRate(tag) { stages.append(("tenant:\(tag)", rate)) }
+        return stages
+    }
+
+    // MARK: - Tenants
+
+    /// Whether a `[[throttle]] match = "tenant:NAME"` applies to mail tagged `tag`: the
+    /// tag is NAME (a config-file tenant, or SMTP users of a tenant the database does not
+    /// know), or the id of the database tenant named NAME (names compare ignoring case,
+    /// as the database keeps them unique).
+    func throttleNames(_ name: String, tenant tag: String) -> Bool {
+        if name == tag { return true }
+        guard let known = tenants[tag]?.name else { return false }
+        return known.caseInsensitiveCompare(name) == .orderedSame
+    }
+
+    /// The tenant's rate: the slowest of its own limit and the `tenant:` throttles that
+    /// match it; nil when none applies.
+    func tenantRate(_ tag: String) -> Rate? {
+        var rates: [Rate] = []
+        if let r = tenants[tag]?.rate { rates.append(r) }
+        for t in config.throttles {
+            if case .tenant(let name) = t.target, let r = t.rate, throttleNames(name, tenant: tag) { rates.append(r) }
+        }
+        return rates.max { $0.interval < $1.interval }
+    }
+
+    /// The tenant's attempts in flight at once: the lowest of its own limit and the
+    /// `tenant:` throttles' `connections`; nil when none applies.
+    func tenantConnectionLimit(_ tag: String) -> Int? {
+        var limits: [Int] = []
+        if let c = tenants[tag]?.maxConnections { limits.append(c) }
+        for t in config.throttles {
+            if case .tenant(let name) = t.target, let c = t.connections, throttleNames(name, tenant: tag) {
+                limits.append(c)
+            }
+        }
+        return limits.min().map { max(1, $0) }
+    }
+
+    /// Replaces the database tenants' limits (by envelope tag). Messages waiting in the
+    /// pacing queue of a tenant whose rate is gone or changed are scheduled again (with
+    /// the new rate, if any), and parked messages of a tenant with connections free
+    /// (or no limit now) come back.
+    mutating func setTenants(_ limits: [String: TenantDeliveryLimits], now: Date) {
+        guard limits != tenants else { return }
+        // A tenant whose rate changed starts a fresh bucket (an hour-long wait left by
+        // a rate of 1/h must not outlive it).
+        let tags = Set(tenants.keys).union(limits.keys)
+        let before = Dictionary(uniqueKeysWithValues: tags.map { ($0, tenantRate($0)) })
+        tenants = limits
+        for tag in tags where tenantRate(tag) != before[tag] ?? nil { limiter.forget("tenant:\(tag)") }
+        for key in paced.keys.sorted() where key.hasPrefix("tenant:") {
+            let tag = String(key.dropFirst("tenant:".count))
+            guard var bucket = paced[key] else { continue }
+            if let rate = tenantRate(tag) {
+                bucket.rate = rate
+                paced[key] = bucket
+                continue
+            }
+            paced[key] = nil
+            while let id = bucket.todo.pop() {
+                guard var entry = entries[id], entry.paced else { continue }
+                entry.paced = false
+                entries[id] = entry
+                schedule(id, now: now)
+            }
+        }
+        for tag in waitingForTenant.keys.sorted() { returnWaiting(ofTenant: tag, now: now) }
     }
 
     private func siteConnectionLimit(for domain: String) -> (String, Int)? {
@@ -611,7 +704,18 @@ struct DeliveryScheduler {
                 schedule(id, now: now)
                 continue
             }
-            let keys = rateKeys(domain: representativeDomain(entry, domain), tenant: entry.envelope.tenant)
+            if let tag = entry.envelope.tenant, let limit = tenantConnectionLimit(tag),
+               activeByTenant[tag, default: 0] >= limit {
+                // Its tenant has all its connections in use: set aside (off this queue, so
+                // the mail behind it goes on) until one of the tenant's attempts ends.
+                _ = q.pop()
+                queues[domain] = q
+                entry.queued.remove(domain)
+                entries[id] = entry
+                waitingForTenant[tag, default: IDQueue()].push(id)
+                continue
+            }
+            let keys = rateKeys(domain: representativeDomain(entry, domain))
             if let retryAt = limiter.reserve(keys, now: now.timeIntervalSince1970) {
                 // Not yet: the message stays at the head of its queue for the next slot.
                 later(Date(timeIntervalSince1970: retryAt))
@@ -622,6 +726,8 @@ struct DeliveryScheduler {
             idlePasses = 0
             entry.queued.remove(domain)
             entry.busy.insert(domain)
+            entry.slots = 0   // a later attempt (a retry) takes new pacing slots
+            if let tag = entry.envelope.tenant { activeByTenant[tag, default: 0] += 1 }
             q.active += 1
             queues[domain] = q
             entries[id] = entry
@@ -651,7 +757,15 @@ struct DeliveryScheduler {
     /// queues, oldest first; a message whose window closed meanwhile waits for the next
     /// opening without taking a slot.
     private mutating func releasePaced(_ now: Date, _ later: (Date) -> Void) {
-        for key in Array(paced.keys) {
+        // Stage by stage (a campaign's pace, then tenants' rates), so that a message
+        // released by its campaign's bucket may pass its tenant's in the same pass.
+        for stage in ["policy:", "tenant:"] {
+            releasePaced(stage: stage, now, later)
+        }
+    }
+
+    private mutating func releasePaced(stage: String, _ now: Date, _ later: (Date) -> Void) {
+        for key in paced.keys.filter({ $0.hasPrefix(stage) }).sorted() {
             guard var bucket = paced[key] else { continue }
             while let id = bucket.todo.peek() {
                 guard var entry = entries[id], entry.paced else {
@@ -674,8 +788,9 @@ struct DeliveryScheduler {
                 }
                 _ = bucket.todo.pop()
                 entry.paced = false
+                if !windowClosed { entry.slots += 1 }
                 entries[id] = entry
-                schedule(id, now: now, released: !windowClosed)
+                schedule(id, now: now)
             }
             paced[key] = bucket.todo.isEmpty ? nil : bucket
         }
@@ -683,13 +798,32 @@ struct DeliveryScheduler {
 
     // MARK: - Outcomes
 
-    private mutating func release(_ destination: String) {
+    private mutating func release(_ attempt: Attempt, now: Date) {
+        let destination = attempt.destination
         inFlight -= 1
         if var q = queues[destination] {
             q.active -= 1
             queues[destination] = q
         }
         if let (siteKey, _) = siteConnectionLimit(for: destination) { activeBySite[siteKey, default: 1] -= 1 }
+        if let tag = attempt.envelope.tenant {
+            let n = activeByTenant[tag, default: 1] - 1
+            activeByTenant[tag] = n > 0 ? n : nil
+            returnWaiting(ofTenant: tag, now: now)
+        }
+    }
+
+    /// Brings set-aside messages of the tenant back to their destination queues, as many
+    /// as it has connections free (all of them when it has no limit any more).
+    private mutating func returnWaiting(ofTenant tag: String, now: Date) {
+        guard var waiting = waitingForTenant[tag] else { return }
+        var free = tenantConnectionLimit(tag).map { $0 - activeByTenant[tag, default: 0] } ?? Int.max
+        while free > 0, let id = waiting.pop() {
+            guard entries[id] != nil else { continue }
+            schedule(id, now: now)
+            free -= 1
+        }
+        waitingForTenant[tag] = waiting.isEmpty ? nil : waiting
     }
 
     /// The attempt never ran (the message could not be read). Returns true when the
@@ -700,7 +834,7 @@ struct DeliveryScheduler {
     /// written, since the message did not change and the fault may pass.
     @discardableResult
     mutating func abandoned(_ attempt: Attempt, inQueue: Bool, retryAt: Date, now: Date) -> Bool {
-        release(attempt.destination)
+        release(attempt, now: now)
         guard var e = entries[attempt.id] else { return true }
         e.busy.remove(attempt.destination)
         if inQueue {
@@ -723,7 +857,7 @@ struct DeliveryScheduler {
     /// expired past the maximum lifetime). Nil when the message left the index meanwhile.
     mutating func completed(_ attempt: Attempt, result: AttemptResult, began: Date, now: Date) -> Completion? {
         let domain = attempt.destination
-        release(domain)
+        release(attempt, now: now)
         if let site = result.mxSite { siteOf[domain] = site }
         if var q = queues[domain] {
             if result.throttled {

@@ -312,6 +312,16 @@ public actor QueueManager {
         return report
     }
 
+    /// Applies the database tenants' delivery limits (by envelope tenant tag: the
+    /// tenant's id); called at start-up and whenever they change.
+    public func setTenantLimits(_ limits: [String: TenantDeliveryLimits]) {
+        guard limits != scheduler.tenants else { return }
+        scheduler.setTenants(limits, now: Date())
+        logger.info("tenant delivery limits", metadata: ["tenants": "\(limits.count)"])
+        dispatch()
+        wakeUp()
+    }
+
     /// The `.env` file's modification time in nanoseconds (0 when it cannot be read).
     private func envelopeStamp(_ id: QueueID) -> Int64 { spool.envelopeStamp(id, in: .queue) }
 
@@ -591,6 +601,9 @@ public actor QueueManager {
         public var messages: Int
         public var inFlight: Int
         public var destinations: [DestinationState]
+        /// Tenants (by tag) with messages waiting for a slot of their rate, and the rate
+        /// (nil in a file from an older Herald).
+        public var pacedTenants: [String: String]?
     }
 
     private func writeState(_ now: Date) {
@@ -601,7 +614,10 @@ public actor QueueManager {
                           destinations: scheduler.queues.values.map {
                               DestinationState(domain: $0.domain, queued: $0.count, active: $0.active, window: $0.window,
                                                limit: $0.limit, pausedUntil: $0.pausedUntil, reason: $0.pauseReason)
-                          }.sorted { $0.domain < $1.domain })
+                          }.sorted { $0.domain < $1.domain },
+                          pacedTenants: Dictionary(uniqueKeysWithValues: scheduler.paced.compactMap { key, bucket in
+                              key.hasPrefix("tenant:") ? (String(key.dropFirst("tenant:".count)), bucket.rate.text) : nil
+                          }))
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -621,7 +637,8 @@ public actor QueueManager {
         public var parked: Int
         public var inFlight: Int
         public var destinations: [String: (queued: Int, active: Int, window: Double, paused: String?)]
-        /// Messages waiting for a slot of their send-policy rate, by bucket key.
+        /// Messages waiting for a pacing slot, by bucket key (`policy:…` a send-policy rate,
+        /// `tenant:…` a tenant's rate).
         public var paced: [String: Int]
         /// Indexed messages per campaign tag, and the tags held now.
         public var campaigns: [String: Int]

@@ -43,6 +43,11 @@ public struct RateLimiter: Sendable {
         return nil
     }
 
+    /// Drops a bucket (its rate changed or is gone): the next message starts it afresh.
+    public mutating func forget(_ key: String) {
+        buckets[key] = nil
+    }
+
     /// Rates under 1/s get no burst; faster rates may burst a tenth of a second's worth,
     /// so that timer granularity does not lower the achieved rate.
     func burst(_ rate: Rate) -> Double {

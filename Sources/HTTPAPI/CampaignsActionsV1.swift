@@ -131,6 +131,7 @@ public struct CampaignsActionsV1: Sendable {
 
     public func add(to group: RouterGroup<HeraldRequestContext>) {
         let campaigns = stores.campaigns
+        let limits = stores.limits
         let expander = stores.expander
         let writer = self.writer
         let hostname = self.hostname
@@ -189,9 +190,17 @@ public struct CampaignsActionsV1: Sendable {
                 }
             }
             guard errors.isEmpty else { throw Problem.unprocessable("Some addresses are not valid", errors: errors) }
-            let items = try await Self.sendTest(campaign: campaign, emails: normalized, campaigns: campaigns,
+            // Test messages count against the tenant's quota like any other.
+            let admitted = try await limits.admit(context, count: normalized.count)
+            let items: [TestAccepted.Item]
+            do {
+                items = try await Self.sendTest(campaign: campaign, emails: normalized, campaigns: campaigns,
                                                 expander: expander, writer: writer, hostname: hostname,
                                                 logger: context.logger)
+            } catch {
+                await limits.giveBack(admitted, context, queued: 0)
+                throw error
+            }
             context.logger.info("campaign test sent", metadata: ["campaign": "\(id)", "count": "\(items.count)"])
             return try APIInput.accepted(TestAccepted(accepted: items.count, messages: items), request: request,
                                          context: context)

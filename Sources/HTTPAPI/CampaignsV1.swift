@@ -311,9 +311,14 @@ public struct CampaignsV1: Sendable {
             else { throw Problem.notFound("campaign \(id)") }
             return CampaignJSON(campaign)
         }
+        let limits = stores.limits
         group.post("campaigns/:id/send") { request, context -> Response in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
+            // A tenant with no room left in its quota is told so (429); with some, the
+            // campaign starts and its expansion waits whenever the quota is used up.
+            let room = try await limits.reserve(tenant: tenant, count: 1, partial: true, dryRun: true)
+            guard room.granted > 0 else { throw Problem.quota(room) }
             guard let campaign = try await Self.call({ try await campaigns.send(tenant: tenant, id: id) })
             else { throw Problem.notFound("campaign \(id)") }
             await expander?.start(campaign: id)

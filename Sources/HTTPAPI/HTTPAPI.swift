@@ -25,7 +25,7 @@ public enum HTTPAPI {
         metrics?.add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
-        MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions,
+        MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions, limits: stores?.limits,
                    maxMessageSize: maxMessageSize, maxBodySize: maxBodySize).add(to: v1)
         if let stores {
             ListsV1(stores: stores).add(to: v1)
@@ -36,6 +36,7 @@ public enum HTTPAPI {
             if let webhooks = stores.webhooks { WebhooksV1(store: webhooks).add(to: v1) }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
+            TenantLimitsV1(store: stores.limits).add(to: v1)
             CampaignEventsV1(stores: stores, maxStreams: maxEventStreams).add(to: v1)
             CampaignsActionsV1(stores: stores, writer: writer, hostname: hostname).add(to: v1)
             // `/u/{token}`: outside /v1, the signed token is the credential.

@@ -32,6 +32,9 @@ public struct HTTPStores: Sendable {
     /// Webhook endpoints and deliveries (`/v1/webhooks`); nil without an encryption
     /// secret to seal their secrets.
     public let webhooks: WebhookStore?
+    /// Tenants' limits and quota counters (`/v1/tenant/limits`, the quota of every
+    /// submission route).
+    public let limits: TenantLimitsStore
 
     public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
                 control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil) {
@@ -41,6 +44,7 @@ public struct HTTPStores: Sendable {
         self.webhooks = sealer.map { WebhookStore(db, sealer: $0) }
         self.tenantSigners = tenantSigners
         tenants = TenantStore(db)
+        limits = TenantLimitsStore(db)
         lists = ListStore(db)
         subscribers = SubscriberStore(db)
         suppressions = SuppressionStore(db)

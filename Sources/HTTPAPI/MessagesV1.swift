@@ -13,7 +13,8 @@ import Spool
 /// they share disk flushes. The reply lists each recipient's queue id: `202 Accepted`,
 /// because delivery happens later (watch `delivery.jsonl` or campaign stats). For a
 /// database tenant, recipients on its suppression list get no message: the reply lists
-/// them under `suppressed` with the reason.
+/// them under `suppressed` with the reason; the others count against its quota (429
+/// with `Retry-After` over it, nothing queued).
 public struct MessagesV1: Sendable {
     public static let maxRecipients = 10_000
 
@@ -55,16 +56,20 @@ public struct MessagesV1: Sendable {
 
     /// The database tenants' suppression lists; nil without a database.
     let suppressions: SuppressionStore?
+    /// The database tenants' quotas (429 over them); nil without a database.
+    let limits: TenantLimitsStore?
     /// Each rendered message's limit (`smtp.max_message_size`, as over SMTP): 413 beyond.
     let maxMessageSize: Int
     /// The request body's limit (`http.max_body_size`): 413 beyond.
     let maxBodySize: Int
 
     public init(writer: SpoolWriter, hostname: String, suppressions: SuppressionStore? = nil,
+                limits: TenantLimitsStore? = nil,
                 maxMessageSize: Int = 25 * 1024 * 1024, maxBodySize: Int = 32 * 1024 * 1024) {
         self.writer = writer
         self.hostname = hostname
         self.suppressions = suppressions
+        self.limits = limits
         self.maxMessageSize = maxMessageSize
         self.maxBodySize = maxBodySize
     }
@@ -153,6 +158,9 @@ public struct MessagesV1: Sendable {
         guard errors.isEmpty else {
             throw Problem.unprocessable("\(errors.count) recipient(s) cannot be rendered; nothing was queued", errors: errors)
         }
+        // Counted against the tenant's quota (one per message) before anything is
+        // queued: over it, 429 and nothing is.
+        let admitted = try await limits?.admit(context, count: rendered.count)
         let tenant = context.tenant
         let sender = from.address
         let writer = self.writer
@@ -174,6 +182,7 @@ public struct MessagesV1: Sendable {
         }
         if let failure {
             let queued = items.compactMap { $0 }
+            await limits?.giveBack(admitted, context, queued: queued.count)
             context.logger.error("spool commit failed: \(failure)")
             throw Problem.spoolRefused(
                 failure, "\(queued.count) of \(rendered.count) message(s) were queued (listed in `queued`); "

@@ -29,6 +29,9 @@ public struct HeraldConfig: Sendable {
     public struct User: Sendable {
         public var name: String
         public var passwordHash: String
+        /// `[[user]] tenant`: the tenant the user's mail belongs to (a database tenant's
+        /// name, or a config-file tenant's); nil = none.
+        public var tenant: String?
     }
 
     public var hostname: String
@@ -153,7 +156,14 @@ public struct HeraldConfig: Sendable {
             guard PasswordHash.isWellFormed(hash) else {
                 throw ConfigError("user[\(i)].password_hash: not a hash from `herald passwd`")
             }
-            users.append(User(name: u.name, passwordHash: hash))
+            if let t = u.tenant {
+                guard !t.isEmpty else { throw ConfigError("user[\(i)].tenant: empty") }
+                // As for [[api_key]]: database tenants are known by number in envelopes.
+                guard Int64(t) == nil else {
+                    throw ConfigError("user[\(i)].tenant: use the tenant's name, not a number")
+                }
+            }
+            users.append(User(name: u.name, passwordHash: hash, tenant: u.tenant))
         }
         let delivery = try resolveDelivery(raw, hostname: hostname)
         let spool = raw.spool ?? RawConfig.Spool()
@@ -581,6 +591,7 @@ struct RawConfig: Decodable {
     struct User: Decodable {
         var name: String
         var password_hash: String?
+        var tenant: String?
     }
     struct DNS: Decodable {
         var servers: [String]?

@@ -104,6 +104,13 @@ public enum HeraldApp {
         }
         recovered = QueueManager.RecoveredQueue(limit: 0)
         defer { resolver?.shutdown() }
+        // SMTP AUTH users' tenants, and the database tenants' limits: read once before
+        // anything listens or delivers, then every two seconds.
+        let userTenants = Dictionary(config.users.compactMap { u in u.tenant.map { (u.name, $0) } },
+                                     uniquingKeysWith: { a, _ in a })
+        let tenants = TenantDirectory(store: database.map { TenantLimitsStore($0) }, users: userTenants,
+                                      queueManager: queueManager, logger: logger)
+        await tenants.refresh()
         let listeners = config.listeners.map { l in
             SMTPListenerSettings(
                 host: l.host, port: l.port,
@@ -122,8 +129,8 @@ public enum HeraldApp {
         }
         let server = SMTPServer(
             listeners: listeners, group: MultiThreadedEventLoopGroup.singleton,
-            sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, onCommit: {
-                [queueManager, webhookRecorder] envelope in
+            sink: SpoolSink(spool: spool, hostname: config.hostname, signer: signer, tenants: tenants,
+                            onCommit: { [queueManager, webhookRecorder] envelope in
                 HeraldMetrics.accepted(envelope)
                 webhookRecorder?.accepted(envelope)
                 await queueManager?.enqueue(envelope)
@@ -132,6 +139,7 @@ public enum HeraldApp {
                                                                      uniquingKeysWith: { a, _ in a })),
             limiter: ConnectionLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient),
             authThrottle: AuthFailureThrottle(step: seconds(config.authFailureDelay)),
+            tenants: tenants,
             logger: logger)
         let service = SMTPServerService(server: server, grace: seconds(config.shutdownGrace), logger: logger)
         // Services stop in reverse order: the listeners drain first, then delivery.
@@ -166,6 +174,7 @@ public enum HeraldApp {
             services.append(.init(service: c))
             control = c
         }
+        if database != nil { services.append(.init(service: tenants)) }
         services.append(.init(service: service))
         var campaignServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = config.httpAddress {

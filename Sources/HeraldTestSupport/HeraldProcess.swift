@@ -55,9 +55,12 @@ public final class HeraldProcess: @unchecked Sendable {
     public struct User: Sendable {
         public var name: String
         public var password: String
-        public init(_ name: String, _ password: String) {
+        /// `[[user]] tenant`.
+        public var tenant: String?
+        public init(_ name: String, _ password: String, tenant: String? = nil) {
             self.name = name
             self.password = password
+            self.tenant = tenant
         }
     }
 
@@ -334,6 +337,7 @@ public final class HeraldProcess: @unchecked Sendable {
         }
         for (user, hash) in zip(options.users, passwordHashes) {
             t += "\n[[user]]\nname = \(q(user.name))\npassword_hash = \(q(hash))\n"
+            if let tenant = user.tenant { t += "tenant = \(q(tenant))\n" }
         }
         for line in options.extraTOML { t += "\n" + line + "\n" }
         return t
@@ -532,6 +536,7 @@ public struct QueueEntry: Decodable, Sendable {
     public var arrival: String
     public var size: Int
     public var sender: String
+    public var tenant: String?
     public var recipients: [Recipient]
 }
 

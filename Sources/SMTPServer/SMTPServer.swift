@@ -21,11 +21,12 @@ public final class SMTPServer: Sendable {
 
     public init(listeners: [SMTPListenerSettings], group: any EventLoopGroup, sink: any SMTPMessageSink,
                 authenticator: any SMTPAuthenticator, limiter: ConnectionLimiter,
-                authThrottle: AuthFailureThrottle = AuthFailureThrottle(), logger: Logger) {
+                authThrottle: AuthFailureThrottle = AuthFailureThrottle(), tenants: (any SubmissionTenants)? = nil,
+                logger: Logger) {
         self.listeners = listeners
         self.group = group
-        self.shared = SMTPServerShared(sink: sink, authenticator: authenticator, authThrottle: authThrottle,
-                                       limiter: limiter, logger: logger)
+        self.shared = SMTPServerShared(sink: sink, authenticator: authenticator, tenants: tenants,
+                                       authThrottle: authThrottle, limiter: limiter, logger: logger)
     }
 
     /// The addresses actually bound (useful with port 0).

@@ -19,6 +19,33 @@ public protocol SMTPMessageSink: Sendable {
     func commit(_ transaction: SMTPTransaction, session: SMTPSessionInfo) async throws -> String
 }
 
+/// The tenants SMTP AUTH users belong to, and their submission quotas. Mail of an
+/// authenticated user is tagged with the user's tenant (the envelope's `tenant`) and
+/// counted against the tenant's quota before it is spooled.
+public protocol SubmissionTenants: Sendable {
+    /// The envelope tenant tag of `user`'s mail; nil when the user has no tenant.
+    func tenant(ofUser user: String) async -> String?
+    /// Counts a message to `recipients` recipients against the tenant's quota.
+    func admit(tenant: String, recipients: Int) async -> SubmissionAdmission
+    /// A refusal this node already knows for `user`'s tenant (over its quota until some
+    /// time), answered at RCPT without waiting for DATA; nil when none is known.
+    func knownRefusal(forUser user: String) -> SMTPReply?
+}
+
+/// ``SubmissionTenants/admit(tenant:recipients:)``'s answer.
+public enum SubmissionAdmission: Sendable {
+    /// Counted; `release` gives the count back if the message is not spooled after all.
+    case admitted(release: (@Sendable () async -> Void)?)
+    /// Over the quota: this reply ends the transaction (`452 4.7.1`).
+    case refused(SMTPReply)
+}
+
+/// Thrown by a sink when a transaction is refused for a reason it can say to the client.
+public struct SubmissionRefused: Error, Sendable {
+    public var reply: SMTPReply
+    public init(_ reply: SMTPReply) { self.reply = reply }
+}
+
 /// Checks AUTH credentials. Called off the event loop; may be slow (key stretching).
 public protocol SMTPAuthenticator: Sendable {
     var hasUsers: Bool { get }
@@ -147,6 +174,7 @@ public struct SMTPListenerSettings: Sendable {
 struct SMTPServerShared: Sendable {
     let sink: any SMTPMessageSink
     let authenticator: any SMTPAuthenticator
+    var tenants: (any SubmissionTenants)? = nil
     let authThrottle: AuthFailureThrottle
     let limiter: ConnectionLimiter
     let logger: Logger

@@ -87,6 +87,9 @@ public struct SMTPSession: Sendable {
     public private(set) var isTLS: Bool
     public private(set) var authenticatedUser: String?
     public private(set) var errorCount = 0
+    /// Set by the I/O layer before input is processed: what RCPT answers an
+    /// authenticated client whose tenant is known to be over its quota (`452 4.7.1`).
+    public var recipientRefusal: SMTPReply?
     /// Set by `shutdownRequested()`: the session ends after the current transaction.
     public private(set) var closing = false
     var state: State = .awaitingGreeting
@@ -175,6 +178,14 @@ public struct SMTPSession: Sendable {
                                        "Insufficient system storage; try again later"))]
         actions += afterTransaction()
         return actions
+    }
+
+    /// The sink refused the message with `reply` (e.g. `452 4.7.1`, the tenant's quota):
+    /// nothing was spooled, the session is ready for another transaction.
+    public mutating func commitRefused(_ reply: SMTPReply) -> [SMTPSessionAction] {
+        guard case .awaitingCommit = state else { preconditionFailure("commit result without a pending commit") }
+        state = .ready
+        return [error(reply)] + afterTransaction()
     }
 
     public mutating func authenticationFinished(user: String?) -> [SMTPSessionAction] {
@@ -449,6 +460,9 @@ public struct SMTPSession: Sendable {
         }
         guard case .mailbox(let mailbox) = path else {
             return reject(SMTPReply(550, EnhancedStatusCode(5, 1, 1), "No local mailboxes here; Herald only relays"))
+        }
+        if !local, authenticatedUser != nil, let refusal = recipientRefusal {
+            return reject(refusal)
         }
         if mailbox.needsSMTPUTF8 && !tx.smtputf8 {
             return reject(SMTPReply(553, EnhancedStatusCode(5, 6, 7), "Non-ASCII address requires SMTPUTF8"))

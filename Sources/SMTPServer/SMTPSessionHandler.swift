@@ -75,6 +75,9 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        if let user = session.authenticatedUser, let tenants = shared.tenants {
+            session.recipientRefusal = tenants.knownRefusal(forUser: user)
+        }
         let actions = buffer.withUnsafeReadableBytes { session.receive($0) }
         run(actions)
         armTimeout()
@@ -219,6 +222,12 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
                     return
                 }
                 run(session.commitSucceeded(queueID: id))
+            case .failure(let refusal as SubmissionRefused):
+                logger.info("refused", metadata: [
+                    "user": "\(transaction.authenticatedUser ?? "-")", "reply": "\(refusal.reply.description)",
+                ])
+                guard !closed else { return }
+                run(session.commitRefused(refusal.reply))
             case .failure(let error):
                 logger.error("spool commit failed: \(error)")
                 guard !closed else { return }

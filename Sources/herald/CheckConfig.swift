@@ -17,7 +17,7 @@ struct CheckConfig: ParsableCommand {
             let nets = l.trustedNetworks.map(\.description).joined(separator: ",")
             print("listener: \(l.host):\(l.port) role=\(l.role.rawValue) tls=\(l.tls.rawValue) trusted=[\(nets)]")
         }
-        print("users: \(config.users.map(\.name).joined(separator: ", "))")
+        print("users: \(config.users.map { u in u.tenant.map { "\(u.name) (tenant \($0))" } ?? u.name }.joined(separator: ", "))")
         for route in config.delivery.routes where route.username != nil && !route.tlsVerify && route.tls != .off {
             print("warning: route \(route.pattern) sends its password over TLS without checking the certificate "
                   + "(tls_verify = false): anyone in the path can take it")

@@ -15,6 +15,7 @@ import Spool
 /// | `window` | `window opens 09:00 Europe/Paris` | its send window is closed when it is next due (a day name is added when that is more than a day away) |
 /// | `retry` | `retry at 2026-12-06T09:14:00Z` | every outstanding recipient's next attempt is in the future: the earliest one |
 /// | `paced` | `paced campaign 7 (10/m)` | it has a send-policy rate and no attempt was made yet |
+/// | `paced` | `paced tenant 7 (1000/h)` | no attempt was made yet, and the daemon has mail of its tenant waiting for a slot of the tenant's rate (its `queue-state.json`) |
 /// | `backoff` | `gmail.com backing off until 2026-12-06T09:14:00Z` | due now, but every destination it waits for is paused after a throttling reply (known only while `herald serve` runs: its `queue-state.json`) |
 /// | `ready` | `ready` | due now: waits for a connection slot or throttle only |
 /// | `in-delivery` | `in delivery` | no recipient is outstanding: the daemon is finishing it |
@@ -37,12 +38,15 @@ struct WaitReason: Equatable {
         let heldCampaigns: Set<String>
         /// Destination queues the daemon has paused (throttle back-off), until when.
         let pausedUntil: [String: Date]
+        /// Tenants whose mail waits for a slot of their rate in the daemon, with the rate.
+        let pacedTenants: [String: String]
         let delivery: DeliveryConfiguration?
         private var openings: [String: String] = [:]
         private var destinations: [String: String] = [:]
 
         init(now: Date, heldCampaigns: Set<String>, pausedUntil: [String: Date] = [:],
-             delivery: DeliveryConfiguration? = nil) {
+             pacedTenants: [String: String] = [:], delivery: DeliveryConfiguration? = nil) {
+            self.pacedTenants = pacedTenants
             self.now = now
             self.heldCampaigns = heldCampaigns
             self.pausedUntil = pausedUntil
@@ -93,6 +97,10 @@ struct WaitReason: Equatable {
         if let policy = envelope.sendPolicy, let rate = policy.rate, envelope.recipients.allSatisfy({ $0.attempts == 0 }) {
             let bucket = envelope.campaign.map { "campaign \($0)" } ?? policy.rateKey
             return WaitReason(state: .paced, text: "paced " + (bucket.map { $0 + " " } ?? "") + "(\(rate.text))")
+        }
+        if let tag = envelope.tenant, let rate = context.pacedTenants[tag],
+           envelope.recipients.allSatisfy({ $0.attempts == 0 }) {
+            return WaitReason(state: .paced, text: "paced tenant \(tag) (\(rate))")
         }
         // Due now: held back only if every destination it waits for is in back-off; it
         // moves when the first of them resumes.
@@ -183,11 +191,12 @@ extension SpoolAccess {
     /// A context for ``WaitReason`` at `now`: reads `held-campaigns` once.
     func reasonContext(now: Date = Date()) -> WaitReason.Context {
         var paused: [String: Date] = [:]
-        for d in daemonState(now: now)?.destinations ?? [] {
+        let state = daemonState(now: now)
+        for d in state?.destinations ?? [] {
             if let until = d.backoffUntil(after: now) { paused[d.domain] = until }
         }
         return WaitReason.Context(now: now, heldCampaigns: (try? spool.heldCampaigns()) ?? [], pausedUntil: paused,
-                                  delivery: config.delivery)
+                                  pacedTenants: state?.pacedTenants ?? [:], delivery: config.delivery)
     }
 
     /// The messages in `queues` that `filter` selects, oldest first, with why each waits.

@@ -12,7 +12,8 @@ struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenant",
         abstract: "Manage campaign API tenants and their API keys.",
-        subcommands: [TenantCreate.self, TenantList.self, TenantKeys.self, TenantKeyAdd.self, TenantKeyRevoke.self])
+        subcommands: [TenantCreate.self, TenantList.self, TenantKeys.self, TenantKeyAdd.self, TenantKeyRevoke.self,
+                      TenantLimitsCommand.self])
 }
 
 /// Where the database is: `--database-url`, else `$HERALD_DATABASE_URL`, else the

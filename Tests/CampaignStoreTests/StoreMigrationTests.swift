@@ -9,8 +9,8 @@ import Testing
 struct StoreMigrationTests {
     static let tables = ["api_keys", "bounce_events", "campaign_chunks", "campaign_counters", "campaign_recipients",
                          "campaigns", "dkim_keys", "list_members", "lists", "schema_migrations", "subscribers",
-                         "suppressions", "tenants", "tracking_events", "webhook_deliveries", "webhook_endpoints",
-                         "webhook_events"]
+                         "suppressions", "tenant_limits", "tenant_usage", "tenants", "tracking_events",
+                         "webhook_deliveries", "webhook_endpoints", "webhook_events"]
 
     @Test func migrationIsAppliedOnceAndIsIdempotent() async throws {
         try await StoreTestDB.with(migrated: false) { db in
@@ -32,7 +32,8 @@ struct StoreMigrationTests {
                                  ["3", "campaigns end with their mail", "t"], ["4", "postmaster holds", "t"],
                                  ["5", "suppression ids", "t"], ["6", "bounce and complaint events", "t"],
                                  ["7", "tenant dkim keys and campaign max attempts", "t"],
-                                 ["8", "open and click tracking", "t"], ["10", "webhooks", "t"]])
+                                 ["8", "open and click tracking", "t"],
+                                 ["9", "tenant limits and submission quotas", "t"], ["10", "webhooks", "t"]])
         }
     }
 

@@ -63,6 +63,8 @@ enum CampaignIT {
     struct Reply: @unchecked Sendable {
         var status: Int
         var contentType: String
+        /// Response headers, names lower-cased.
+        var headers: [String: String] = [:]
         var json: Any?
         var text: String
         var object: [String: Any] { json as? [String: Any] ?? [:] }
@@ -82,10 +84,11 @@ if ctype: headers["Content-Type"] = ctype
 req = urllib.request.Request(url, data=data, method=method, headers=headers)
 try:
     with urllib.request.urlopen(req, timeout=120) as r:
-        status, ct, raw = r.status, r.headers.get("Content-Type") or "", r.read()
+        status, ct, raw, hs = r.status, r.headers.get("Content-Type") or "", r.read(), r.headers
 except urllib.error.HTTPError as e:
-    status, ct, raw = e.code, e.headers.get("Content-Type") or "", e.read()
-print(json.dumps({"status": status, "ct": ct, "body": raw.decode("utf-8", "replace")}))
+    status, ct, raw, hs = e.code, e.headers.get("Content-Type") or "", e.read(), e.headers
+print(json.dumps({"status": status, "ct": ct, "body": raw.decode("utf-8", "replace"),
+                  "headers": {k.lower(): v for k, v in hs.items()}}))
 """#
 
     /// One HTTP request: `body` is JSON text, `@path` (a file's bytes), or empty.
@@ -98,6 +101,7 @@ print(json.dumps({"status": status, "ct": ct, "body": raw.decode("utf-8", "repla
         else { throw SubprocessError("HTTP \(method) \(url) failed: \(r)") }
         let text = o["body"] as? String ?? ""
         return Reply(status: o["status"] as? Int ?? 0, contentType: o["ct"] as? String ?? "",
+                     headers: o["headers"] as? [String: String] ?? [:],
                      json: try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
                      text: text)
     }

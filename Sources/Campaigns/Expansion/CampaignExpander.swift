@@ -45,6 +45,9 @@ public struct ExpansionReport: Sendable, Equatable {
 public actor CampaignExpander {
     public nonisolated let db: PostgresClient
     public nonisolated let store: CampaignStore
+    /// The tenants' submission quotas: a chunk expands only as far as its tenant's
+    /// quota has room, then waits.
+    public nonisolated let limits: TenantLimitsStore
     public nonisolated let writer: SpoolWriter
     /// Base of unsubscribe links (`http.public_url`), e.g. `https://mail.example.com`.
     public nonisolated let publicURL: String
@@ -77,6 +80,7 @@ public actor CampaignExpander {
         precondition(secret.count >= UnsubscribeToken.minimumKeyLength, "unsubscribe secret too short")
         self.db = db
         self.store = CampaignStore(db, chunkSize: chunkSize)
+        self.limits = TenantLimitsStore(db)
         self.writer = writer
         var base = publicURL
         while base.hasSuffix("/") { base.removeLast() }
@@ -144,8 +148,13 @@ public actor CampaignExpander {
             guard status == .sending else { return report }
             guard let chunk = try await claim(campaign: id) else { break }
             do {
-                try await expand(chunk, campaign: campaign, renderer: renderer, startedMicros: startedMicros,
-                                 report: &report)
+                if let until = try await expand(chunk, campaign: campaign, renderer: renderer,
+                                                startedMicros: startedMicros, report: &report) {
+                    // The tenant's quota is used up: the chunk was given back; wait for
+                    // room (still `sending`, and a pause or cancel still ends the wait).
+                    report.status = try await waitForQuota(until: until, campaign: campaign)
+                    guard report.status == .sending else { return report }
+                }
             } catch {
                 // Give the chunk back at once; what was spooled is found again on replay.
                 _ = try? await db.execute("""
@@ -157,6 +166,23 @@ public actor CampaignExpander {
         }
         if try await store.finishIfComplete(id: id) { report.status = .sent }
         return report
+    }
+
+    /// Sleeps until `until` (when the quota has room again), looking every
+    /// ``statusInterval`` (at most each second) at the campaign's status and at the
+    /// quota (the operator may raise it); returns the status when it is no longer
+    /// `sending`, or `sending` once there is room.
+    func waitForQuota(until: Date, campaign: Campaign) async throws -> CampaignStatus? {
+        logger.info("campaign expansion waits for its tenant's quota",
+                    metadata: ["campaign": "\(campaign.id)", "until": "\(until)"])
+        while Date() < until {
+            try await Task.sleep(for: min(max(statusInterval, .milliseconds(100)), .seconds(1)))
+            let status = try await status(campaign: campaign.id)
+            if status != .sending { return status }
+            let room = try await limits.reserve(tenant: campaign.tenant, count: 1, partial: true, dryRun: true)
+            if room.granted > 0 { break }
+        }
+        return .sending
     }
 
     func status(campaign id: Int64) async throws -> CampaignStatus? {
@@ -218,8 +244,11 @@ public actor CampaignExpander {
         var variables: RecipientVariables
     }
 
+    /// Expands one claimed chunk; returns when to try again when the tenant's quota had
+    /// no room for any of its recipients (the chunk was given back untouched). A quota
+    /// with room for some expands those and gives the chunk back for the rest.
     private func expand(_ chunk: Chunk, campaign: Campaign, renderer: MessageRenderer, startedMicros: UInt64,
-                        report: inout ExpansionReport) async throws {
+                        report: inout ExpansionReport) async throws -> Date? {
         let tenant = campaign.tenant
         // 1. The chunk's recipients not expanded yet, in keyset (id) order.
         var recipients: [Recipient] = []
@@ -242,6 +271,17 @@ public actor CampaignExpander {
                 variables: RecipientVariables(email: try PGText.require(row, 1), firstName: row[3], lastName: row[4],
                                               name: row[2], attributes: try SubscriberStore.attributes(row, 5))))
         }
+        // The tenant's quota: as many recipients as it has room for now, in id order.
+        let quota = try await limits.reserve(tenant: tenant, count: recipients.count, partial: true)
+        let quotaLimited = quota.granted < recipients.count
+        if quota.granted == 0 && quotaLimited {
+            try await db.execute("""
+                UPDATE campaign_chunks SET claimed_by = NULL, claimed_at = NULL
+                WHERE campaign_id = $1 AND chunk_no = $2 AND claimed_by = $3 AND NOT done
+                """, [String(campaign.id), String(chunk.number), node])
+            return quota.retryAt ?? Date().addingTimeInterval(60)
+        }
+        recipients.removeLast(recipients.count - quota.granted)
         let idMicros = chunk.idMicros ?? startedMicros
         let rateKey = "campaign:\(campaign.id)"
         // Validated when the campaign was saved; the envelope carries the typed rate.
@@ -315,12 +355,18 @@ public actor CampaignExpander {
             }
             return !stopped
         }
+        // Counted but not queued now (unrenderable, already spooled before a crash, or
+        // not reached): given back.
+        let fresh = outcomes.count(where: { $0.queueID != nil && !$0.alreadySpooled })
+        if quota.counted && quota.granted > fresh {
+            try? await limits.release(tenant: tenant, count: quota.granted - fresh, minute: quota.minute)
+        }
         if let failure { throw failure }
 
         // 4. Only now the durable checkpoint: recipients, chunk done (unless stopped
         // early: then the chunk is given back, and whoever takes it on after a resume
         // expands only the recipients not recorded here), counters.
-        let stoppedEarly = stopped
+        let stoppedEarly = stopped || quotaLimited
         outcomes.sort { $0.subscriber < $1.subscriber }
         let ids = PGText.array(outcomes.map(\.subscriber))
         let queueIDs = PGText.textArray(outcomes.map(\.queueID))
@@ -367,12 +413,13 @@ public actor CampaignExpander {
             return (queued, skipped)
             }
         }
-        if !stopped { report.chunks += 1 }
+        if !stoppedEarly { report.chunks += 1 }
         report.committed += outcomes.count(where: { $0.queueID != nil && !$0.alreadySpooled })
         report.alreadySpooled += outcomes.count(where: { $0.alreadySpooled })
         report.skipped += skipped
         logger.debug("chunk expanded", metadata: ["campaign": "\(campaign.id)", "chunk": "\(chunk.number)",
                                                   "recorded": "\(queued)", "skipped": "\(skipped)"])
+        return nil
     }
 
     /// Runs a chunk's checkpoint, trying again while the database is unavailable. The
