@@ -141,6 +141,15 @@ struct DeliveryScheduler {
         return gone
     }
 
+    /// Forgets one message (the postmaster held or deleted it through the queue
+    /// manager) and returns its envelope: nil when it is not indexed, or not idle (an
+    /// attempt in flight or an envelope write running), in which case it stays.
+    mutating func forgetIfIdle(_ id: QueueID) -> Envelope? {
+        guard let e = entries[id], e.busy.isEmpty, !e.writing else { return nil }
+        forget(id)
+        return e.envelope
+    }
+
     private mutating func forget(_ id: QueueID) {
         if let tag = entries[id]?.envelope.campaign {
             byCampaign[tag]?.remove(id)

@@ -13,11 +13,14 @@
   "use strict";
 
   const KEY = "herald.apiKey";
+  // "tenant" or "admin": which API the key opens (found at sign-in; not a secret).
+  const ROLE = "herald.role";
   const main = document.getElementById("main");
   const errorBox = document.getElementById("error");
   const nav = document.getElementById("nav");
   const STATUSES = ["draft", "scheduled", "sending", "paused", "sent", "cancelled", "expired",
-    "active", "unsubscribed", "bounced", "complained", "failed"];
+    "active", "unsubscribed", "bounced", "complained", "failed",
+    "delivered", "deferred", "held", "released", "deleted"];
   const FINAL = ["sent", "cancelled", "expired"];
   let timers = [];
   let viewNumber = 0;
@@ -132,6 +135,7 @@
     }
     if (status === 401) {
       sessionStorage.removeItem(KEY);
+      sessionStorage.removeItem(ROLE);
       message += " Sign in again.";
     }
     throw APIError(status, message);
@@ -199,11 +203,21 @@
     const number = ++viewNumber;
     const alive = function () { return number === viewNumber; };
     const signedIn = !!sessionStorage.getItem(KEY);
+    const role = sessionStorage.getItem(ROLE) === "admin" ? "admin" : "tenant";
     nav.hidden = !signedIn;
+    nav.querySelectorAll("[data-role]").forEach(function (a) { a.hidden = a.getAttribute("data-role") !== role; });
     const path = (location.hash || "").replace(/^#\/?/, "");
     const parts = path.split("/");
     try {
       if (!signedIn) return signInView();
+      if (path === "postmaster" || (role === "admin" && path === "")) return await postmasterView(alive);
+      if (role === "admin") {
+        // An admin key is no tenant's key: the tenant pages would only answer 401.
+        setTitle("Tenant pages");
+        return show(heading("Not for an admin key"), el("p", null,
+          "This key opens the postmaster view only; campaigns and lists need a tenant's API key. ",
+          el("a", { href: "#/postmaster" }, "Postmaster")));
+      }
       if (path === "" || path === "campaigns") return await campaignsView(alive);
       if (path === "campaigns/new") return await newCampaignView(alive);
       if (parts[0] === "campaigns" && /^[0-9]+$/.test(parts[1] || "")) return await campaignView(parts[1], alive);
@@ -222,6 +236,7 @@
   window.addEventListener("hashchange", function () { clearError(); route(); });
   document.getElementById("signout").addEventListener("click", function () {
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(ROLE);
     clearError();
     go("#/signin");
   });
@@ -244,15 +259,34 @@
       if (!key) return;
       sessionStorage.setItem(KEY, key);
       input.value = "";
+      // A tenant's key opens /v1; failing that (401, or 404 without a database), an
+      // admin key opens /v1/admin. The tenant API's answer is the one shown.
+      let role = null;
+      let refusal = null;
       try {
         await api("GET", "/v1/campaigns?limit=1");
+        role = "tenant";
       } catch (e) {
+        refusal = e;
+      }
+      if (!role && refusal.status !== 403) {
+        sessionStorage.setItem(KEY, key);   // a 401 forgot it
+        try {
+          await api("GET", "/v1/admin/log?limit=1");
+          role = "admin";
+        } catch (_) {
+          role = null;
+        }
+      }
+      if (!role) {
         sessionStorage.removeItem(KEY);
-        showError(e.status === 404 ? "This Herald has no database: the console needs [database] url." : e.message);
+        sessionStorage.removeItem(ROLE);
+        showError(refusal.status === 404 ? "This Herald has no database: the console needs [database] url." : refusal.message);
         return;
       }
+      sessionStorage.setItem(ROLE, role);
       clearError();
-      go("#/campaigns");
+      go(role === "admin" ? "#/postmaster" : "#/campaigns");
     });
     show(heading("Sign in to the Herald console"), form);
   }
@@ -785,6 +819,141 @@
       table([{ label: "Email" }, { label: "Name" }, { label: "Status" }, { label: "Added", class: "optional" },
         { label: "Actions" }], body, { id: "subscribers" }),
       el("div", { class: "actions" }, more));
+  }
+
+  // ---- postmaster (admin key) ---------------------------------------------------------
+
+  function fmtWindow(d) {
+    if (d.window === null || d.window === undefined) return "—";
+    return fmtNumber(d.active) + " active / " + fmtNumber(Math.floor(d.window)) + " (max " + fmtNumber(d.limit) + ")";
+  }
+
+  async function postmasterView(alive) {
+    setTitle("Postmaster");
+    const summary = el("dl", { class: "counters", id: "queue-summary" });
+    const destinationsBody = el("tbody");
+    const heldBody = el("tbody");
+    const heldTotal = el("span", { id: "held-total" }, "—");
+    const logBody = el("tbody");
+    const notice = el("p", { class: "notice", id: "postmaster-notice", role: "status", hidden: true });
+    const updated = el("p", { class: "hint", id: "postmaster-updated" });
+    const refresh = el("button", { type: "button", class: "secondary", id: "postmaster-refresh" }, "Refresh now");
+
+    function say(text) {
+      notice.textContent = text;
+      notice.hidden = false;
+    }
+
+    function renderQueue(q) {
+      const paused = Object.keys(q.held_campaigns || {}).sort();
+      const items = [["messages", "Messages queued", fmtNumber(q.messages)], ["in_flight", "In delivery", fmtNumber(q.in_flight)],
+        ["held", "On hold", fmtNumber(q.held)], ["destinations", "Destinations", fmtNumber((q.destinations || []).length)],
+        ["paused_campaigns", "Paused campaigns", paused.length ? paused.map(function (t) {
+          return t + " (" + fmtNumber(q.held_campaigns[t]) + ")";
+        }).join(", ") : "none"]];
+      summary.replaceChildren.apply(summary, items.map(function (i) {
+        return el("div", null, el("dt", null, i[1]), el("dd", { "data-counter": i[0] }, i[2]));
+      }));
+      const rows = (q.destinations || []).map(function (d) {
+        return el("tr", { "data-destination": d.name },
+          el("td", null, d.name), el("td", { class: "num" }, fmtNumber(d.messages)),
+          el("td", { class: "num optional" }, fmtNumber(d.recipients)), el("td", { class: "num" }, fmtNumber(d.deferred)),
+          el("td", null, fmtTime(d.oldest)), el("td", { class: "optional" }, fmtWindow(d)),
+          el("td", { class: "backoff" }, d.backoff_until ? "until " + fmtTime(d.backoff_until) + (d.backoff_reason ? ": " + d.backoff_reason : "") : "—"),
+          el("td", { class: "reply" }, d.last_reply || "—"));
+      });
+      if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "8", class: "muted" }, "Nothing is waiting.")));
+      destinationsBody.replaceChildren.apply(destinationsBody, rows);
+    }
+
+    function steer(m, action) {
+      const what = action === "release" ? "Release message " + m.id + " for delivery now?"
+        : "Delete message " + m.id + " for good? Its recipients get no bounce.";
+      return async function () {
+        if (!window.confirm(what)) return;
+        try {
+          if (action === "release") await api("POST", "/v1/admin/messages/" + encodeURIComponent(m.id) + "/release");
+          else await api("DELETE", "/v1/admin/messages/" + encodeURIComponent(m.id));
+          clearError();
+          say("Message " + m.id + (action === "release" ? " was released." : " was deleted."));
+          await load();
+        } catch (e) {
+          showError(e.message);
+        }
+      };
+    }
+
+    function renderHeld(h) {
+      heldTotal.textContent = fmtNumber(h.total);
+      const rows = (h.data || []).map(function (m) {
+        const release = el("button", { type: "button", class: "secondary small", "data-held-action": "release",
+          "aria-label": "Release message " + m.id }, "Release");
+        release.addEventListener("click", steer(m, "release"));
+        const del = el("button", { type: "button", class: "danger small", "data-held-action": "delete",
+          "aria-label": "Delete message " + m.id }, "Delete");
+        del.addEventListener("click", steer(m, "delete"));
+        return el("tr", { "data-held": m.id },
+          el("td", { class: "queue-id" }, m.id), el("td", { class: "optional" }, fmtTime(m.arrival)),
+          el("td", null, m.sender || "<>"),
+          el("td", null, (m.recipients || []).map(function (r) { return r.address + " (" + r.state + ")"; }).join(", ")),
+          el("td", { class: "optional" }, [m.tenant ? "tenant " + m.tenant : null, m.campaign ? "campaign " + m.campaign : null]
+            .filter(Boolean).join(", ") || "—"),
+          el("td", { class: "row-actions" }, release, " ", del));
+      });
+      if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "6", class: "muted" }, "No message is on hold.")));
+      heldBody.replaceChildren.apply(heldBody, rows);
+    }
+
+    function renderLog(l) {
+      const rows = (l.data || []).map(function (e) {
+        return el("tr", null, el("td", null, fmtTime(e.time)), el("td", null, badge(e.result)), el("td", null, e.recipient),
+          el("td", { class: "optional queue-id" }, e.queue_id), el("td", { class: "reply" }, e.reply || "—"));
+      });
+      if (!rows.length) rows.push(el("tr", null, el("td", { colspan: "5", class: "muted" }, "The delivery log is empty.")));
+      logBody.replaceChildren.apply(logBody, rows);
+    }
+
+    let busy = false;
+    async function load() {
+      if (busy) return;
+      busy = true;
+      try {
+        const q = await api("GET", "/v1/admin/queue");
+        const h = await api("GET", "/v1/admin/held?limit=200");
+        const l = await api("GET", "/v1/admin/log?limit=100");
+        if (!alive()) return;
+        renderQueue(q);
+        renderHeld(h);
+        renderLog(l);
+        updated.textContent = "Updated " + new Date().toLocaleTimeString() + "; refreshed every 5 seconds.";
+      } finally {
+        busy = false;
+      }
+    }
+    refresh.addEventListener("click", function () { load().catch(function (e) { showError(e.message); }); });
+    await load();
+    if (!alive()) return;
+    show(heading("Postmaster"),
+      el("p", { class: "muted" }, "This node's queue, as its queue manager sees it. Holds, releases and deletions " +
+        "made here take effect at once; herald queue … on the host does the same from the files."),
+      el("div", { class: "actions" }, refresh), notice, summary,
+      el("section", { "aria-labelledby": "destinations-h" }, el("h2", { id: "destinations-h" }, "Destinations"),
+        table([{ label: "Destination" }, { label: "Messages", class: "num" }, { label: "Recipients", class: "num optional" },
+          { label: "Deferred", class: "num" }, { label: "Oldest" }, { label: "Window", class: "optional" }, { label: "Back-off" },
+          { label: "Last reply" }], destinationsBody, { id: "destinations" })),
+      el("section", { "aria-labelledby": "held-h" }, el("h2", { id: "held-h" }, "On hold (", heldTotal, ")"),
+        table([{ label: "Queue id" }, { label: "Arrived", class: "optional" }, { label: "Sender" }, { label: "Recipients" },
+          { label: "Tenant, campaign", class: "optional" }, { label: "Actions" }], heldBody, { id: "held" })),
+      el("section", { "aria-labelledby": "log-h" }, el("h2", { id: "log-h" }, "Recent deliveries"),
+        table([{ label: "Time" }, { label: "Result" }, { label: "Recipient" }, { label: "Queue id", class: "optional" },
+          { label: "Reply" }], logBody, { id: "delivery-log" })),
+      updated);
+    timers.push(setInterval(function () {
+      load().catch(function (e) {
+        if (alive()) showError(e.message);
+        if (e.status === 401 || e.status === 403) stopTimers();
+      });
+    }, 5000));
   }
 
   route();
