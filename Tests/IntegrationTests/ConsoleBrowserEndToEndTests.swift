@@ -106,6 +106,22 @@ extension Integration {
                 #expect(int(final["remaining"]) == 0)
                 #expect(int(final["bounced"]).map { $0 + (int(final["failed"]) ?? 0) } == 1, "\(final)")
                 let stats = try await h.api.stats(campaign: campaign)
+                // The chart: this node's outcomes per minute add up to the counters; the API
+                // says the same, and another tenant gets a 404 for it.
+                let timeline = o["timeline"] as? [String: Int] ?? [:]
+                #expect(timeline["sent"] == 11 && timeline["failed"] == 1, "\(timeline)")
+                #expect((timeline["minutes"] ?? 0) >= 10, "\(timeline)")
+                #expect((o["timeline_bars"] as? Int).map { $0 >= 1 } == true)
+                #expect((o["timeline_label"] as? String)?.contains("11 sent") == true, "\(o["timeline_label"] ?? "")")
+                #expect(o["eta_figure"] as? String == "done", "\(o["eta_figure"] ?? "")")
+                let series = try await h.api.expect(200, "GET", "/v1/campaigns/\(campaign)/timeline?minutes=30")
+                let minutes = series["data"] as? [[String: Any]] ?? []
+                #expect(minutes.count == 30)
+                #expect(minutes.reduce(0) { $0 + ($1["sent"] as? Int ?? 0) } == 11, "\(minutes)")
+                #expect(minutes.reduce(0) { $0 + ($1["bounced"] as? Int ?? 0) + ($1["failed"] as? Int ?? 0) } == 1)
+                let foreign = try await CampaignIT.http("GET", h.api.base + "/v1/campaigns/\(campaign)/timeline", key: keyB)
+                #expect(foreign.status == 404, "\(foreign.status)")
+                #expect(try await h.api.call("GET", "/v1/campaigns/\(campaign)/timeline?minutes=0").status == 400)
                 // Tracking turned on in the form: the links table shows, and the messages carry the open image.
                 #expect(o["links_visible"] as? Bool == true)
                 #expect((o["links_text"] as? String)?.contains("No clicks yet.") == true, "\(o["links_text"] ?? "")")

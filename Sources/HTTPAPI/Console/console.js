@@ -76,6 +76,23 @@
     return typeof n === "number" ? n.toLocaleString() : "—";
   }
 
+  // An SVG element (attributes set as text, like el()'s); its text goes in as a text node.
+  function svgEl(tag, attrs, text) {
+    const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const name of Object.keys(attrs || {})) e.setAttribute(name, String(attrs[name]));
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtDuration(ms) {
+    const minutes = Math.round(ms / 60000);
+    if (minutes < 1) return "under a minute";
+    if (minutes < 60) return minutes + " min";
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return hours + " h " + (minutes % 60) + " min";
+    return Math.round(hours / 24) + " days";
+  }
+
   function setTitle(text) {
     document.title = text + " · Herald console";
   }
@@ -606,7 +623,16 @@
       counters[c[0]] = el("dd", { "data-counter": c[0] }, "—");
       return el("div", null, el("dt", null, c[1]), counters[c[0]]);
     }));
+    const etaFigure = el("dd", { id: "eta-figure" }, "—");
+    grid.append(el("div", null, el("dt", null, "Time left"), etaFigure));
     const actions = el("div", { class: "actions", id: "campaign-actions" });
+    // Outcomes per minute (this node's, GET /v1/campaigns/{id}/timeline), as stacked bars.
+    const chart = el("div", { id: "timeline", class: "chart" });
+    const timeline = el("section", { "aria-labelledby": "timeline-h" },
+      el("h2", { id: "timeline-h" }, "Outcomes per minute"), chart,
+      el("ul", { class: "legend" }, el("li", { class: "l-sent" }, "sent"), el("li", { class: "l-deferred" }, "deferred"),
+        el("li", { class: "l-failed" }, "bounced or failed")),
+      el("p", { class: "hint" }, "Every attempt this node made, per minute, over the last hour (since it started)."));
     const failuresBody = el("tbody");
     const failures = el("section", { "aria-labelledby": "failures-h" },
       el("h2", { id: "failures-h" }, "Failures"),
@@ -696,10 +722,63 @@
       if (s.finished_at) when += "Finished " + fmtTime(s.finished_at) + ". ";
       if (s.completion) when += "Completion: " + s.completion + ".";
       eta.textContent = when;
+      etaFigure.textContent = s.estimated_completion ? fmtDuration(new Date(s.estimated_completion).getTime() - Date.now())
+        : FINAL.indexOf(s.status) >= 0 ? "done" : "—";
       statusSlot.replaceChildren(badge(s.status));
       renderActions(s.status);
       updated.textContent = "Updated " + new Date().toLocaleTimeString() +
         (FINAL.indexOf(s.status) >= 0 ? "" : "; refreshed every second.");
+    }
+
+    function renderTimeline(t) {
+      const data = t.data || [];
+      const total = function (m) { return m.sent + m.deferred + m.bounced + m.failed; };
+      // From the first busy minute (at least the last 10 minutes shown).
+      let first = data.findIndex(function (m) { return total(m) > 0; });
+      if (first < 0) first = data.length;
+      const shown = data.slice(Math.max(0, Math.min(first, data.length - 10)));
+      const W = 600, H = 150, left = 34, bottom = 18;
+      const max = Math.max(1, Math.max.apply(null, shown.map(total)));
+      const step = (W - left) / Math.max(1, shown.length);
+      const sums = shown.reduce(function (a, m) {
+        return { sent: a.sent + m.sent, deferred: a.deferred + m.deferred, failed: a.failed + m.bounced + m.failed };
+      }, { sent: 0, deferred: 0, failed: 0 });
+      const root = svgEl("svg", { viewBox: "0 0 " + W + " " + (H + bottom), class: "chart-svg", role: "img",
+        "aria-label": "Over " + shown.length + " minutes: " + sums.sent + " sent, " + sums.deferred + " deferred, " +
+          sums.failed + " bounced or failed; at most " + max + " in a minute." });
+      root.append(svgEl("line", { x1: left, y1: H, x2: W, y2: H, class: "axis" }),
+        svgEl("text", { x: left - 4, y: 10, class: "tick", "text-anchor": "end" }, max),
+        svgEl("text", { x: left - 4, y: H, class: "tick", "text-anchor": "end" }, 0));
+      shown.forEach(function (m, i) {
+        const g = svgEl("g", { "data-minute": m.minute, "data-sent": m.sent, "data-deferred": m.deferred,
+          "data-failed": m.bounced + m.failed });
+        let y = H;
+        [["sent", m.sent], ["failed", m.bounced + m.failed], ["deferred", m.deferred]].forEach(function (part) {
+          if (!part[1]) return;
+          const h = (part[1] / max) * (H - 12);
+          y -= h;
+          const bar = svgEl("rect", { x: left + i * step + 1, y: y, width: Math.max(1, step - 2), height: h, class: "bar-" + part[0] });
+          bar.append(svgEl("title", null, new Date(m.minute).toLocaleTimeString() + ": " + part[1] + " " + part[0]));
+          g.append(bar);
+        });
+        root.append(g);
+      });
+      if (shown.length) {
+        const label = function (m) { return new Date(m.minute).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); };
+        root.append(svgEl("text", { x: left, y: H + bottom - 3, class: "tick" }, label(shown[0])),
+          svgEl("text", { x: W, y: H + bottom - 3, class: "tick", "text-anchor": "end" }, label(shown[shown.length - 1])));
+      }
+      chart.replaceChildren(root);
+    }
+
+    let lastSignature = "";
+    let ticks = 0;
+    async function loadTimeline(s) {
+      const signature = [s.sent, s.bounced, s.failed, s.deferred].join();
+      if (signature === lastSignature && ticks++ % 10 !== 0) return;
+      lastSignature = signature;
+      const t = await api("GET", "/v1/campaigns/" + id + "/timeline?minutes=60");
+      if (alive()) renderTimeline(t);
     }
 
     async function loadFailures() {
@@ -748,6 +827,7 @@
           lastFailureCount = failureCount;
           await loadFailures();
         }
+        await loadTimeline(s);
         if (campaign.track_clicks && (s.clicks || 0) !== lastClicks) {
           lastClicks = s.clicks || 0;
           await loadLinks();
@@ -862,7 +942,7 @@
           el("li", { class: "l-stopped" }, "cancelled or skipped"), el("li", { class: "l-queued" }, "expanded, waiting"),
           el("li", { class: "l-rest" }, "not yet expanded")),
         eta, grid, updated),
-      failures, links,
+      timeline, failures, links,
       el("section", { "aria-labelledby": "preview-h" }, el("h2", { id: "preview-h" }, "Preview"), previewForm, previewOut),
       el("section", { "aria-labelledby": "test-h" }, el("h2", { id: "test-h" }, "Test send"), testForm));
     renderActions(campaign.status);

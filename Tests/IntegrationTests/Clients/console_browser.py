@@ -228,6 +228,16 @@ with sync_playwright() as p:
     wait_for(lambda: page.locator("#failures tbody tr td:nth-child(3)").count() >= 1
              and "5.1.1" in (page.text_content("#failures tbody") or ""), 20, "the bounce in the failures table")
     out["final_counters"] = counters(page)
+
+    def timeline_sums():
+        return page.evaluate("""() => [...document.querySelectorAll('#timeline svg g[data-minute]')].reduce((a, g) => ({
+            sent: a.sent + Number(g.dataset.sent), deferred: a.deferred + Number(g.dataset.deferred),
+            failed: a.failed + Number(g.dataset.failed), minutes: a.minutes + 1}), {sent: 0, deferred: 0, failed: 0, minutes: 0})""")
+    wait_for(lambda: timeline_sums()["sent"] == 11, 30, "the chart's sends")
+    out["timeline"] = timeline_sums()
+    out["timeline_bars"] = page.locator("#timeline svg rect.bar-sent").count()
+    out["timeline_label"] = page.get_attribute("#timeline svg", "aria-label")
+    out["eta_figure"] = page.text_content("#eta-figure")
     out["links_visible"] = page.evaluate("() => !document.querySelector('#links').closest('section').hidden")
     wait_for(lambda: "No clicks yet." in (page.text_content("#links tbody") or ""), 20, "the links table")
     out["links_text"] = page.text_content("#links tbody")
