@@ -80,6 +80,11 @@ extension Integration {
                 #expect(o["subscriber_rows"] as? Int == 12)
                 #expect(o["bounced_filter_rows"] as? Int == 0)
                 #expect(o["search_result"] as? String == "u7@s1.\(Self.domain)")
+                // Search by a part of a name or address (u1, u4, u7 and the repeated u1 line: 3 on s1.).
+                #expect(o["search_name_result"] as? String == "u7@s1.\(Self.domain)")
+                #expect(o["search_xss_name"] as? String == Self.xssName)
+                #expect(o["search_xss_elements"] as? Int == 0)
+                #expect(o["search_domain_rows"] as? Int == 3, "\(o["search_domain_rows"] ?? "")")
 
                 // The payloads are text: shown exactly, no element made, nothing ran.
                 #expect((o["subscriber_names"] as? [String])?.contains(Self.xssName) == true,

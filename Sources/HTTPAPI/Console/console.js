@@ -1051,9 +1051,9 @@
     // Subscribers
     const status = el("select", null, el("option", { value: "" }, "Any"),
       ["active", "unsubscribed", "bounced", "complained"].map(function (s) { return el("option", { value: s }, s); }));
-    const email = el("input", { type: "search", autocomplete: "off", placeholder: "ann@example.com" });
+    const email = el("input", { type: "search", autocomplete: "off", placeholder: "ann, @example.com, Lovelace", maxlength: "200" });
     const filter = el("form", { class: "row", id: "subscriber-filter", role: "search" },
-      field("f-status", "Status", status), field("f-email", "Exact email address", email),
+      field("f-status", "Status", status), field("f-email", "Search", email, "A part of the email address or of a name."),
       el("div", null, el("button", { type: "submit" }, "Show")));
     const body = el("tbody");
     const rowNotice = el("p", { class: "notice", id: "subscriber-notice", role: "status", hidden: true });
@@ -1063,23 +1063,13 @@
     async function loadSubscribers(reset) {
       if (reset) { next = null; body.replaceChildren(); }
       let path = "/v1/lists/" + id + "/subscribers?limit=100";
-      const address = email.value.trim();
-      let rows = [];
-      if (address) {
-        try {
-          const s = await api("GET", path + "&email=" + encodeURIComponent(address));
-          if (!status.value || s.status === status.value) rows = [s];
-        } catch (e) {
-          if (e.status !== 404) throw e;
-        }
-        next = null;
-      } else {
-        if (status.value) path += "&status=" + encodeURIComponent(status.value);
-        if (next !== null) path += "&after=" + encodeURIComponent(next);
-        const page = await api("GET", path);
-        rows = page.data || [];
-        next = page.next;
-      }
+      const search = email.value.trim();
+      if (search) path += "&q=" + encodeURIComponent(search);
+      if (status.value) path += "&status=" + encodeURIComponent(status.value);
+      if (next !== null) path += "&after=" + encodeURIComponent(next);
+      const page = await api("GET", path);
+      const rows = page.data || [];
+      next = page.next;
       if (!alive()) return;
       rows.forEach(function (s) {
         const row = el("tr", { "data-subscriber": s.id });
