@@ -145,7 +145,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Campaigns", "CampaignStore", "Rendering", "Postgres", "Spool",
+                "Campaigns", "CampaignStore", "Rendering", "Postgres", "Spool", "Delivery",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -206,7 +206,7 @@ let package = Package(
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [
-                "HTTPAPI", "Campaigns", "CampaignStore", "Postgres", "Rendering", "Spool", "HeraldTestSupport",
+                "HTTPAPI", "Campaigns", "CampaignStore", "Postgres", "Rendering", "Spool", "Delivery", "HeraldTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

@@ -125,12 +125,21 @@ public struct SubscriberStore: Sendable {
     /// tenant's), with `status` when given, after the cursor `after`. Keyset
     /// pagination: a page costs the same at any depth, and a subscriber added or
     /// removed meanwhile never shifts the others (none is seen twice or skipped).
+    /// With `search`, only subscribers whose email, name, first or last name contains it
+    /// (case-insensitive, as plain text: no pattern characters); this filters the rows the
+    /// keyset walks, so a rare match may read much of a large list for one page.
     /// nil when the list does not exist for this tenant.
     public func subscribers(tenant: TenantID, listID: Int64? = nil, status: SubscriberStatus? = nil,
-                            after: Int64? = nil, limit: Int = 100) async throws -> SubscriberPage? {
+                            search: String? = nil, after: Int64? = nil, limit: Int = 100) async throws -> SubscriberPage? {
         let limit = max(1, min(limit, 1000))
         let parameters: [String?] = [tenant.parameter, listID.map(String.init), status?.rawValue,
-                                     String(after ?? 0), String(limit + 1)]
+                                     String(after ?? 0), String(limit + 1), search.map { $0.lowercased() }]
+        @Sendable func matches(_ p: String) -> String {
+            """
+            (\(p)::text IS NULL OR strpos(lower(s.email || ' ' || coalesce(s.name, '') || ' ' || coalesce(s.first_name, '')
+                                                || ' ' || coalesce(s.last_name, '')), \(p)) > 0)
+            """
+        }
         let rows: [[String?]]? = try await db.withConnection { connection in
             if let listID {
                 guard try !connection.query("SELECT 1 FROM lists WHERE tenant_id = $1 AND id = $2",
@@ -140,15 +149,15 @@ public struct SubscriberStore: Sendable {
                     SELECT \(Self.columns) FROM list_members m
                     JOIN subscribers s ON s.tenant_id = m.tenant_id AND s.id = m.subscriber_id
                     WHERE m.tenant_id = $1 AND m.list_id = $2::bigint AND ($3::text IS NULL OR s.status = $3)
-                      AND m.subscriber_id > $4::bigint
+                      AND m.subscriber_id > $4::bigint AND \(matches("$6"))
                     ORDER BY m.subscriber_id LIMIT $5
                     """, parameters).rows
             }
             return try connection.query("""
                 SELECT \(Self.columns) FROM subscribers s
-                WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND s.id > $3::bigint
+                WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND s.id > $3::bigint AND \(matches("$5"))
                 ORDER BY s.id LIMIT $4
-                """, [parameters[0], parameters[2], parameters[3], parameters[4]]).rows
+                """, [parameters[0], parameters[2], parameters[3], parameters[4], parameters[5]]).rows
         }
         guard var rows else { return nil }
         var next: Int64?

@@ -131,10 +131,11 @@ public final class DeliveryLog: Sendable {
     // MARK: - Reading back
 
     /// The entries of the log at `path` (and of its rotated `.1`, when the current file
-    /// does not reach back far enough) whose time is at or after `since`, oldest first.
-    /// Read backwards in blocks from the end, so the cost is what is returned, not the
-    /// file's size. Lines that do not decode (a torn last line after a crash) are skipped.
-    public static func entries(at path: String, since: Date) -> [Entry] {
+    /// does not reach back far enough) whose time is at or after `since`, oldest first;
+    /// with `limit`, only the newest `limit` of them. Read backwards in blocks from the
+    /// end, so the cost is what is returned, not the file's size. Lines that do not decode
+    /// (a torn last line after a crash) are skipped.
+    public static func entries(at path: String, since: Date, limit: Int? = nil) -> [Entry] {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
@@ -143,16 +144,17 @@ public final class DeliveryLog: Sendable {
         }
         var result: [Entry] = []
         for file in [path, path + ".1"] {
-            let (entries, reachedBefore) = tail(of: file, since: since, decoder)
+            let (entries, reachedEnd) = tail(of: file, since: since, limit: limit.map { $0 - result.count }, decoder)
             result = entries + result
-            if reachedBefore { break }
+            if reachedEnd { break }
         }
         return result
     }
 
-    /// Entries of one file at or after `since`; true when an older entry was seen (the
-    /// file reaches back far enough).
-    private static func tail(of path: String, since: Date, _ decoder: JSONDecoder) -> ([Entry], Bool) {
+    /// Entries of one file at or after `since` (the newest `limit` of them); true when
+    /// the file reaches back far enough (an older entry was seen, or `limit` was reached).
+    private static func tail(of path: String, since: Date, limit: Int?, _ decoder: JSONDecoder) -> ([Entry], Bool) {
+        if let limit, limit <= 0 { return ([], true) }
         guard let handle = FileHandle(forReadingAtPath: path) else { return ([], false) }
         defer { try? handle.close() }
         guard var end = try? handle.seekToEnd() else { return ([], false) }
@@ -173,6 +175,7 @@ public final class DeliveryLog: Sendable {
                 if entry.time >= since { chunk.append(entry) } else { older = true }
             }
             found = chunk + found
+            if let limit, found.count >= limit { return (Array(found.suffix(limit)), true) }
             if older { return (found, true) }
             end = start
         }

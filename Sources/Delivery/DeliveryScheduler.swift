@@ -343,6 +343,17 @@ struct DeliveryScheduler {
         return gone
     }
 
+    /// Forgets one message (the postmaster held or deleted it through the queue
+    /// manager) and returns its envelope: nil when it is not indexed, or not idle (an
+    /// attempt in flight or an envelope write running), in which case it stays. A parked
+    /// message is forgotten too (nil: its envelope is not in memory).
+    mutating func forgetIfIdle(_ id: QueueID) -> Envelope? {
+        if unpark(id) != nil { return nil }
+        guard let e = entries[id], e.busy.isEmpty, !e.writing else { return nil }
+        forget(id)
+        return e.envelope
+    }
+
     private mutating func forget(_ id: QueueID) {
         if let tag = entries[id]?.envelope.campaign {
             byCampaign[tag]?.remove(id)

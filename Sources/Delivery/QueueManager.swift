@@ -25,7 +25,7 @@ public actor QueueManager {
     let logger: Logger
     /// Called for every recipient outcome (``DeliveryOutcomeEvent``); must not block.
     let onOutcome: DeliveryOutcomeHandler?
-    private var scheduler: DeliveryScheduler
+    var scheduler: DeliveryScheduler
     /// Attempts whose outcome is not yet on disk (shutdown waits for these).
     private var unfinished = 0
     private var stopping = false
@@ -39,8 +39,8 @@ public actor QueueManager {
     /// start-up or seen leaving `queue/` for `hold/`: their waiting recipients were
     /// reported `held`. Each scan looks for them again: back in `queue/` is `released`,
     /// gone from both is `deleted`. A cancelled campaign's are removed like its queued mail.
-    private var postmasterHeld: [QueueID: Envelope] = [:]
-    private var holdLoaded = false
+    var postmasterHeld: [QueueID: Envelope] = [:]
+    var holdLoaded = false
 
     public init(spool: Spool, config: DeliveryConfiguration, resolver: any MXResolver, group: any EventLoopGroup,
                 logger: Logger, signer: DKIMSigner = DKIMSigner(keys: []),
@@ -179,7 +179,7 @@ public actor QueueManager {
 
     /// The postmaster's holds found at start-up (made while Herald was stopped, or
     /// before): reported `held` again, which changes nothing where it was known.
-    private func loadHold(now: Date) {
+    func loadHold(now: Date) {
         holdLoaded = true
         guard let ids = try? spool.enumerate(.hold) else { return }
         for id in ids where postmasterHeld[id] == nil {
@@ -226,7 +226,7 @@ public actor QueueManager {
     /// Logs and reports `result` for every recipient of `envelope` still waiting
     /// (pending or deferred) when the message left the queue (or came back) without an
     /// attempt.
-    private func report(_ envelope: Envelope, as result: DeliveryOutcomeEvent.Result, reason: String, now: Date) {
+    func report(_ envelope: Envelope, as result: DeliveryOutcomeEvent.Result, reason: String, now: Date) {
         for r in envelope.recipients where r.state == .pending || r.state == .deferred {
             log.write(.init(time: now, queueId: envelope.id.rawValue, recipient: r.address,
                             domain: DeliveryScheduler.domain(of: r.address), mxHost: nil, ip: nil, tls: false,
@@ -329,7 +329,7 @@ public actor QueueManager {
 
     /// Starts every delivery that may start now; returns when to look again.
     @discardableResult
-    private func dispatch() -> Date? {
+    func dispatch() -> Date? {
         guard !stopping else { return nil }
         refill(now: Date())
         let (attempts, wakeAt) = scheduler.dispatch(now: Date())
@@ -556,7 +556,7 @@ public actor QueueManager {
         }
     }
 
-    private func wakeUp() {
+    func wakeUp() {
         if let c = wake {
             wake = nil
             sleeper?.cancel()

@@ -18,6 +18,10 @@ import Spool
 ///   the campaign rendered for each address (as the tenant's subscriber with that
 ///   email when there is one, else a subscriber with only the email) and committed to
 ///   the spool now, tagged with the tenant and campaign. Works in any status.
+/// - `GET /v1/campaigns/{id}/preview?email=` → `{"email", "subscriber_id", "subject", "html",
+///   "text"}`: the campaign rendered for that address exactly as a test-send renders it
+///   (nothing is sent or stored); `subscriber_id` is null when the tenant has no
+///   subscriber with that address. Works in any status.
 /// - `GET /v1/campaigns/{id}/failures?after=&limit=` → `{"data": [{"subscriber_id", "email",
 ///   "state", "reason", "queue_id"}], "next"}` (``CampaignStore/failures(tenant:id:after:limit:)``).
 /// - `POST /v1/campaigns/{id}/retry-failed` → 202 with the campaign and `"retried"`: its
@@ -96,6 +100,26 @@ public struct CampaignsActionsV1: Sendable {
 
         var accepted: Int
         var messages: [Item]
+    }
+
+    /// `GET /v1/campaigns/{id}/preview?email=`: the campaign as that address would get it.
+    struct PreviewJSON: Encodable, ResponseEncodable {
+        var email: String
+        var subscriber_id: Int64?
+        var subject: String
+        var html: String?
+        var text: String
+
+        enum CodingKeys: String, CodingKey { case email, subscriber_id, subject, html, text }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(email, forKey: .email)
+            try c.encode(subscriber_id, forKey: .subscriber_id)
+            try c.encode(subject, forKey: .subject)
+            try c.encode(html, forKey: .html)
+            try c.encode(text, forKey: .text)
+        }
     }
 
     struct FailureJSON: Encodable {
@@ -206,6 +230,25 @@ public struct CampaignsActionsV1: Sendable {
                                          context: context)
         }
 
+        group.get("campaigns/:id/preview") { request, context -> PreviewJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            guard let campaign = try await campaigns.campaign(tenant: tenant, id: id) else {
+                throw Problem.notFound("campaign \(id)")
+            }
+            let text = request.uri.queryParameters.get("email") ?? ""
+            let email: String
+            switch SubscriberAddress.normalize(text) {
+            case .success(let address): email = address
+            case .failure(let error): throw Problem.unprocessable("email: \(error.message) (got \"\(text)\")")
+            }
+            let (_, rendered) = try await Self.render(campaign: campaign, emails: [email], campaigns: campaigns,
+                                                      expander: expander, hostname: hostname, date: Date())
+            guard let one = rendered.first else { throw Problem.notFound("campaign \(id)") }
+            return PreviewJSON(email: one.email, subscriber_id: one.subscriber, subject: one.message.parts.subject,
+                               html: one.message.parts.html, text: one.message.parts.text)
+        }
+
         group.get("campaigns/:id/failures") { request, context -> Page<FailureJSON> in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
@@ -233,6 +276,42 @@ public struct CampaignsActionsV1: Sendable {
     /// Renders the campaign for each address and commits the messages to the spool.
     static func sendTest(campaign: Campaign, emails: [String], campaigns: CampaignStore, expander: CampaignExpander?,
                          writer: SpoolWriter, hostname: String, logger: Logger) async throws -> [TestAccepted.Item] {
+        let now = Date()
+        let (renderer, rendered) = try await render(campaign: campaign, emails: emails, campaigns: campaigns,
+                                                    expander: expander, hostname: hostname, date: now)
+        let tenantText = campaign.tenant.description
+        let campaignText = String(campaign.id)
+        let sender = renderer.from.address
+        var items: [TestAccepted.Item] = []
+        for (email, subscriber, message) in rendered {
+            let envelope = Envelope(
+                id: QueueID.generate(), arrival: now, sender: sender,
+                origin: EnvelopeOrigin(listener: "campaign-test", clientAddress: "api", authenticatedUser: tenantText,
+                                       helo: nil, tls: false),
+                recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME",
+                smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText)
+            let stored: Envelope
+            do {
+                stored = try await writer.commit(message.bytes, envelope)
+            } catch {
+                logger.error("spool commit failed: \(error)")
+                throw Problem.spoolRefused(error, "\(items.count) of \(rendered.count) test message(s) were queued; "
+                                               + "retry later.")
+            }
+            items.append(.init(email: email, id: stored.id.rawValue, message_id: message.messageID,
+                               subscriber_id: subscriber))
+        }
+        return items
+    }
+
+    /// The campaign rendered for each of `emails` (normalized), as the tenant's
+    /// subscriber with that address when there is one (their fields and an unsubscribe
+    /// link for a list of the campaign's they are on), else as a subscriber with only
+    /// the email: what a test-send commits and what a preview shows.
+    static func render(campaign: Campaign, emails: [String], campaigns: CampaignStore, expander: CampaignExpander?,
+                       hostname: String, date: Date) async throws
+        -> (MessageRenderer, [(email: String, subscriber: Int64?, message: RenderedMessage)])
+    {
         let renderer: MessageRenderer
         do {
             if let expander {
@@ -266,7 +345,6 @@ public struct CampaignsActionsV1: Sendable {
         let secret = expander?.secret
         let tenantText = campaign.tenant.description
         let campaignText = String(campaign.id)
-        let now = Date()
         var rendered: [(email: String, subscriber: Int64?, message: RenderedMessage)] = []
         for email in emails {
             var variables = known[email]?.variables ?? RecipientVariables(email: email)
@@ -280,31 +358,11 @@ public struct CampaignsActionsV1: Sendable {
             }
             do {
                 rendered.append((email, known[email]?.id,
-                                 try renderer.render(recipient: variables, listUnsubscribe: unsubscribe, date: now)))
+                                 try renderer.render(recipient: variables, listUnsubscribe: unsubscribe, date: date)))
             } catch {
                 throw Problem.unprocessable("The campaign cannot be rendered for \(email): \(error)")
             }
         }
-        let sender = renderer.from.address
-        var items: [TestAccepted.Item] = []
-        for (email, subscriber, message) in rendered {
-            let envelope = Envelope(
-                id: QueueID.generate(), arrival: now, sender: sender,
-                origin: EnvelopeOrigin(listener: "campaign-test", clientAddress: "api", authenticatedUser: tenantText,
-                                       helo: nil, tls: false),
-                recipients: [EnvelopeRecipient(address: email)], body: "8BITMIME",
-                smtputf8: message.needsSMTPUTF8, tenant: tenantText, campaign: campaignText)
-            let stored: Envelope
-            do {
-                stored = try await writer.commit(message.bytes, envelope)
-            } catch {
-                logger.error("spool commit failed: \(error)")
-                throw Problem.spoolRefused(error, "\(items.count) of \(rendered.count) test message(s) were queued; "
-                                               + "retry later.")
-            }
-            items.append(.init(email: email, id: stored.id.rawValue, message_id: message.messageID,
-                               subscriber_id: subscriber))
-        }
-        return items
+        return (renderer, rendered)
     }
 }

@@ -16,6 +16,7 @@ import Rendering
 ///   spool (this node's right away, cancel's deletions in the background, other nodes
 ///   within their control interval). A campaign stays `sending` until its last
 ///   recipient's final outcome, so all three work as long as mail waits.
+/// - `GET /v1/campaigns/{id}/timeline?minutes=` → outcomes per minute (``TimelineJSON``);
 /// - `GET /v1/campaigns/{id}/stats` → counters (``StatsJSON``), `remaining`, the rate
 ///   and `estimated_completion` (absent when unknown), and `completion` once finished.
 ///
@@ -186,6 +187,22 @@ public struct CampaignsV1: Sendable {
         }
     }
 
+    /// `GET /v1/campaigns/{id}/timeline?minutes=` (1 to 180, default 60): the outcomes this
+    /// node recorded per minute, every attempt counted (sent, deferred, bounced, failed),
+    /// oldest minute first, zeros included. In memory, since the process started; with
+    /// several nodes each answers for its own deliveries. Empty without a stats recorder.
+    struct TimelineJSON: Encodable, ResponseEncodable {
+        struct Minute: Encodable {
+            var minute: Date
+            var sent: Int
+            var deferred: Int
+            var bounced: Int
+            var failed: Int
+        }
+        var minutes: Int
+        var data: [Minute]
+    }
+
     /// A create or update body. `segment`, `send_rate`, `send_window` and `max_attempts`
     /// tell "left out" (keep) from `null` (clear) on update.
     struct Body: Decodable {
@@ -349,6 +366,24 @@ public struct CampaignsV1: Sendable {
             await Self.applyNow(control, wait: false, context)
             return try Self.accepted(campaign, request, context)
         }
+        group.get("campaigns/:id/timeline") { request, context -> TimelineJSON in
+            let tenant = try context.databaseTenant()
+            let id = try APIInput.id(context, "id", what: "campaign")
+            var minutes = 60
+            if let text = request.uri.queryParameters.get("minutes") {
+                guard let m = Int(text), (1...CampaignStatsRecorder.seriesMinutes).contains(m) else {
+                    throw Problem.badRequest("minutes: give an integer from 1 to \(CampaignStatsRecorder.seriesMinutes) (got \"\(text)\")")
+                }
+                minutes = m
+            }
+            guard try await campaigns.campaign(tenant: tenant, id: id) != nil else { throw Problem.notFound("campaign \(id)") }
+            let series = await statsRecorder?.outcomesPerMinute(campaign: id, minutes: minutes) ?? []
+            return TimelineJSON(minutes: minutes, data: series.map {
+                .init(minute: $0.minute, sent: $0.counts.sent, deferred: $0.counts.deferred, bounced: $0.counts.bounced,
+                      failed: $0.counts.failed)
+            })
+        }
+
         group.get("campaigns/:id/stats") { _, context -> StatsJSON in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")

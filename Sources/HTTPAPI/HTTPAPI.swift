@@ -8,6 +8,7 @@ public enum HTTPAPI {
     /// - Parameter stores: the PostgreSQL stores, when a database is configured. Then the
     ///   lists, subscribers and import routes exist, and the database's API keys
     ///   (``DatabaseAPIKeys``) are accepted after `verifier`'s.
+    /// - Parameter admin: the admin API (``AdminV1``), opened by `adminKeys` only.
     /// - Parameter unsubscribeKey: the key of the unsubscribe tokens (``UnsubscribeToken``);
     ///   with `stores`, `GET`/`POST /u/{token}` exist (``UnsubscribeV1``).
     public static func makeRouter(spool: Spool, writer: SpoolWriter, verifier: any APIKeyVerifier, hostname: String,
@@ -16,7 +17,8 @@ public enum HTTPAPI {
                                   unsubscribeKey: [UInt8]? = nil, maxMessageSize: Int = 25 * 1024 * 1024,
                                   maxBodySize: Int = 32 * 1024 * 1024,
                                   maxEventStreams: Int = 100,
-                                  metrics: MetricsEndpoint? = nil) -> Router<HeraldRequestContext> {
+                                  metrics: MetricsEndpoint? = nil,
+                                  admin: AdminV1? = nil, adminKeys: AdminKeys = AdminKeys([])) -> Router<HeraldRequestContext> {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         Health(spool: spool, database: databasePing).add(to: router)
@@ -24,6 +26,8 @@ public enum HTTPAPI {
         // `/metrics`: outside /v1 and its tenant keys (the figures are the node's, not a tenant's).
         metrics?.add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
+        // `/v1/admin/…`: the node's queue, behind admin keys only (``AdminV1``).
+        admin?.add(to: router, adminKeys: adminKeys, tenantKeys: keys)
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
         MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions, limits: stores?.limits,
                    maxMessageSize: maxMessageSize, maxBodySize: maxBodySize).add(to: v1)

@@ -125,7 +125,11 @@ public struct SubscribersV1: Sendable {
         }
     }
 
-    /// `?email=` → one subscriber; otherwise a page.
+    /// The longest `?q=` (a substring of email or names).
+    static let maxSearchLength = 200
+
+    /// `?email=` → one subscriber; otherwise a page (`?status=`, `?q=`: a part of the
+    /// email or a name, case-insensitive).
     func find(_ request: Request, _ context: HeraldRequestContext, tenant: TenantID, listID: Int64?) async throws
         -> Response
     {
@@ -142,10 +146,14 @@ public struct SubscribersV1: Sendable {
             return try SubscriberJSON(subscriber: subscriber).response(from: request, context: context)
         }
         let status = try Self.status(query.get("status").flatMap { $0.isEmpty ? nil : $0 }, field: "status")
+        let search = query.get("q").flatMap { $0.isEmpty ? nil : String($0) }
+        if let search, search.count > Self.maxSearchLength {
+            throw Problem.badRequest("q: at most \(Self.maxSearchLength) characters")
+        }
         let limit = try APIInput.limit(request, max: Self.maxPageSize)
         let after = try APIInput.after(request)
         guard let page = try await stores.subscribers.subscribers(tenant: tenant, listID: listID, status: status,
-                                                                  after: after, limit: limit)
+                                                                  search: search, after: after, limit: limit)
         else { throw Problem.notFound("list \(listID ?? 0)") }
         return try Page<SubscriberJSON>(data: page.subscribers.map { SubscriberJSON(subscriber: $0) }, next: page.nextCursor)
             .response(from: request, context: context)

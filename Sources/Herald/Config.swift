@@ -70,6 +70,9 @@ public struct HeraldConfig: Sendable {
     /// Key of the unsubscribe tokens; nil = a random one kept in `<spool>/unsubscribe.key`.
     public var unsubscribeSecret: String?
     public var apiKeys: [(tenant: String, sha256: String)]
+    /// `[[admin_key]] name, sha256`: the keys of the admin API (`/v1/admin/…`, the
+    /// console's postmaster view); no tenant key opens it.
+    public var adminKeys: [(name: String, sha256: String)] = []
     public var databaseURL: String?
     /// `[database] encryption_secret`; nil = a random key kept in the spool.
     public var encryptionSecret: String?
@@ -214,6 +217,7 @@ public struct HeraldConfig: Sendable {
         config.metricsEnabled = raw.http?.metrics ?? true
         if let token = try env(raw.http?.metrics_token), !token.isEmpty { config.metricsToken = token }
         config.webhooks = try webhooks(raw.webhooks)
+        config.adminKeys = try adminKeys(raw.admin_key ?? [])
         if listeners.contains(where: { $0.role == .submission }) && users.isEmpty {
             // Not fatal: a submission listener without users simply refuses everyone.
         }
@@ -343,6 +347,20 @@ public struct HeraldConfig: Sendable {
                 throw ConfigError("api_key[\(i)].sha256: 64 hex digits, e.g. from: printf %s \"$KEY\" | sha256sum")
             }
             out.append((k.tenant, hash))
+        }
+        return out
+    }
+
+    /// `[[admin_key]]`: a name (for the log; default `admin<index>`) and the SHA-256 (hex)
+    /// of the key, like `[[api_key]]`'s.
+    static func adminKeys(_ raw: [RawConfig.AdminKey]) throws(ConfigError) -> [(name: String, sha256: String)] {
+        var out: [(name: String, sha256: String)] = []
+        for (i, k) in raw.enumerated() {
+            let hash = (try env(k.sha256) ?? "").lowercased()
+            guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else {
+                throw ConfigError("admin_key[\(i)].sha256: 64 hex digits, e.g. from: printf %s \"$KEY\" | sha256sum")
+            }
+            out.append((k.name ?? "admin\(i)", hash))
         }
         return out
     }
@@ -652,6 +670,10 @@ struct RawConfig: Decodable {
         var tenant: String
         var sha256: String
     }
+    struct AdminKey: Decodable {
+        var name: String?
+        var sha256: String
+    }
     struct Database: Decodable {
         var url: String?
         var encryption_secret: String?
@@ -685,6 +707,7 @@ struct RawConfig: Decodable {
     var webhooks: Webhooks?
     var http: HTTP?
     var api_key: [APIKey]?
+    var admin_key: [AdminKey]?
     var database: Database?
     var smtp: SMTP?
     var dns: DNS?

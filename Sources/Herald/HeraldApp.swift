@@ -220,7 +220,9 @@ public enum HeraldApp {
                                             hostname: config.hostname, databasePing: ping, stores: stores,
                                             unsubscribeKey: unsubscribeKey, maxMessageSize: config.maxMessageSize,
                                             maxBodySize: config.maxBodySize, maxEventStreams: config.maxEventStreams,
-                                            metrics: metrics)
+                                            metrics: metrics,
+                                            admin: AdminV1(queue: queueManager, logPath: config.delivery.logPath),
+                                            adminKeys: AdminKeys(config.adminKeys))
             let app = Application(router: router,
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in

@@ -219,4 +219,18 @@ import Testing
         #expect(forgotten == [b.id])
         #expect(s.parked.isEmpty)
     }
+
+    @Test("the postmaster's hold or delete through the queue manager forgets a parked message's record")
+    func postmasterForgetsParked() {
+        var s = DeliveryScheduler(config: T.config { $0.activeLimit = 1 })
+        let a = T.envelope(["a@one.test"]), b = T.envelope(["b@one.test"], arrival: t0.addingTimeInterval(1))
+        s.add(a, now: t0)
+        s.add(b, now: t0)
+        #expect(s.parked[b.id] != nil)
+        let forgotten = s.forgetIfIdle(b.id)
+        #expect(forgotten == nil, "no envelope in memory")
+        #expect(s.parked.isEmpty)
+        let gone = s.forgetParked(notIn: [a.id])
+        #expect(gone.isEmpty, "not reported a second time by the rescan")
+    }
 }

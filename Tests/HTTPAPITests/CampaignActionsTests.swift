@@ -191,6 +191,35 @@ struct CampaignActionsTests {
         }
     }
 
+    @Test func previewRendersForOneAddressAndSendsNothing() async throws {
+        try await CampaignHTTPTests.with { f, _, api, a, b in
+            let id = try await api.call(.post, "/v1/campaigns", key: a, json: CampaignHTTPTests.campaignBody(f)).id
+            // A subscriber of the tenant: their fields, and the subscriber id.
+            let known = try await api.call(.get, "/v1/campaigns/\(id)/preview?email=User1@example.com", key: a)
+            #expect(known.status == .ok, "\(known.json)")
+            #expect(known.json["email"] as? String == "user1@example.com")
+            #expect(known.json["subject"] as? String == "Hi First1")
+            #expect(known.json["html"] as? String == "<p>Hello First1</p>")
+            #expect(known.json["text"] as? String == "Hello First1")
+            #expect((known.json["subscriber_id"] as? Int).map { $0 > 0 } == true, "\(known.json)")
+            // Any other address: a subscriber with only the email.
+            let other = try await api.call(.get, "/v1/campaigns/\(id)/preview?email=qa@elsewhere.org", key: a)
+            #expect(other.status == .ok)
+            #expect(other.json["subject"] as? String == "Hi ")
+            #expect(other.json["subscriber_id"] is NSNull, "\(other.json)")
+            let bad = try await api.call(.get, "/v1/campaigns/\(id)/preview?email=nope", key: a)
+            #expect(bad.status == .unprocessableContent && bad.isProblem)
+            let missing = try await api.call(.get, "/v1/campaigns/\(id)/preview", key: a)
+            #expect(missing.status == .unprocessableContent)
+            // Another tenant's campaign is not found, whatever the address.
+            let foreign = try await api.call(.get, "/v1/campaigns/\(id)/preview?email=user1@example.com", key: b)
+            #expect(foreign.status == .notFound && foreign.isProblem)
+            // Nothing was queued, and the campaign is still a draft.
+            #expect(try Self.spooled(f, campaign: id, in: .queue).isEmpty)
+            #expect(try await api.call(.get, "/v1/campaigns/\(id)", key: a).json["status"] as? String == "draft")
+        }
+    }
+
     /// A spool that refuses the commit: a 503 that says so in words, not the spool's
     /// error (paths, system calls), which goes to the log.
     @Test func testSendIntoARefusingSpoolIsA503InWords() async throws {

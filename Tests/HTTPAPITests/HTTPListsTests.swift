@@ -132,6 +132,41 @@ struct HTTPListsTests {
         }
     }
 
+    @Test func subscribersSearchByPartOfEmailOrName() async throws {
+        try await HTTPListsFixture.with { f in
+            try await f.test { api in
+                let (a, b) = (f.keyA, f.keyB)
+                let list = try await api.call(.post, "/v1/lists", key: a, json: ["name": "news"]).id
+                for (email, first, last) in [("ada@example.com", "Ada", "Lovelace"), ("grace@navy.example", "Grace", "Hopper"),
+                                             ("alan@example.org", "Alan", "Turing"), ("pct@example.net", "100%", "_x_")] {
+                    let r = try await api.call(.post, "/v1/lists/\(list)/subscribers", key: a,
+                                               json: ["email": email, "first_name": first, "last_name": last])
+                    #expect(r.status == .created)
+                }
+                func emails(_ query: String, key: String? = nil) async throws -> [String] {
+                    let r = try await api.call(.get, "/v1/lists/\(list)/subscribers?\(query)", key: key ?? a)
+                    return (r.json["data"] as? [[String: Any]] ?? []).compactMap { $0["email"] as? String }
+                }
+                #expect(try await emails("q=EXAMPLE.COM") == ["ada@example.com"])
+                #expect(try await emails("q=hop") == ["grace@navy.example"], "a last name")
+                #expect(try await emails("q=a") == ["ada@example.com", "grace@navy.example", "alan@example.org", "pct@example.net"])
+                #expect(try await emails("q=%25") == ["pct@example.net"], "% is text, not a pattern")
+                #expect(try await emails("q=_x") == ["pct@example.net"], "_ is text, not a pattern")
+                #expect(try await emails("q=nobody").isEmpty)
+                #expect(try await emails("q=a&status=unsubscribed").isEmpty)
+                #expect(try await emails("q=a&limit=2") == ["ada@example.com", "grace@navy.example"])
+                // Across the tenant's subscribers too; another tenant finds none of them.
+                let all = try await api.call(.get, "/v1/subscribers?q=turing", key: a)
+                #expect((all.json["data"] as? [[String: Any]])?.compactMap { $0["email"] as? String } == ["alan@example.org"])
+                let foreign = try await api.call(.get, "/v1/subscribers?q=turing", key: b)
+                #expect((foreign.json["data"] as? [Any])?.isEmpty == true, "\(foreign.json)")
+                #expect(try await api.call(.get, "/v1/lists/\(list)/subscribers?q=a", key: b).status == .notFound)
+                let long = try await api.call(.get, "/v1/lists/\(list)/subscribers?q=" + String(repeating: "x", count: 201), key: a)
+                #expect(long.status == .badRequest)
+            }
+        }
+    }
+
     @Test func anotherTenantsObjectsAre404AndUntouched() async throws {
         try await HTTPListsFixture.with { f in
             try await f.test { api in

@@ -32,8 +32,9 @@ enum CampaignIT {
 
     /// A delivering Herald on a fresh database named after `prefix`, with every
     /// subdomain of `domain` and the campaigns' sender domain `campaign.test` (where
-    /// DSNs to the per-recipient senders go) routed to a new sink, and tenant "acme"'s API.
-    static func withDeliveringHerald(database prefix: String, domain: String, http: [String] = [],
+    /// DSNs to the per-recipient senders go) routed to a new sink, and tenant "acme"'s API;
+    /// `toml` adds top-level tables to the config.
+    static func withDeliveringHerald(database prefix: String, domain: String, http: [String] = [], toml: [String] = [],
                                      _ body: (Delivering) async throws -> Void) async throws {
         let pg = try await PostgresServer.shared()
         let database = try await pg.createDatabase(prefix: prefix)
@@ -42,7 +43,7 @@ enum CampaignIT {
         let httpPort = try HeraldProcess.freeLoopbackPort()
         var options = options(database: database, httpPort: httpPort, delivery: true, toml: [
             DeliveryIT.route("*.\(domain)", port: sink.port), DeliveryIT.route("campaign.test", port: sink.port),
-        ])
+        ] + toml)
         options.extraHTTP += http
         try await HeraldProcess.with(options) { herald in
             _ = try await herald.httpPort()

@@ -427,6 +427,7 @@ public actor CampaignStatsRecorder {
             }
             if let newest = events.map(\.time).max() { advanceCheckpoint(to: newest) }
             noteRate(deltas)
+            noteSeries(candidates.filter { matched.contains($0.1.key) }.map(\.0), now: now)
             if !unmatched.isEmpty && !unmatchedRetryScheduled {
                 unmatchedRetryScheduled = true
                 let interval = self.interval
@@ -497,6 +498,65 @@ public actor CampaignStatsRecorder {
                 window.append((now, d.finished))
             }
             recent[key.campaign] = window
+        }
+    }
+
+    // MARK: - Outcomes per minute
+
+    /// One minute of a campaign's outcomes as this process recorded them: every attempt
+    /// counts (a recipient deferred three times is three deferrals).
+    public struct MinuteCounts: Sendable, Equatable {
+        public var sent = 0
+        public var deferred = 0
+        public var bounced = 0
+        public var failed = 0
+        public init(sent: Int = 0, deferred: Int = 0, bounced: Int = 0, failed: Int = 0) {
+            self.sent = sent
+            self.deferred = deferred
+            self.bounced = bounced
+            self.failed = failed
+        }
+    }
+
+    /// How many minutes of outcomes are kept per campaign (in memory: this process's,
+    /// since it started).
+    public static let seriesMinutes = 180
+    /// Per campaign: minute (since the epoch) → outcomes.
+    private var series: [Int64: [Int64: MinuteCounts]] = [:]
+
+    private func noteSeries(_ events: [CampaignDeliveryOutcome], now: Date) {
+        let oldest = Int64(now.timeIntervalSince1970) / 60 - Int64(Self.seriesMinutes)
+        var touched = Set<Int64>()
+        for event in events {
+            guard let campaign = event.campaign.flatMap({ Int64($0) }) else { continue }
+            let minute = Int64(event.time.timeIntervalSince1970) / 60
+            guard minute > oldest else { continue }
+            let counter: WritableKeyPath<MinuteCounts, Int>
+            switch event.recipientState {
+            case "sent": counter = \.sent
+            case "deferred": counter = \.deferred
+            case "bounced": counter = \.bounced
+            case "failed": counter = \.failed
+            default: continue
+            }
+            series[campaign, default: [:]][minute, default: MinuteCounts()][keyPath: counter] += 1
+            touched.insert(campaign)
+        }
+        guard !touched.isEmpty else { return }
+        for (campaign, minutes) in series {
+            let kept = minutes.filter { $0.key > oldest }
+            series[campaign] = kept.isEmpty ? nil : kept
+        }
+    }
+
+    /// The campaign's outcomes per minute over the last `minutes` minutes up to `now`'s
+    /// minute, oldest first, every minute present (zeros where nothing happened).
+    public func outcomesPerMinute(campaign: Int64, minutes: Int, now: Date = Date()) -> [(minute: Date, counts: MinuteCounts)] {
+        let last = Int64(now.timeIntervalSince1970) / 60
+        let count = Int64(max(1, min(minutes, Self.seriesMinutes)))
+        let known = series[campaign] ?? [:]
+        return (last - count + 1 ... last).map { m in
+            (Date(timeIntervalSince1970: TimeInterval(m * 60)), known[m] ?? MinuteCounts())
         }
     }
 
