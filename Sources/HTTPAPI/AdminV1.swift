@@ -17,6 +17,8 @@ import Spool
 ///   through the running queue manager (``QueueManager/hold(_:)``), so its index, the
 ///   spool and the campaign stats change together; 409 while an attempt is in flight.
 /// - `GET /v1/admin/log?limit=`: the newest delivery-log lines, newest first.
+/// - `GET`/`PATCH /v1/admin/tenants/{name}/limits`: a database tenant's limits
+///   (``AdminTenantLimitsV1``).
 ///
 /// On a node that does not deliver (`[delivery] enabled = false`) the queue routes
 /// answer 503: there is no queue manager to ask (`herald queue …` still works).
@@ -162,8 +164,12 @@ public struct AdminV1: Sendable {
     }
 
     /// - Parameter tenantKeys: the tenant keys, only to answer 403 rather than 401 to one.
-    public func add(to router: Router<HeraldRequestContext>, adminKeys: AdminKeys, tenantKeys: any APIKeyVerifier) {
+    /// - Parameter stores: with a database, the tenants' limits are set here too
+    ///   (``AdminTenantLimitsV1``).
+    public func add(to router: Router<HeraldRequestContext>, adminKeys: AdminKeys, tenantKeys: any APIKeyVerifier,
+                    stores: HTTPStores? = nil) {
         let admin = router.group("v1/admin").add(middleware: AdminAuthMiddleware(keys: adminKeys, tenantKeys: tenantKeys))
+        if let stores { AdminTenantLimitsV1(tenants: stores.tenants, limits: stores.limits).add(to: admin) }
         let queue = self.queue
         let logPath = self.logPath
         @Sendable func manager() throws -> QueueManager {

@@ -27,7 +27,7 @@ public enum HTTPAPI {
         metrics?.add(to: router)
         let keys: any APIKeyVerifier = stores.map { ChainedAPIKeys([verifier, DatabaseAPIKeys($0.tenants)]) } ?? verifier
         // `/v1/admin/…`: the node's queue, behind admin keys only (``AdminV1``).
-        admin?.add(to: router, adminKeys: adminKeys, tenantKeys: keys)
+        admin?.add(to: router, adminKeys: adminKeys, tenantKeys: keys, stores: stores)
         let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(verifier: keys))
         MessagesV1(writer: writer, hostname: hostname, suppressions: stores?.suppressions, limits: stores?.limits,
                    maxMessageSize: maxMessageSize, maxBodySize: maxBodySize).add(to: v1)

@@ -7,7 +7,7 @@ import Hummingbird
 /// - `GET` → `{"rate", "max_connections", "quota", "daily_quota", "usage": [{"window",
 ///   "window_seconds", "limit", "used", "remaining"}]}` (null: no such limit).
 /// - `PUT` and `PATCH` → 403: limits are the operator's (`herald tenant limits NAME
-///   …`); a tenant cannot raise its own. Herald has no operator API over HTTP.
+///   …`, or ``AdminTenantLimitsV1`` with an admin key); a tenant cannot raise its own.
 ///
 /// Over a quota, every submission route answers 429 with `Retry-After` (seconds) and a
 /// problem naming the quota (``Problem/quota(_:now:)``), nothing queued.
@@ -44,24 +44,29 @@ public struct TenantLimitsV1: Sendable {
 
     public init(store: TenantLimitsStore) { self.store = store }
 
+    /// A tenant's limits and its use of its quotas, as both the tenant's and the admin
+    /// route show them.
+    static func json(_ store: TenantLimitsStore, tenant: TenantID) async throws -> LimitsJSON {
+        let limits = try await store.limits(tenant: tenant)
+        let usage = try await store.usage(tenant: tenant, limits: limits)
+        return LimitsJSON(
+            rate: limits.rate?.text, max_connections: limits.maxConnections, quota: limits.quota?.text,
+            daily_quota: limits.dailyQuota,
+            usage: usage.map {
+                UsageJSON(window: $0.window.description, window_seconds: $0.window.seconds, limit: $0.window.limit,
+                          used: $0.used, remaining: $0.remaining)
+            })
+    }
+
     public func add(to group: RouterGroup<HeraldRequestContext>) {
         let store = self.store
         group.get("tenant/limits") { _, context -> LimitsJSON in
-            let tenant = try context.databaseTenant()
-            let limits = try await store.limits(tenant: tenant)
-            let usage = try await store.usage(tenant: tenant, limits: limits)
-            return LimitsJSON(
-                rate: limits.rate?.text, max_connections: limits.maxConnections, quota: limits.quota?.text,
-                daily_quota: limits.dailyQuota,
-                usage: usage.map {
-                    UsageJSON(window: $0.window.description, window_seconds: $0.window.seconds, limit: $0.window.limit,
-                              used: $0.used, remaining: $0.remaining)
-                })
+            try await Self.json(store, tenant: try context.databaseTenant())
         }
         let refuse: @Sendable (Request, HeraldRequestContext) async throws -> Response = { _, context in
             _ = try context.databaseTenant()
-            throw Problem(.forbidden, "A tenant's limits are set by the operator (herald tenant limits NAME …); "
-                + "an API key cannot change them.")
+            throw Problem(.forbidden, "A tenant's limits are set by the operator (herald tenant limits NAME …, or "
+                + "PATCH /v1/admin/tenants/{name}/limits with an admin key); an API key cannot change them.")
         }
         group.put("tenant/limits", use: refuse)
         group.patch("tenant/limits", use: refuse)
