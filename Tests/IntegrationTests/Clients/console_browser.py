@@ -19,39 +19,19 @@ import datetime
 import json
 import os
 import sys
-import time
 
 from playwright.sync_api import sync_playwright
+
+from console_walk import Walk, wait_for
 
 CHROMIUM = os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium")
 
 cfg = json.loads(sys.argv[1])
 base = cfg["base"]
 shots = cfg["screenshots"]
-os.makedirs(shots, exist_ok=True)
 out = {"screenshots": [], "page_errors": [], "console_errors": [], "steps": []}
-
-
-def step(name):
-    out["steps"].append(name)
-    print("step:", name, file=sys.stderr, flush=True)
-
-
-def shot(page, name):
-    path = os.path.join(shots, name + ".png")
-    page.screenshot(path=path, full_page=True)
-    out["screenshots"].append(path)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.2)
+walk = Walk(out, shots)
+step, shot = walk.step, walk.shot
 
 
 def error_text(page):
