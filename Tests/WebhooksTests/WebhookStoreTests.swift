@@ -87,10 +87,14 @@ import Testing
             let failed = WebhookStore.AttemptResult(status: 503, error: "HTTP 503", durationMs: 5)
             var job = try #require(try await store.claim(limit: 1, perEndpoint: 1, busy: [:], lease: .seconds(60)).first)
             // The first failure starts the streak; it is not yet older than disableAfter.
-            #expect(try await store.recordFailure(job, failed, retryAfter: .milliseconds(200), giveUpAfter: .seconds(3600),
+            #expect(try await store.recordFailure(job, failed, retryAfter: .seconds(60), giveUpAfter: .seconds(3600),
                                                   disableAfter: .seconds(3600)) == nil)
-            #expect(try await store.claim(limit: 1, perEndpoint: 1, busy: [:], lease: .seconds(60)).isEmpty)
+            #expect(try await store.claim(limit: 1, perEndpoint: 1, busy: [:], lease: .seconds(60)).isEmpty,
+                    "not before its back-off ends")
+            // The streak grows older than the disableAfter below; the back-off is made to end
+            // (rather than waited for: a loaded machine would make any short wait a race).
             try await Task.sleep(for: .milliseconds(400))
+            _ = try await db.execute("UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 second'")
             job = try #require(try await store.claim(limit: 1, perEndpoint: 1, busy: [:], lease: .seconds(60)).first)
             let reason = try await store.recordFailure(job, failed, retryAfter: .milliseconds(1), giveUpAfter: .seconds(3600),
                                                        disableAfter: .milliseconds(100))
