@@ -161,20 +161,31 @@ enum FileIO {
 
     /// Names in a directory, without "." and "..". A missing directory is empty.
     static func list(_ path: String) throws -> [String] {
-        try listEntries(path).map(\.name)
+        var names: [String] = []
+        try forEachEntry(path) { name, _ in names.append(name) }
+        return names
     }
 
     /// The entries of a directory (without `.` and `..`), each with whether it is a
     /// regular file: from the directory entry's type where the file system gives one
     /// (tmpfs, ext4, xfs…), else from `lstat`.
     static func listEntries(_ path: String) throws -> [(name: String, isRegularFile: Bool)] {
+        var entries: [(name: String, isRegularFile: Bool)] = []
+        try forEachEntry(path) { name, type in
+            entries.append((name, type == UInt8(DT_UNKNOWN) ? isRegularFile(path + "/" + name) : type == UInt8(DT_REG)))
+        }
+        return entries
+    }
+
+    /// Calls `body` with each entry's name and `d_type` (`.` and `..` left out). A
+    /// missing directory has none.
+    private static func forEachEntry(_ path: String, _ body: (String, UInt8) -> Void) throws {
         guard let dir = opendir(path) else {
             let code = Glibc.errno
-            if code == ENOENT { return [] }
+            if code == ENOENT { return }
             throw SpoolError.system("opendir", path, code)
         }
         defer { closedir(dir) }
-        var entries: [(name: String, isRegularFile: Bool)] = []
         while true {
             Glibc.errno = 0
             guard let entry = readdir(dir) else {
@@ -184,12 +195,9 @@ enum FileIO {
             }
             let name = entryName(entry)
             if name != "." && name != ".." {
-                let type = UnsafeRawPointer(entry).load(fromByteOffset: typeOffset, as: UInt8.self)
-                let regular = type == UInt8(DT_UNKNOWN) ? isRegularFile(path + "/" + name) : type == UInt8(DT_REG)
-                entries.append((name, regular))
+                body(name, UnsafeRawPointer(entry).load(fromByteOffset: typeOffset, as: UInt8.self))
             }
         }
-        return entries
     }
 
     private static let typeOffset = MemoryLayout<dirent>.offset(of: \dirent.d_type)!
