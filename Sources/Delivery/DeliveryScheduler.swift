@@ -280,9 +280,19 @@ struct DeliveryScheduler {
     /// with the ready ones.
     mutating func parkedChanged(_ id: QueueID, stamp: Int64) {
         guard let p = parked[id], p.place == .retry, p.stamp != 0, stamp != p.stamp else { return }
-        unpark(id)
-        park(id, campaign: p.campaign == 0 ? nil : campaignTagNames[Int(p.campaign) - 1], size: Int(p.size),
-             stamp: stamp, place: .ready, due: 0)
+        makeReady(id, stamp: stamp)
+    }
+
+    /// Moves a parked message to the back of the ready line (its entry in the queue of
+    /// its old place is skipped when reached).
+    private mutating func makeReady(_ id: QueueID, stamp: Int64) {
+        guard let p = unpark(id) else { return }
+        park(id, campaign: campaignTag(p.campaign), size: Int(p.size), stamp: stamp, place: .ready, due: 0)
+    }
+
+    /// The campaign tag a parked record's number stands for (nil for 0, no campaign).
+    private func campaignTag(_ number: UInt32) -> String? {
+        number == 0 ? nil : campaignTagNames[Int(number) - 1]
     }
 
     /// Forgets parked messages that are no longer in `queue/` and returns their ids.
@@ -304,12 +314,12 @@ struct DeliveryScheduler {
 
     /// Campaign tags with parked messages.
     var parkedCampaigns: Set<String> {
-        Set(parkedByCampaign.keys.map { campaignTagNames[Int($0) - 1] })
+        Set(parkedByCampaign.keys.compactMap(campaignTag))
     }
 
     /// Parked messages per campaign tag.
     var parkedPerCampaign: [String: Int] {
-        Dictionary(uniqueKeysWithValues: parkedByCampaign.map { (campaignTagNames[Int($0.key) - 1], $0.value) })
+        Dictionary(uniqueKeysWithValues: parkedByCampaign.compactMap { n, count in campaignTag(n).map { ($0, count) } })
     }
 
     /// No attempt in flight and no envelope write running: safe to reload or forget.
@@ -384,8 +394,7 @@ struct DeliveryScheduler {
             guard let number = campaignTagNumbers[tag], let ids = parkedHeld.removeValue(forKey: number) else { continue }
             for id in ids.sorted() {
                 guard let p = parked[id], p.place == .held else { continue }
-                unpark(id)
-                park(id, campaign: tag, size: Int(p.size), stamp: p.stamp, place: .ready, due: 0)
+                makeReady(id, stamp: p.stamp)
             }
         }
         for tag in newlyHeld.sorted() {

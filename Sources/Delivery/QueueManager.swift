@@ -124,9 +124,10 @@ public actor QueueManager {
         let now = Date()
         let ids = (try? spool.enumerate(.queue)) ?? []
         for id in ids {
-            if scheduler.parked[id] != nil {
-                // Parked: only a change behind our back (`herald queue retry`) matters.
-                scheduler.parkedChanged(id, stamp: envelopeStamp(id))
+            if let p = scheduler.parked[id] {
+                // Parked: only a retry's change behind our back (`herald queue retry`)
+                // matters; ready and held ones are read afresh when their turn comes.
+                if p.place == .retry { scheduler.parkedChanged(id, stamp: envelopeStamp(id)) }
                 continue
             }
             if let known = scheduler.entries[id] {
