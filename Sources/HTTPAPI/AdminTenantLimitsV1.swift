@@ -25,15 +25,10 @@ struct AdminTenantLimitsV1: Sendable {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            func nullable<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T?? {
-                guard c.contains(key) else { return nil }
-                if try c.decodeNil(forKey: key) { return .some(nil) }
-                return .some(try c.decode(T.self, forKey: key))
-            }
-            rate = try nullable(String.self, .rate)
-            max_connections = try nullable(Int.self, .max_connections)
-            quota = try nullable(String.self, .quota)
-            daily_quota = try nullable(Int.self, .daily_quota)
+            rate = try c.decodePatch(String.self, forKey: .rate)
+            max_connections = try c.decodePatch(Int.self, forKey: .max_connections)
+            quota = try c.decodePatch(String.self, forKey: .quota)
+            daily_quota = try c.decodePatch(Int.self, forKey: .daily_quota)
         }
 
         /// `limits` with this patch applied.

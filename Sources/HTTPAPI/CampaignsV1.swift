@@ -234,15 +234,10 @@ public struct CampaignsV1: Sendable {
             html = try c.decodeIfPresent(String.self, forKey: .html)
             text = try c.decodeIfPresent(String.self, forKey: .text)
             list_ids = try c.decodeIfPresent([Int64].self, forKey: .list_ids)
-            func nullable<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T?? {
-                guard c.contains(key) else { return nil }
-                if try c.decodeNil(forKey: key) { return .some(nil) }
-                return .some(try c.decode(T.self, forKey: key))
-            }
-            segment = try nullable(TemplateValue.self, .segment)
-            send_rate = try nullable(String.self, .send_rate)
-            send_window = try nullable(CampaignSendWindow.self, .send_window)
-            max_attempts = try nullable(Int.self, .max_attempts)
+            segment = try c.decodePatch(TemplateValue.self, forKey: .segment)
+            send_rate = try c.decodePatch(String.self, forKey: .send_rate)
+            send_window = try c.decodePatch(CampaignSendWindow.self, forKey: .send_window)
+            max_attempts = try c.decodePatch(Int.self, forKey: .max_attempts)
             track_opens = try c.decodeIfPresent(Bool.self, forKey: .track_opens)
             track_clicks = try c.decodeIfPresent(Bool.self, forKey: .track_clicks)
         }

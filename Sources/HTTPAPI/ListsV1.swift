@@ -207,6 +207,16 @@ enum APIInput {
     }
 }
 
+extension KeyedDecodingContainer {
+    /// A PATCH body's field: nil when the key is left out (keep what is stored),
+    /// `.some(nil)` for `null` (remove it), else the value.
+    func decodePatch<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T?? {
+        guard contains(key) else { return nil }
+        if try decodeNil(forKey: key) { return .some(nil) }
+        return .some(try decode(T.self, forKey: key))
+    }
+}
+
 extension Problem {
     init(_ error: StoreError) {
         switch error.kind {
