@@ -59,10 +59,16 @@ extension Integration {
 
             try await herald.restart()
             if let activeLimit {
-                // The restart found more than the limit: the rest waited parked.
-                let log = (try? String(contentsOfFile: herald.logPath, encoding: .utf8)) ?? ""
-                let indexed = log.split(separator: "\n").last { $0.contains("queue indexed") }.map(String.init) ?? ""
-                #expect(indexed.contains("parked=\(leftInSpool - activeLimit)"), "\(indexed)")
+                // The restart found more than the limit: the rest waited parked. Its line
+                // is the second "queue indexed" of the log (the first is the delivering
+                // start's), written once its first scan is done, which may follow listening.
+                var indexed: [Substring] = []
+                _ = await DeliveryIT.waitUntil(timeout: 30) {
+                    let log = (try? String(contentsOfFile: herald.logPath, encoding: .utf8)) ?? ""
+                    indexed = log.split(separator: "\n").filter { $0.contains("queue indexed") }
+                    return indexed.count >= 2
+                }
+                #expect(indexed.count == 2 && indexed[1].contains("parked=\(leftInSpool - activeLimit)"), "\(indexed)")
             }
             let done = await DeliveryIT.waitForEmptySpool(herald, timeout: 60)
             #expect(done, "spool not empty: \(herald.spoolIDs().count) left\n\(herald.diagnostics())")
