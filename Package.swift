@@ -185,7 +185,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
-        .testTarget(name: "MailFormatTests", dependencies: ["MailFormat"]),
+        .testTarget(name: "MailFormatTests", dependencies: ["MailFormat", "HeraldTestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "HeraldTestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "HeraldTestSupport"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "HeraldTestSupport"]),

@@ -157,7 +157,19 @@ public enum EnvelopeCoding {
         return bytes
     }
 
+    /// The envelope in `bytes`. Files as Herald writes them are read by
+    /// ``EnvelopeReader``; anything else (a file edited by hand into a form that reader
+    /// does not take, or one that is not an envelope) goes to `JSONDecoder`, whose error
+    /// says what is wrong.
     public static func decode(_ bytes: [UInt8]) throws -> Envelope {
+        if let envelope = try? EnvelopeReader.decode(bytes) {
+            return envelope
+        }
+        return try decodeWithFoundation(bytes)
+    }
+
+    /// `JSONDecoder`'s reading of `bytes` (the reference ``EnvelopeReader`` agrees with).
+    static func decodeWithFoundation(_ bytes: [UInt8]) throws -> Envelope {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
