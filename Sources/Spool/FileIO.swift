@@ -77,6 +77,18 @@ enum FileIO {
 
     /// The whole file. `nil` if it does not exist.
     static func readFile(_ path: String) throws -> [UInt8]? {
+        try readFileStamped(path)?.bytes
+    }
+
+    /// The whole file and its modification time in nanoseconds, both of the one inode
+    /// opened (a file replaced by rename meanwhile is read whole, old or new, with its own
+    /// stamp). `nil` if it does not exist.
+    ///
+    /// The size `fstat` gives is read in one call where it can be, without a second read
+    /// to see the end: Herald's spool files are written once and replaced by rename, never
+    /// grown in place, so a file read to that size is read whole. (A file of size 0, like
+    /// a pseudo-file, is read until the end.)
+    static func readFileStamped(_ path: String) throws -> (bytes: [UInt8], modified: Int64)? {
         let fd: Int32
         do {
             fd = try openFile(path, O_RDONLY | O_CLOEXEC, 0, "open")
@@ -86,20 +98,39 @@ enum FileIO {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SpoolError.system("fstat", path, Glibc.errno) }
-        var result = [UInt8]()
-        result.reserveCapacity(Int(info.st_size))
-        var chunk = [UInt8](repeating: 0, count: max(4096, min(Int(info.st_size) + 1, 1 << 20)))
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if count < 0 {
-                let code = Glibc.errno
-                if code == EINTR { continue }
-                throw SpoolError.system("read", path, code)
+        let modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        let expected = Int(info.st_size)
+        var result = [UInt8](repeating: 0, count: expected)
+        var filled = 0
+        while filled < expected {
+            let count = try result.withUnsafeMutableBytes { buffer in
+                try readSome(fd, buffer.baseAddress! + filled, expected - filled, path)
             }
+            if count == 0 { break }
+            filled += count
+        }
+        if filled < expected {
+            result.removeLast(expected - filled)   // shrunk since fstat: what was there
+            return (result, modified)
+        }
+        if expected > 0 { return (result, modified) }
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = try chunk.withUnsafeMutableBytes { try readSome(fd, $0.baseAddress!, $0.count, path) }
             if count == 0 { break }
             result.append(contentsOf: chunk[0..<count])
         }
-        return result
+        return (result, modified)
+    }
+
+    /// One `read(2)`, repeated on EINTR: the count read, 0 at the end of the file.
+    private static func readSome(_ fd: Int32, _ into: UnsafeMutableRawPointer, _ count: Int, _ path: String) throws -> Int {
+        while true {
+            let read = Glibc.read(fd, into, count)
+            if read >= 0 { return read }
+            let code = Glibc.errno
+            if code != EINTR { throw SpoolError.system("read", path, code) }
+        }
     }
 
     /// rename(2): atomic replacement of `to` on the same file system.

@@ -63,8 +63,19 @@ extension Spool {
             }
         }
 
-        for id in found.keys.sorted() {
-            try recoverMessage(id, found[id]!, report: &report, touched: &touched, queued: queued)
+        // The ids in order, in chunks: the files of each chunk's messages that lie where
+        // they belong are read and decoded on every core first (the bulk of the work at a
+        // million messages), then each message is checked and put right in id order.
+        let ids = found.keys.sorted()
+        var start = 0
+        while start < ids.count {
+            let chunk = ids[start..<min(start + Self.recoveryChunk, ids.count)]
+            let readings = readAhead(chunk, found)
+            for (offset, id) in chunk.enumerated() {
+                try recoverMessage(id, found[id]!, reading: readings[offset], report: &report, touched: &touched,
+                                   queued: queued)
+            }
+            start = chunk.endIndex
         }
         for directory in touched.sorted() {
             try FileIO.syncDirectory(directory)
@@ -106,6 +117,17 @@ extension Spool {
             1 << ((queue == .hold ? 2 : 0) + (kind == .envelope ? 0 : 1))
         }
 
+        /// The live queue whose `.env` and `.msg` are both in place, when the id has just
+        /// those two files (the usual case, which recovery reads ahead).
+        var simpleQueue: SpoolQueue? {
+            guard misplaced.isEmpty else { return nil }
+            switch inPlace {
+            case Self.bit(.queue, .envelope) | Self.bit(.queue, .message): return .queue
+            case Self.bit(.hold, .envelope) | Self.bit(.hold, .message): return .hold
+            default: return nil
+            }
+        }
+
         /// The files of one kind, those in place first (queue/, then hold/).
         func locations(_ kind: Spool.FileKind, of id: QueueID, in spool: Spool) -> [Location] {
             var found: [Location] = []
@@ -119,9 +141,59 @@ extension Spool {
         }
     }
 
+    /// Messages read ahead at a time: enough to keep every core busy, few enough that
+    /// their decoded envelopes take little memory.
+    static let recoveryChunk = 2048
+
+    /// What rule 4 reads of a message: its envelope (decoded and checked, or what is wrong
+    /// with it), the envelope's stamp, and the message file's size (nil: missing).
+    private struct Reading {
+        var envelope: Envelope?
+        var problem: String?
+        var stamp: Int64 = 0
+        var messageSize: Int?
+    }
+
+    /// Reads the envelope and the message file's size of `id` in `queue`, as they lie.
+    /// Touches nothing: safe on any thread.
+    private func read(_ id: QueueID, in queue: SpoolQueue) throws -> Reading {
+        var reading = Reading()
+        if let (bytes, stamp) = try FileIO.readFileStamped(envelopePath(id, in: queue)) {
+            reading.stamp = stamp
+            do {
+                let decoded = try EnvelopeCoding.decode(bytes)
+                reading.problem = Spool.problem(with: decoded, expected: id)
+                reading.envelope = decoded
+            } catch {
+                reading.problem = "envelope does not decode: \(error)"
+            }
+        } else {
+            reading.problem = "envelope vanished during recovery"
+        }
+        if reading.problem == nil {
+            reading.messageSize = try FileIO.fileSize(messagePath(id, in: queue))
+        }
+        return reading
+    }
+
+    /// ``read(_:in:)`` for the messages of `chunk` whose two files are in place, on every
+    /// core; nil for the others (recovery reads them itself once it has moved their files).
+    private func readAhead(_ chunk: ArraySlice<QueueID>, _ found: [QueueID: FoundFiles]) -> [Result<Reading, any Error>?] {
+        let work = chunk.map { id in found[id]!.simpleQueue.map { (id, $0) } }
+        let results = ResultSlots<Reading>(count: work.count)
+        let stripes = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8, max(work.count, 1))
+        DispatchQueue.concurrentPerform(iterations: stripes) { stripe in
+            for index in stride(from: stripe, to: work.count, by: stripes) {
+                guard let (id, queue) = work[index] else { continue }
+                results.set(index, Result { try read(id, in: queue) })
+            }
+        }
+        return results.take()
+    }
+
     private func recoverMessage(
-        _ id: QueueID, _ files: FoundFiles, report: inout RecoveryReport, touched: inout Set<String>,
-        queued: (Envelope, Int64) -> Void
+        _ id: QueueID, _ files: FoundFiles, reading: Result<Reading, any Error>?, report: inout RecoveryReport,
+        touched: inout Set<String>, queued: (Envelope, Int64) -> Void
     ) throws {
         let envelopes = files.locations(.envelope, of: id, in: self)
         // Rule 2: never acknowledged.
@@ -179,22 +251,10 @@ extension Spool {
             report.movedToCorrupt += 1
         }
 
-        // Rule 4: the envelope must decode and be for this id.
-        var reason: String?
-        var envelope: Envelope?
-        // The stamp is handed on with queued messages only (a held one is not indexed).
-        let stamp = queue == .queue ? envelopeStamp(id, in: queue) : 0
-        if let bytes = try FileIO.readFile(envelopeFile) {
-            do {
-                let decoded = try EnvelopeCoding.decode(bytes)
-                reason = Spool.problem(with: decoded, expected: id)
-                envelope = decoded
-            } catch {
-                reason = "envelope does not decode: \(error)"
-            }
-        } else {
-            reason = "envelope vanished during recovery"
-        }
+        // Rule 4: the envelope must decode and be for this id. Read ahead when its files
+        // lay in place (nothing above moved them), else now.
+        var read = try reading?.get() ?? self.read(id, in: queue)
+        var reason = read.problem
         if reason == nil && kept == nil {
             reason = "message file missing"
         }
@@ -207,6 +267,7 @@ extension Spool {
         // Rule 3: the message follows its envelope.
         if let kept, kept.path != messageFile {
             try FileIO.rename(kept.path, messageFile)
+            read.messageSize = try FileIO.fileSize(messageFile)
             touched.insert(kept.directory)
             touched.insert(envelopeLocation.directory)
             if kept.queue != queue {
@@ -218,8 +279,9 @@ extension Spool {
         }
 
         // Rule 4: size check (checksums are left to loadMessage).
-        let expected = envelope!.messageFile.size
-        let actual = try FileIO.fileSize(messageFile)
+        let envelope = read.envelope!
+        let expected = envelope.messageFile.size
+        let actual = read.messageSize
         if actual != expected {
             let message = FoundFiles.Location(queue: queue, path: messageFile, directory: envelopeLocation.directory)
             try moveAside(
@@ -233,7 +295,7 @@ extension Spool {
         switch queue {
         case .queue:
             report.queued += 1
-            queued(envelope!, stamp)
+            queued(envelope, read.stamp)
         case .hold: report.held += 1
         case .corrupt: preconditionFailure("Internal inconsistency: recovery scanned corrupt/")
         }
@@ -307,5 +369,29 @@ extension Spool {
 
     static func isRunning(_ pid: pid_t) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
+    }
+}
+
+/// One slot per index, each written by one thread of a `concurrentPerform` and read
+/// once they have all finished.
+private final class ResultSlots<Value>: @unchecked Sendable {
+    private let slots: UnsafeMutableBufferPointer<Result<Value, any Error>?>
+
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit {
+        slots.deinitialize()   // every slot is initialized (nil or a result)
+        slots.deallocate()
+    }
+
+    func set(_ index: Int, _ value: Result<Value, any Error>) {
+        slots[index] = value
+    }
+
+    func take() -> [Result<Value, any Error>?] {
+        Array(slots)
     }
 }
