@@ -32,6 +32,7 @@ public enum Schema {
         Migration(version: 8, name: "open and click tracking", sql: version8),
         Migration(version: 9, name: "tenant limits and submission quotas", sql: version9),
         Migration(version: 10, name: "webhooks", sql: version10),
+        Migration(version: 11, name: "smtp users", sql: version11),
     ]
 
     /// The newest version this build knows.
@@ -356,5 +357,22 @@ public enum Schema {
         CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
         CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
         CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+        """
+
+    /// SMTP AUTH users made over the API (``SMTPUserStore``): each belongs to one tenant,
+    /// and its name is unique on the whole server, ignoring case (the listener does not
+    /// know the tenant before AUTH). The password is kept only as a `herald passwd` hash.
+    static let version11 = """
+        CREATE TABLE smtp_users (
+            id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id            bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            username             text NOT NULL CHECK (length(username) BETWEEN 1 AND 64),
+            password_hash        text NOT NULL,
+            created_at           timestamptz NOT NULL DEFAULT now(),
+            password_changed_at  timestamptz NOT NULL DEFAULT now(),
+            last_used_at         timestamptz
+        );
+        CREATE UNIQUE INDEX smtp_users_username ON smtp_users (lower(username));
+        CREATE INDEX smtp_users_tenant ON smtp_users (tenant_id, id);
         """
 }

@@ -48,12 +48,17 @@ public enum APIKey {
 
     /// A new random key.
     public static func generate() -> String {
-        var bytes = [UInt8](repeating: 0, count: randomBytes)
-        guard RAND_bytes(&bytes, Int32(bytes.count)) == 1 else {
+        scheme + base64URL(random(randomBytes, for: "an API key"))
+    }
+
+    /// `count` random bytes (OpenSSL `RAND_bytes`) for a secret, `what` naming it.
+    static func random(_ count: Int, for what: String) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard RAND_bytes(&bytes, Int32(count)) == 1 else {
             // No entropy is not something to work around.
-            fatalError("OpenSSL RAND_bytes failed: cannot make an API key")
+            fatalError("OpenSSL RAND_bytes failed: cannot make \(what)")
         }
-        return scheme + base64URL(bytes)
+        return bytes
     }
 
     /// SHA-256 of the key's UTF-8 bytes, lower-case hex (OpenSSL EVP).

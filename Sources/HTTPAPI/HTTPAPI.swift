@@ -38,6 +38,9 @@ public enum HTTPAPI {
             BouncesV1(stores: stores).add(to: v1)
             if let keys = stores.dkimKeys { DKIMKeysV1(store: keys, signers: stores.tenantSigners).add(to: v1) }
             if let webhooks = stores.webhooks { WebhooksV1(store: webhooks).add(to: v1) }
+            if let accounts = stores.smtpUserAccounts {
+                SMTPUsersV1(store: stores.smtpUsers, accounts: accounts).add(to: v1)
+            }
             ImportV1(stores: stores).add(to: v1)
             CampaignsV1(stores: stores).add(to: v1)
             TenantLimitsV1(store: stores.limits).add(to: v1)

@@ -35,9 +35,17 @@ public struct HTTPStores: Sendable {
     /// Tenants' limits and quota counters (`/v1/tenant/limits`, the quota of every
     /// submission route).
     public let limits: TenantLimitsStore
+    /// Tenants' SMTP AUTH users (`/v1/smtp-users`).
+    public let smtpUsers: SMTPUserStore
+    /// This node's SMTP side, which hashes their passwords and forgets a changed user at
+    /// once; nil: `/v1/smtp-users` does not exist (a node without SMTP AUTH wiring).
+    public let smtpUserAccounts: (any SMTPUserAccounts)?
 
     public init(_ db: PostgresClient, expander: CampaignExpander? = nil, statsRecorder: CampaignStatsRecorder? = nil,
-                control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil) {
+                control: CampaignControl? = nil, sealer: SecretSealer? = nil, tenantSigners: TenantDKIMSigners? = nil,
+                smtpUserAccounts: (any SMTPUserAccounts)? = nil) {
+        self.smtpUserAccounts = smtpUserAccounts
+        smtpUsers = SMTPUserStore(db)
         self.statsRecorder = statsRecorder
         self.control = control
         self.dkimKeys = sealer.map { DKIMKeyStore(db, sealer: $0) }

@@ -106,9 +106,15 @@ public enum HeraldApp {
         defer { resolver?.shutdown() }
         // SMTP AUTH users' tenants, and the database tenants' limits: read once before
         // anything listens or delivers, then every two seconds.
+        // AUTH users: the config's `[[user]]` tables, then (with a database) the users
+        // tenants make over `/v1/smtp-users`, whose mail carries their tenant's tag.
+        let smtpUsers = SMTPUserDirectory(
+            configUsers: Dictionary(config.users.map { ($0.name, $0.passwordHash) }, uniquingKeysWith: { a, _ in a }),
+            store: database.map { SMTPUserStore($0) }, logger: logger)
         let userTenants = Dictionary(config.users.compactMap { u in u.tenant.map { (u.name, $0) } },
                                      uniquingKeysWith: { a, _ in a })
         let tenants = TenantDirectory(store: database.map { TenantLimitsStore($0) }, users: userTenants,
+                                      databaseUsers: database == nil ? nil : smtpUsers,
                                       queueManager: queueManager, logger: logger)
         await tenants.refresh()
         let listeners = config.listeners.map { l in
@@ -117,7 +123,7 @@ public enum HeraldApp {
                 session: SMTPSessionConfiguration(
                     hostname: config.hostname, role: l.role, tls: l.tls,
                     tlsAvailable: l.tls != .off && tlsContext != nil,
-                    allowPlaintextAuth: l.allowPlaintextAuth, authAvailable: !config.users.isEmpty,
+                    allowPlaintextAuth: l.allowPlaintextAuth, authAvailable: smtpUsers.hasUsers,
                     maxMessageSize: config.maxMessageSize, maxRecipients: config.maxRecipients,
                     maxCommandLineLength: config.maxCommandLineLength, maxTextLineLength: config.maxTextLineLength,
                     maxErrors: config.maxErrors, recipientOvershootLimit: config.recipientOvershootLimit,
@@ -135,8 +141,7 @@ public enum HeraldApp {
                 webhookRecorder?.accepted(envelope)
                 await queueManager?.enqueue(envelope)
             }),
-            authenticator: StaticUserAuthenticator(users: Dictionary(config.users.map { ($0.name, $0.passwordHash) },
-                                                                     uniquingKeysWith: { a, _ in a })),
+            authenticator: smtpUsers,
             limiter: ConnectionLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient),
             authThrottle: AuthFailureThrottle(step: seconds(config.authFailureDelay)),
             tenants: tenants,
@@ -201,7 +206,7 @@ public enum HeraldApp {
                                                 node: "\(config.hostname):\(spool.path)",
                                                 returnPathDomains: config.bounce?.domains ?? [], logger: logger)
                 stores = HTTPStores(db, expander: expander, statsRecorder: statsRecorder, control: control,
-                                    sealer: sealer, tenantSigners: tenantSigners)
+                                    sealer: sealer, tenantSigners: tenantSigners, smtpUserAccounts: smtpUsers)
                 ping = { (try? await db.query("SELECT 1")) != nil }
                 // Campaigns that were expanding when Herald stopped carry on from their
                 // checkpoints; every 30 s, chunks whose lease expired on a dead node are taken over.

@@ -10,6 +10,8 @@ import Synchronization
 /// This node's view of the tenants: which tenant each SMTP AUTH user's mail belongs to,
 /// the database tenants' names and limits, and the submission quota of SMTP mail.
 ///
+/// - Database users. A user made over the API (``SMTPUserDirectory``) belongs to one
+///   database tenant: its mail is tagged with that tenant's id.
 /// - Envelope tags. A user's `[[user]] tenant = "NAME"` tags its mail with the id of the
 ///   database tenant named NAME (ignoring case) when there is one, else with NAME: the
 ///   same tags `POST /v1/messages` writes for a database key (the id) and a config-file
@@ -39,15 +41,18 @@ public final class TenantDirectory: SubmissionTenants, Service {
     let store: TenantLimitsStore?
     /// `[[user]]` name → tenant name.
     let users: [String: String]
+    /// The users tenants made over the API: their mail is tagged with their tenant's id.
+    let databaseUsers: SMTPUserDirectory?
     let queueManager: QueueManager?
     let interval: Duration
     let logger: Logger
     private let state = Mutex(State())
 
-    public init(store: TenantLimitsStore?, users: [String: String], queueManager: QueueManager?,
-                interval: Duration = .seconds(2), logger: Logger) {
+    public init(store: TenantLimitsStore?, users: [String: String], databaseUsers: SMTPUserDirectory? = nil,
+                queueManager: QueueManager?, interval: Duration = .seconds(2), logger: Logger) {
         self.store = store
         self.users = users
+        self.databaseUsers = databaseUsers
         self.queueManager = queueManager
         self.interval = interval
         self.logger = logger
@@ -102,7 +107,7 @@ public final class TenantDirectory: SubmissionTenants, Service {
     }
 
     public func tenant(ofUser user: String) async -> String? {
-        guard let name = users[user] else { return nil }
+        guard let name = users[user] else { return await databaseUsers?.tenant(ofUser: user)?.description }
         if let tag = tag(forTenantNamed: name) { return tag }
         // A database tenant made since the last read would be tagged by name: read again
         // first (at most once a second).
@@ -144,10 +149,17 @@ public final class TenantDirectory: SubmissionTenants, Service {
     }
 
     public func knownRefusal(forUser user: String) -> SMTPReply? {
-        guard let name = users[user] else { return nil }
         let now = Date()
+        let databaseTag = users[user] == nil ? databaseUsers?.knownTenant(ofUser: user)?.description : nil
         return state.withLock { s -> SMTPReply? in
-            let tag = s.byName[name.lowercased()].map { $0.tenant.description } ?? name
+            let tag: String
+            if let name = users[user] {
+                tag = s.byName[name.lowercased()].map { $0.tenant.description } ?? name
+            } else if let databaseTag {
+                tag = databaseTag
+            } else {
+                return nil
+            }
             guard let known = s.overQuota[tag] else { return nil }
             guard known.until > now else {
                 s.overQuota[tag] = nil

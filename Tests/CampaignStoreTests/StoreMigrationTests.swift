@@ -8,8 +8,8 @@ import Testing
 @Suite("Store migrations", .enabled(if: PostgresServer.isAvailable))
 struct StoreMigrationTests {
     static let tables = ["api_keys", "bounce_events", "campaign_chunks", "campaign_counters", "campaign_recipients",
-                         "campaigns", "dkim_keys", "list_members", "lists", "schema_migrations", "subscribers",
-                         "suppressions", "tenant_limits", "tenant_usage", "tenants", "tracking_events",
+                         "campaigns", "dkim_keys", "list_members", "lists", "schema_migrations", "smtp_users",
+                         "subscribers", "suppressions", "tenant_limits", "tenant_usage", "tenants", "tracking_events",
                          "webhook_deliveries", "webhook_endpoints", "webhook_events"]
 
     @Test func migrationIsAppliedOnceAndIsIdempotent() async throws {
@@ -33,7 +33,8 @@ struct StoreMigrationTests {
                                  ["5", "suppression ids", "t"], ["6", "bounce and complaint events", "t"],
                                  ["7", "tenant dkim keys and campaign max attempts", "t"],
                                  ["8", "open and click tracking", "t"],
-                                 ["9", "tenant limits and submission quotas", "t"], ["10", "webhooks", "t"]])
+                                 ["9", "tenant limits and submission quotas", "t"], ["10", "webhooks", "t"],
+                                 ["11", "smtp users", "t"]])
         }
     }
 
