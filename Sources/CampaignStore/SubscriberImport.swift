@@ -105,7 +105,9 @@ extension SubscriberStore {
             guard parser.columns != nil else { throw StoreError(.invalid, "the file is empty: a header row with an email column is needed") }
         }
         let valid = parser.rows - parser.rejected
-        try connection.execute("ANALYZE import_rows")
+        // Statistics for the plans of the merge: only the address's matter (the jsonb
+        // column's took two thirds of the time, measured on 300,000 rows).
+        try connection.execute("ANALYZE import_rows (email)")
 
         // The fast way first; if a concurrent transaction added one of the file's new
         // addresses meanwhile, the plain insert meets its row: undo and upsert everything.
