@@ -109,8 +109,6 @@ extension SubscriberStore {
         // column's took two thirds of the time, measured on 300,000 rows).
         try connection.execute("ANALYZE import_rows (email)")
 
-        // The fast way first; if a concurrent transaction added one of the file's new
-        // addresses meanwhile, the plain insert meets its row: undo and upsert everything.
         let merged = try merge(connection, tenant: t, list: l)
 
         // Duplicates within the file: every line but the first for each address.
@@ -136,6 +134,9 @@ extension SubscriberStore {
                             rejectionsTruncated: parser.rejected + duplicateCount > rejections.count)
     }
 
+    /// Merges `import_rows` into the subscribers and the list: the fast way first; if a
+    /// concurrent transaction added one of the file's new addresses meanwhile, the plain
+    /// insert meets its row, and the merge is undone and redone by the upsert.
     private static func merge(_ connection: PostgresConnection, tenant t: String, list l: String) throws -> ImportMerge {
         try connection.execute("SAVEPOINT import_merge")
         do {
