@@ -1,10 +1,24 @@
 /// One CSV record: its fields (raw bytes) and the line it starts on.
+///
+/// The fields sit one after the other in one buffer, which the reader reuses from
+/// record to record: no array per field, no allocation per record once it has grown.
 struct CSVRecord {
     /// 1-based physical line where the record starts (a quoted field may span lines).
     var line: Int
-    var fields: [[UInt8]]
+    /// The fields' bytes, concatenated.
+    var bytes: [UInt8]
+    /// Where each field ends in `bytes` (it starts where the one before ends).
+    var ends: [Int]
     /// Why the record cannot be used (too long, unterminated quote, stray quote), if so.
     var problem: String?
+
+    var count: Int { ends.count }
+
+    subscript(field: Int) -> ArraySlice<UInt8> {
+        bytes[(field == 0 ? 0 : ends[field - 1])..<ends[field]]
+    }
+
+    var fields: [ArraySlice<UInt8>] { (0..<count).map { self[$0] } }
 }
 
 /// An incremental RFC 4180 reader: bytes go in as they arrive, in chunks of any size
@@ -22,8 +36,9 @@ struct CSVReader {
 
     let maxRecordBytes: Int
     private var state = State.fieldStart
-    private var field: [UInt8] = []
-    private var fields: [[UInt8]] = []
+    /// The record being read: the bytes of its fields and where each field ends.
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = []
     private var line = 1
     private var recordLine = 1
     private var recordBytes = 0
@@ -53,17 +68,17 @@ struct CSVReader {
         switch state {
         case .quoted:
             problem = problem ?? "a quoted field is not closed before the end of the file"
-            fields.append(field)
+            ends.append(bytes.count)
             try endRecord(emit)
         case .skippingLine:
             try endRecord(emit)
         case .fieldStart:
-            if !fields.isEmpty || sawQuote {
-                fields.append(field)
+            if !ends.isEmpty || sawQuote {
+                ends.append(bytes.count)
                 try endRecord(emit)
             }
         case .unquoted, .quoteInQuoted:
-            fields.append(field)
+            ends.append(bytes.count)
             try endRecord(emit)
         }
     }
@@ -94,8 +109,8 @@ struct CSVReader {
         recordBytes += 1
         if recordBytes > maxRecordBytes, state != .skippingLine {
             problem = "the record is longer than \(maxRecordBytes) bytes"
-            fields = []
-            field = []
+            bytes.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
             state = .skippingLine
         }
         switch state {
@@ -109,7 +124,7 @@ struct CSVReader {
                 state = .quoteInQuoted
             } else {
                 if byte == 0x0A { line += 1 }
-                field.append(byte)
+                bytes.append(byte)
             }
         case .fieldStart, .unquoted, .quoteInQuoted:
             // Outside quotes (or just after a closing one) a comma ends the field, LF the
@@ -117,11 +132,10 @@ struct CSVReader {
             // doubled inside a quoted field it stands for itself.
             switch byte {
             case 0x2C:
-                fields.append(field)
-                field = []
+                ends.append(bytes.count)
                 state = .fieldStart
             case 0x0A:
-                fields.append(field)
+                ends.append(bytes.count)
                 line += 1
                 try endRecord(emit)
             case 0x0D:
@@ -130,23 +144,23 @@ struct CSVReader {
                 sawQuote = true
                 state = .quoted
             case 0x22 where state == .quoteInQuoted:
-                field.append(0x22)
+                bytes.append(0x22)
                 state = .quoted
             default:
                 if state == .quoteInQuoted { problem = problem ?? "a character follows a closing quote" }
-                field.append(byte)
+                bytes.append(byte)
                 state = .unquoted
             }
         }
     }
 
     private mutating func endRecord(_ emit: (CSVRecord) throws -> Void) rethrows {
-        let blank = problem == nil && !sawQuote && fields.count == 1 && fields[0].isEmpty
+        let blank = problem == nil && !sawQuote && ends.count == 1 && ends[0] == 0
         if !blank {
-            try emit(CSVRecord(line: recordLine, fields: fields, problem: problem))
+            try emit(CSVRecord(line: recordLine, bytes: bytes, ends: ends, problem: problem))
         }
-        fields = []
-        field = []
+        bytes.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
         problem = nil
         sawQuote = false
         recordBytes = 0

@@ -9,21 +9,19 @@ import MailFormat
 public enum SubscriberAddress {
     /// The normalized address, or why it is not acceptable.
     public static func normalize(_ text: String) -> Result<String, StoreError> {
-        normalize(bytes: Array(text.utf8))
+        normalized(bytes: Array(text.utf8)[...]).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The same from UTF-8 bytes (the CSV import's fast path: no Foundation string work
-    /// for ASCII addresses).
-    static func normalize(bytes: [UInt8]) -> Result<String, StoreError> {
-        var start = 0, end = bytes.count
-        while start < end, ByteText.isSpace(bytes[start]) { start += 1 }
-        while end > start, ByteText.isSpace(bytes[end - 1]) { end -= 1 }
-        guard start < end else { return .failure(StoreError(.invalid, "empty address")) }
+    /// The same from UTF-8 bytes to UTF-8 bytes (the CSV import's fast path: no
+    /// Foundation string work for ASCII addresses, no `String` at all).
+    static func normalized(bytes: ArraySlice<UInt8>) -> Result<[UInt8], StoreError> {
+        let trimmed = ByteText.trimmed(bytes)
+        guard !trimmed.isEmpty else { return .failure(StoreError(.invalid, "empty address")) }
         var address: [UInt8]
-        if bytes[start..<end].allSatisfy({ $0 < 0x80 }) {
-            address = bytes[start..<end].map { ($0 >= 0x41 && $0 <= 0x5A) ? $0 + 0x20 : $0 }
+        if trimmed.allSatisfy({ $0 < 0x80 }) {
+            address = trimmed.map { ($0 >= 0x41 && $0 <= 0x5A) ? $0 + 0x20 : $0 }
         } else {
-            guard let text = String(validating: bytes[start..<end], as: UTF8.self) else {
+            guard let text = String(validating: trimmed, as: UTF8.self) else {
                 return .failure(StoreError(.invalid, "not valid UTF-8"))
             }
             address = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased().utf8)
@@ -31,7 +29,7 @@ public enum SubscriberAddress {
         if let why = problem(address) {
             return .failure(StoreError(.invalid, why))
         }
-        return .success(String(decoding: address, as: UTF8.self))
+        return .success(address)
     }
 
     /// Why `bytes` is not an acceptable address, nil when it is.
@@ -80,14 +78,14 @@ enum ByteText {
     static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
 
     /// `bytes` without leading and trailing ASCII white space.
-    static func trimmed(_ bytes: [UInt8]) -> ArraySlice<UInt8> {
-        var start = 0, end = bytes.count
+    static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = bytes.startIndex, end = bytes.endIndex
         while start < end, isSpace(bytes[start]) { start += 1 }
         while end > start, isSpace(bytes[end - 1]) { end -= 1 }
         return bytes[start..<end]
     }
 
-    static func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+    static func isValidUTF8(_ bytes: ArraySlice<UInt8>) -> Bool {
         bytes.allSatisfy { $0 < 0x80 } || String(validating: bytes, as: UTF8.self) != nil
     }
 }

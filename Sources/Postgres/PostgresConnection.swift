@@ -378,29 +378,78 @@ public final class PostgresCopyWriter {
     /// One row in COPY's default text format: tab-separated, `\N` for NULL, backslash,
     /// tab, newline and carriage return escaped.
     public func writeRow(_ values: [String?]) throws {
-        for (index, value) in values.enumerated() {
-            if index > 0 { buffer.append(0x09) }
-            guard let value else {
-                buffer.append(0x5C)
-                buffer.append(UInt8(ascii: "N"))
-                continue
+        for value in values {
+            if var value {
+                value.withUTF8 { writeField($0) }
+            } else {
+                writeNull()
             }
-            Self.appendEscaped(value, to: &buffer)
         }
+        try endRow()
+    }
+
+    /// Whether the next field is the first of its row (no tab before it).
+    private var atRowStart = true
+
+    /// The next field of the current row, in COPY's text format, from its bytes: for a
+    /// producer that has the bytes already and would otherwise build a `String` per
+    /// field. The bytes must not contain NUL (the text format cannot carry it); the
+    /// row ends with ``endRow()``.
+    public func writeField(_ bytes: UnsafeBufferPointer<UInt8>) {
+        startField()
+        Self.appendEscaped(bytes, to: &buffer)
+    }
+
+    /// The same from any bytes.
+    public func writeField<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        if bytes.withContiguousStorageIfAvailable({ writeField($0) }) == nil {
+            Array(bytes).withUnsafeBufferPointer { writeField($0) }
+        }
+    }
+
+    /// The next field, an integer in decimal.
+    public func writeField(_ number: Int) {
+        startField()
+        buffer.append(contentsOf: String(number).utf8)  // a small string: no allocation
+    }
+
+    /// The next field, NULL (`\N`).
+    public func writeNull() {
+        startField()
+        buffer.append(0x5C)
+        buffer.append(UInt8(ascii: "N"))
+    }
+
+    /// Ends the current row; sends the buffer once it is large.
+    public func endRow() throws {
         buffer.append(0x0A)
+        atRowStart = true
         if buffer.count >= Self.flushSize { try flush() }
     }
 
-    static func appendEscaped(_ value: String, to buffer: inout [UInt8]) {
-        for byte in value.utf8 {
-            switch byte {
-            case 0x5C: buffer.append(0x5C); buffer.append(0x5C)
-            case 0x09: buffer.append(0x5C); buffer.append(UInt8(ascii: "t"))
-            case 0x0A: buffer.append(0x5C); buffer.append(UInt8(ascii: "n"))
-            case 0x0D: buffer.append(0x5C); buffer.append(UInt8(ascii: "r"))
-            default: buffer.append(byte)
+    private func startField() {
+        if atRowStart { atRowStart = false } else { buffer.append(0x09) }
+    }
+
+    /// Appends `bytes` with COPY's text escapes (backslash, tab, newline, carriage
+    /// return), copying the runs between them whole.
+    static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to buffer: inout [UInt8]) {
+        var run = 0
+        for index in 0..<bytes.count {
+            let escape: UInt8
+            switch bytes[index] {
+            case 0x5C: escape = 0x5C
+            case 0x09: escape = UInt8(ascii: "t")
+            case 0x0A: escape = UInt8(ascii: "n")
+            case 0x0D: escape = UInt8(ascii: "r")
+            default: continue
             }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<index]))
+            buffer.append(0x5C)
+            buffer.append(escape)
+            run = index + 1
         }
+        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
     }
 
     /// Sends what is buffered.

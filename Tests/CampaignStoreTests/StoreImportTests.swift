@@ -1,5 +1,6 @@
 import Foundation
 import HeraldTestSupport
+import Postgres
 import Testing
 
 @testable import CampaignStore
@@ -188,6 +189,104 @@ struct StoreImportTests {
             }
             #expect(try await db.query("SELECT count(*) FROM subscribers") == [["0"]])
             #expect(try await db.query("SELECT 1") == [["1"]])
+        }
+    }
+
+    /// What COPY's text format escapes (tab, backslash, line ends, `\N`), what JSON
+    /// escapes (quotes, backslashes, control characters) and UTF-8 come back exactly as
+    /// the file had them, in names and in attributes (keys too).
+    @Test func valuesSurviveTheCopyEncodingExactly() async throws {
+        try await StoreTestDB.with { db in
+            let (tenant, _) = try await StoreTestDB.tenant(db)
+            let (other, _) = try await StoreTestDB.tenant(db, "other")
+            let list = try await ListStore(db).createList(tenant: tenant.id, name: "csv")
+            let store = SubscriberStore(db)
+            // The other tenant has one of the addresses: it stays as it is.
+            _ = try await db.execute("INSERT INTO subscribers (tenant_id, email, first_name) VALUES ($1, 'zoë@example.com', 'Other')",
+                                     [other.id.parameter])
+            let key = "Note \"q\" \\ ✓"
+            var csv = "email,first_name,last_name,name,\"Note \"\"q\"\" \\ ✓\",city\n"
+            csv += "tab@example.com,\"a\tb\",\\N,\"back\\slash\",\"\t\\t\\\\N\",Zürich\n"
+            csv += "ZOË@example.com,Zoë,\"O'Brien \"\"Jr\"\"\",\"two\r\nlines\",\"ctl \u{01}\u{1F} \\u0000 \"\"x\"\"\",東京 🏙️\n"
+            csv += "nul@example.com,x,,,\"a\u{0}b\",\n"
+            csv += "cr@example.com,\" padded \",,,\" kept \",\"a\rb\"\n"
+            let report = try #require(try await store.importCSV(tenant: tenant.id, listID: list.id, from: StoreChunks(csv, size: 3)))
+            #expect(report.created == 3 && report.addedToList == 3)
+            #expect(report.rejections.map(\.line) == [5])  // the record before spans lines 3 and 4
+            #expect(report.rejections.map(\.reason) == ["contains a NUL byte"])
+
+            let tab = try #require(try await store.subscriber(tenant: tenant.id, email: "tab@example.com"))
+            #expect(tab.firstName == "a\tb")
+            #expect(tab.lastName == "\\N")
+            #expect(tab.name == "back\\slash")
+            #expect(tab.attributes == [key: "\t\\t\\\\N", "city": "Zürich"])
+            let zoe = try #require(try await store.subscriber(tenant: tenant.id, email: "zoë@example.com", listID: list.id))
+            #expect(zoe.firstName == "Zoë")
+            #expect(zoe.lastName == "O'Brien \"Jr\"")
+            #expect(zoe.name == "two\r\nlines")
+            #expect(zoe.attributes == [key: "ctl \u{01}\u{1F} \\u0000 \"x\"", "city": "東京 🏙️"])
+            let cr = try #require(try await store.subscriber(tenant: tenant.id, email: "cr@example.com"))
+            #expect(cr.firstName == "padded")  // names are trimmed, attributes are not
+            #expect(cr.attributes == [key: " kept ", "city": "a\rb"])
+            // The same bytes as JSON text, as PostgreSQL stores them.
+            #expect(try await db.query("SELECT attributes->>'city' FROM subscribers WHERE tenant_id = $1 AND email = 'zoë@example.com'",
+                                       [tenant.id.parameter]) == [["東京 🏙️"]])
+
+            let theirs = try await db.query("SELECT first_name, attributes::text FROM subscribers WHERE tenant_id = $1",
+                                            [other.id.parameter])
+            #expect(theirs == [["Other", "{}"]])
+        }
+    }
+
+    /// The import inserts addresses new to the tenant with a plain INSERT; when another
+    /// transaction adds one of them meanwhile, that insert fails, and the import falls
+    /// back to the upsert with the same result a lone import would have had.
+    @Test func anAddressAddedMeanwhileByAnotherTransactionIsUpserted() async throws {
+        try await StoreTestDB.with { db in
+            let (tenant, _) = try await StoreTestDB.tenant(db)
+            let list = try await ListStore(db).createList(tenant: tenant.id, name: "csv")
+            let store = SubscriberStore(db)
+            _ = try #require(try await store.importCSV(tenant: tenant.id, listID: list.id,
+                                                       from: StoreChunks("email,first_name\nold@example.com,Old\n")))
+
+            let inserted = AsyncStream<Void>.makeStream()
+            let release = DispatchSemaphore(value: 0)
+            let blocker = Task {
+                try await db.withConnection { connection in
+                    try connection.inTransaction {
+                        try connection.execute("INSERT INTO subscribers (tenant_id, email, first_name) VALUES ($1, 'b@example.com', 'Theirs')",
+                                               [tenant.id.parameter])
+                        inserted.continuation.yield()
+                        release.wait()
+                    }
+                }
+            }
+            for await _ in inserted.stream { break }
+            let importing = Task {
+                try await store.importCSV(tenant: tenant.id, listID: list.id, from: StoreChunks(
+                    "email,first_name\na@example.com,A\nb@example.com,Ours\nold@example.com,Older\nc@example.com,C\na@example.com,again\n"))
+            }
+            // The import's insert waits for the other transaction's row; then it commits.
+            var waited = false
+            for _ in 0..<600 {
+                let waiting = try await db.query("""
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%WITH new AS%'
+                    """)
+                if waiting == [["1"]] { waited = true; break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            release.signal()
+            try await blocker.value
+            #expect(waited)
+            let report = try #require(try await importing.value)
+            #expect(report.rows == 5 && report.rejected == 1)
+            #expect(report.rejections.map(\.reason) == ["duplicate of line 2"])
+            #expect(report.created == 2 && report.updated == 2 && report.unchanged == 0)
+            #expect(report.addedToList == 3)
+            let b = try #require(try await store.subscriber(tenant: tenant.id, email: "b@example.com", listID: list.id))
+            #expect(b.firstName == "Ours")
+            #expect(try await db.query("SELECT count(*) FROM list_members WHERE list_id = $1", [String(list.id)]) == [["4"]])
         }
     }
 

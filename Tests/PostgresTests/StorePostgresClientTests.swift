@@ -225,6 +225,31 @@ struct StorePostgresClientTests {
         }
     }
 
+    /// Fields written from bytes get the same escapes as `writeRow`, escapes at either
+    /// end and next to each other included; numbers and NULLs sit among them.
+    @Test func copyFieldsFromBytesAreEscaped() async throws {
+        try await StoreTestDB.with(size: 1, migrated: false) { db in
+            try await db.execute("CREATE TABLE f (n bigint, a text, b text)")
+            let texts = ["\\\t\r\n", "\tlead", "trail\\", "a\\\\b\t\tc\r\nd", "\\N", "", "plain",
+                         "ünïcødé ✉️ 名前", String(repeating: "x\t", count: 50_000)]
+            let copied = try await db.withConnection { conn in
+                try conn.copyIn("COPY f (n, a, b) FROM STDIN") { writer in
+                    for (index, text) in texts.enumerated() {
+                        writer.writeField(index * 1_000_000_007)
+                        writer.writeField(Array(text.utf8)[...])
+                        if index % 2 == 0 { writer.writeNull() } else { writer.writeField(text.utf8) }
+                        try writer.endRow()
+                    }
+                }
+            }
+            #expect(copied == texts.count)
+            let rows = try await db.query("SELECT n, a, b FROM f ORDER BY n")
+            #expect(rows == texts.enumerated().map { index, text in
+                [String(index * 1_000_000_007), text, index % 2 == 0 ? nil : text]
+            })
+        }
+    }
+
     @Test func cancellingTheTaskCancelsTheQuery() async throws {
         try await StoreTestDB.with(size: 1, migrated: false) { db in
             let started = Date()
