@@ -39,8 +39,13 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     /// Validates `string` against the generated shape; `nil` if it does not match.
     /// Use this for anything from outside the process (file names, the CLI, JSON).
     public init?(_ string: String) {
+        self.init(utf8: string.utf8)
+    }
+
+    /// ``init(_:)`` for text given as UTF-8 bytes (a file name's first 20, say).
+    init?(utf8: some Sequence<UInt8>) {
         var time: UInt64 = 0, random: UInt64 = 0, count = 0
-        for byte in string.utf8 {
+        for byte in utf8 {
             if count < QueueID.timeLength {
                 guard let value = QueueID.hexValue(byte) else { return nil }
                 time = time << 4 | value
@@ -105,19 +110,33 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     public var shard: String {
         // FNV-1a, folded to 8 bits.
         let hash = fnv1a
-        let folded = (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF
-        let digits: [Character] = Array("0123456789abcdef")
-        return String([digits[Int(folded >> 4)], digits[Int(folded & 0xF)]])
+        return QueueID.shardNames[Int((hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF)]
+    }
+
+    /// `00` … `ff`: the 256 shard directory names, made once (each fits a small string).
+    static let shardNames: [String] = (0..<256).map { value in
+        let digits = Array("0123456789abcdef")
+        return String([digits[value >> 4], digits[value & 0xF]])
     }
 
     /// A 32-bit hash of the id, used to pick a byte in the spool lock file.
     var lockSlot: UInt32 { fnv1a & 0x7FFF_FFFF }
 
-    /// FNV-1a (32 bit) of the id's text.
+    /// FNV-1a (32 bit) of the id's text, taken from the digits as ``rawValue`` spells
+    /// them, without making the text (the shard of every file is asked for at start-up).
     private var fnv1a: UInt32 {
         var hash: UInt32 = 0x811C_9DC5
-        for byte in rawValue.utf8 {
-            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+        QueueID.hexDigits.withUnsafeBufferPointer { hex in
+            for index in 0..<QueueID.timeLength {
+                let digit = hex[Int(time >> UInt64(4 * (QueueID.timeLength - 1 - index)) & 0xF)]
+                hash = (hash ^ UInt32(digit)) &* 0x0100_0193
+            }
+        }
+        QueueID.base32Digits.withUnsafeBufferPointer { base32 in
+            for index in QueueID.timeLength..<QueueID.length {
+                let digit = base32[Int(random >> UInt64(5 * (QueueID.length - 1 - index)) & 0x1F)]
+                hash = (hash ^ UInt32(digit)) &* 0x0100_0193
+            }
         }
         return hash
     }

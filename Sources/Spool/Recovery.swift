@@ -66,13 +66,14 @@ extension Spool {
         // The ids in order, in chunks: the files of each chunk's messages that lie where
         // they belong are read and decoded on every core first (the bulk of the work at a
         // million messages), then each message is checked and put right in id order.
-        let ids = found.keys.sorted()
+        let messages = found.sorted { $0.key < $1.key }
+        found = [:]
         var start = 0
-        while start < ids.count {
-            let chunk = ids[start..<min(start + Self.recoveryChunk, ids.count)]
-            let readings = readAhead(chunk, found)
-            for (offset, id) in chunk.enumerated() {
-                try recoverMessage(id, found[id]!, reading: readings[offset], report: &report, touched: &touched,
+        while start < messages.count {
+            let chunk = messages[start..<min(start + Self.recoveryChunk, messages.count)]
+            let readings = readAhead(chunk)
+            for (offset, (id, files)) in chunk.enumerated() {
+                try recoverMessage(id, files, reading: readings[offset], report: &report, touched: &touched,
                                    queued: queued)
             }
             start = chunk.endIndex
@@ -178,8 +179,8 @@ extension Spool {
 
     /// ``read(_:in:)`` for the messages of `chunk` whose two files are in place, on every
     /// core; nil for the others (recovery reads them itself once it has moved their files).
-    private func readAhead(_ chunk: ArraySlice<QueueID>, _ found: [QueueID: FoundFiles]) -> [Result<Reading, any Error>?] {
-        let work = chunk.map { id in found[id]!.simpleQueue.map { (id, $0) } }
+    private func readAhead(_ chunk: ArraySlice<(key: QueueID, value: FoundFiles)>) -> [Result<Reading, any Error>?] {
+        let work = chunk.map { id, files in files.simpleQueue.map { (id, $0) } }
         let results = ResultSlots<Reading>(count: work.count)
         let stripes = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8, max(work.count, 1))
         DispatchQueue.concurrentPerform(iterations: stripes) { stripe in
@@ -195,6 +196,12 @@ extension Spool {
         _ id: QueueID, _ files: FoundFiles, reading: Result<Reading, any Error>?, report: inout RecoveryReport,
         touched: inout Set<String>, queued: (Envelope, Int64) -> Void
     ) throws {
+        // The usual case: the two files in place, read ahead, sound. Nothing to put right.
+        if let queue = files.simpleQueue, case .success(let read)? = reading, read.problem == nil,
+           let envelope = read.envelope, read.messageSize == envelope.messageFile.size {
+            recovered(envelope, stamp: read.stamp, in: queue, report: &report, queued: queued)
+            return
+        }
         let envelopes = files.locations(.envelope, of: id, in: self)
         // Rule 2: never acknowledged.
         if envelopes.isEmpty {
@@ -292,10 +299,16 @@ extension Spool {
             return
         }
 
+        recovered(envelope, stamp: read.stamp, in: queue, report: &report, queued: queued)
+    }
+
+    /// Counts a sound message, and hands a queued one on.
+    private func recovered(_ envelope: Envelope, stamp: Int64, in queue: SpoolQueue, report: inout RecoveryReport,
+                           queued: (Envelope, Int64) -> Void) {
         switch queue {
         case .queue:
             report.queued += 1
-            queued(envelope, read.stamp)
+            queued(envelope, stamp)
         case .hold: report.held += 1
         case .corrupt: preconditionFailure("Internal inconsistency: recovery scanned corrupt/")
         }

@@ -530,16 +530,17 @@ public final class Spool: Sendable {
 
     /// `<id>.msg` / `<id>.env` with a valid id, else nil.
     static func parseFileName(_ name: String) -> (QueueID, FileKind)? {
-        guard name.utf8.count == QueueID.length + 4 else { return nil }
+        let bytes = name.utf8
+        guard bytes.count == QueueID.length + 4 else { return nil }
         let kind: FileKind
-        if name.hasSuffix(".msg") {
+        if bytes.suffix(4).elementsEqual(".msg".utf8) {
             kind = .message
-        } else if name.hasSuffix(".env") {
+        } else if bytes.suffix(4).elementsEqual(".env".utf8) {
             kind = .envelope
         } else {
             return nil
         }
-        guard let id = QueueID(String(name.prefix(QueueID.length))) else { return nil }
+        guard let id = QueueID(utf8: bytes.prefix(QueueID.length)) else { return nil }
         return (id, kind)
     }
 

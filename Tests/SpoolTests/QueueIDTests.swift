@@ -71,6 +71,25 @@ struct QueueIDTests {
         #expect(sameTimeShards.count > 100)
     }
 
+    /// Existing spools were laid out with this hash: a spool written by an earlier
+    /// version must find its files in the same directories.
+    @Test("the shard is FNV-1a of the id's text, folded to a byte; ids spelled from file names parse the same")
+    func shardIsTheSpoolLayout() {
+        #expect(QueueID("063A1F2B4C5D6K7QZ2M0")!.shard == "f4")
+        for _ in 0..<2000 {
+            let id = QueueID.generate()
+            var hash: UInt32 = 0x811C_9DC5
+            for byte in id.rawValue.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+            let folded = (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF
+            #expect(id.shard == String(format: "%02x", folded))
+            #expect(Spool.parseFileName(id.rawValue + ".env")! == (id, .envelope))
+            #expect(Spool.parseFileName(id.rawValue + ".msg")! == (id, .message))
+        }
+        #expect(Spool.parseFileName("063A1F2B4C5D6K7QZ2M0.tmp") == nil)
+        #expect(Spool.parseFileName("063A1F2B4C5D6K7QZ2M0env") == nil)
+        #expect(Spool.parseFileName("063A1F2B4C5D6K7QZ2M.env") == nil)
+    }
+
     @Test(
         "malformed strings are rejected",
         arguments: [
