@@ -81,10 +81,14 @@ public actor QueueManager {
         let limit: Int
         var whole: [QueueID: (envelope: Envelope, stamp: Int64)] = [:]
         var rest: [QueueID: (campaign: String?, size: Int, stamp: Int64)] = [:]
+        /// Every id added, in the order recovery handed them (queue id order): the
+        /// first scan's listing of queue/.
+        var order: [QueueID] = []
 
         public init(limit: Int) { self.limit = limit }
 
         public mutating func add(_ envelope: Envelope, stamp: Int64) {
+            order.append(envelope.id)
             if whole.count < limit {
                 whole[envelope.id] = (envelope, stamp)
             } else {
@@ -96,7 +100,15 @@ public actor QueueManager {
     /// Hands over what `Spool.recover(queued:)` read, before `loadIndex()`/`run()`.
     public func adoptRecovered(_ queue: RecoveredQueue) {
         recovered = queue
+        recoveredListing = true
     }
+
+    /// Whether the first scan takes queue/'s listing from recovery (made by this process
+    /// just before, with nothing delivered since) instead of listing it again: at a
+    /// million messages, a second listing and the sets made from it cost seconds before
+    /// the first delivery. Anything a postmaster changes in between is found by the next
+    /// rescan, as it would be had it happened after the first scan.
+    private var recoveredListing = false
 
     /// Loads the index from `queue/` before `run()` (which then starts from it), so that
     /// decisions about queued mail (campaign control) can be made before any delivery.
@@ -122,7 +134,8 @@ public actor QueueManager {
     /// Loads everything in `queue/` (start-up, rescans).
     func scan() {
         let now = Date()
-        let ids = (try? spool.enumerate(.queue)) ?? []
+        let fromRecovery = !indexLoaded && recoveredListing
+        let ids = fromRecovery ? recovered.order : ((try? spool.enumerate(.queue)) ?? [])
         for id in ids {
             if let p = scheduler.parked[id] {
                 // Parked: only a retry's change behind our back (`herald queue retry`)
@@ -159,6 +172,12 @@ public actor QueueManager {
             }
         }
         recovered = RecoveredQueue(limit: 0)   // what recovery read and is gone from queue/ since: not indexed
+        if fromRecovery {
+            // Nothing indexed can have left queue/ yet (the only other entries are
+            // messages committed since recovery), and no hold was known to follow.
+            if !holdLoaded { loadHold(now: now) }
+            return
+        }
         // Gone from queue/ (held or deleted by the postmaster) and idle: forget. A
         // deletion is the final outcome of the recipients still waiting; a hold is not.
         let queued = Set(ids)

@@ -348,17 +348,21 @@ struct EnvelopeReader {
     private mutating func string() throws(Unsupported) -> String {
         try expect(Self.quote)
         let start = index
+        var ascii = true
         // The common case: no escape, read in place.
         while index < bytes.count {
             let byte = bytes[index]
             if byte == Self.quote {
-                let text = String(validating: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                // ASCII is valid UTF-8 as it stands (and the cheap way to a String).
+                let text = ascii ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
                 index += 1
                 guard let text else { throw Unsupported() }
                 return text
             }
             if byte == Self.backslash { break }
             guard byte >= 0x20 else { throw Unsupported() }
+            ascii = ascii && byte < 0x80
             index += 1
         }
         var decoded = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))

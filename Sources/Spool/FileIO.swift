@@ -95,16 +95,46 @@ enum FileIO {
         } catch let error as SpoolError where error.errno == ENOENT {
             return nil
         }
+        return try readOpened(fd, path)
+    }
+
+    /// ``readFileStamped(_:)`` of `name` in the open directory `directory` (one path
+    /// component to look up instead of the whole path); `path` names it in errors.
+    static func readFileStamped(in directory: Int32, _ name: UnsafePointer<CChar>, path: @autoclosure () -> String) throws
+        -> (bytes: [UInt8], modified: Int64)? {
+        var fd: Int32
+        repeat {
+            fd = openat(directory, name, O_RDONLY | O_CLOEXEC)
+        } while fd < 0 && Glibc.errno == EINTR
+        if fd < 0 {
+            let code = Glibc.errno
+            if code == ENOENT { return nil }
+            throw SpoolError.system("open", path(), code)
+        }
+        return try readOpened(fd, path())
+    }
+
+    /// The size of `name` in the open directory `directory`, nil if it does not exist.
+    static func fileSize(in directory: Int32, _ name: UnsafePointer<CChar>, path: @autoclosure () -> String) throws -> Int? {
+        var info = stat()
+        if fstatat(directory, name, &info, 0) == 0 { return Int(info.st_size) }
+        let code = Glibc.errno
+        if code == ENOENT { return nil }
+        throw SpoolError.system("stat", path(), code)
+    }
+
+    /// Reads the open file `fd` whole and closes it.
+    private static func readOpened(_ fd: Int32, _ path: @autoclosure () -> String) throws -> (bytes: [UInt8], modified: Int64) {
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw SpoolError.system("fstat", path, Glibc.errno) }
+        guard fstat(fd, &info) == 0 else { throw SpoolError.system("fstat", path(), Glibc.errno) }
         let modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
         let expected = Int(info.st_size)
         var result = [UInt8](repeating: 0, count: expected)
         var filled = 0
         while filled < expected {
             let count = try result.withUnsafeMutableBytes { buffer in
-                try readSome(fd, buffer.baseAddress! + filled, expected - filled, path)
+                try readSome(fd, buffer.baseAddress! + filled, expected - filled, path())
             }
             if count == 0 { break }
             filled += count
@@ -116,7 +146,7 @@ enum FileIO {
         if expected > 0 { return (result, modified) }
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = try chunk.withUnsafeMutableBytes { try readSome(fd, $0.baseAddress!, $0.count, path) }
+            let count = try chunk.withUnsafeMutableBytes { try readSome(fd, $0.baseAddress!, $0.count, path()) }
             if count == 0 { break }
             result.append(contentsOf: chunk[0..<count])
         }

@@ -68,17 +68,36 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     /// The id as text: 13 hexadecimal digits, then 7 base32 digits.
     public var rawValue: String {
         String(unsafeUninitializedCapacity: QueueID.length) { buffer in
-            var t = time
-            for index in stride(from: QueueID.timeLength - 1, through: 0, by: -1) {
-                buffer[index] = QueueID.hexDigits[Int(t & 0xF)]
-                t >>= 4
-            }
-            var r = random
-            for index in stride(from: QueueID.length - 1, through: QueueID.timeLength, by: -1) {
-                buffer[index] = QueueID.base32Digits[Int(r & 0x1F)]
-                r >>= 5
-            }
+            spell(into: buffer)
             return QueueID.length
+        }
+    }
+
+    /// Writes the id's 20 characters at the start of `buffer`.
+    private func spell(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        var t = time
+        for index in stride(from: QueueID.timeLength - 1, through: 0, by: -1) {
+            buffer[index] = QueueID.hexDigits[Int(t & 0xF)]
+            t >>= 4
+        }
+        var r = random
+        for index in stride(from: QueueID.length - 1, through: QueueID.timeLength, by: -1) {
+            buffer[index] = QueueID.base32Digits[Int(r & 0x1F)]
+            r >>= 5
+        }
+    }
+
+    /// The file name `<id><suffix>` as a C string made on the stack, for `openat` and the
+    /// like (no String per file at start-up).
+    func withFileName<Result>(_ suffix: StaticString, _ body: (UnsafePointer<CChar>) throws -> Result) rethrows -> Result {
+        let count = QueueID.length + suffix.utf8CodeUnitCount
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count + 1) { buffer in
+            spell(into: buffer)
+            for index in 0..<suffix.utf8CodeUnitCount {
+                buffer[QueueID.length + index] = suffix.utf8Start[index]
+            }
+            buffer[count] = 0
+            return try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
         }
     }
 
@@ -108,9 +127,13 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     /// that holds this message: a hash of the whole id, so that ids made in the same
     /// second spread over all 256 directories instead of piling into one.
     public var shard: String {
-        // FNV-1a, folded to 8 bits.
-        let hash = fnv1a
-        return QueueID.shardNames[Int((hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF)]
+        QueueID.shardNames[QueueID.shardNumber(self)]
+    }
+
+    /// The shard as a number, 0 to 255: FNV-1a, folded to 8 bits.
+    static func shardNumber(_ id: QueueID) -> Int {
+        let hash = id.fnv1a
+        return Int((hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xFF)
     }
 
     /// `00` … `ff`: the 256 shard directory names, made once (each fits a small string).

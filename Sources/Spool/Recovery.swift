@@ -42,6 +42,8 @@ extension Spool {
         var touched = Set<String>()
         report.tmpRemoved = try removeTemporaryGarbage()
 
+        let clock = ContinuousClock()
+        let began = clock.now
         var found: [QueueID: FoundFiles] = [:]
         for queue in [SpoolQueue.queue, .hold] {
             let top = directory(of: queue)
@@ -67,16 +69,22 @@ extension Spool {
         // they belong are read and decoded on every core first (the bulk of the work at a
         // million messages), then each message is checked and put right in id order.
         let messages = found.sorted { $0.key < $1.key }
+        let listed = clock.now
         found = [:]
-        var start = 0
-        while start < messages.count {
-            let chunk = messages[start..<min(start + Self.recoveryChunk, messages.count)]
-            let readings = readAhead(chunk)
+        // The next chunk is read while this one is checked.
+        let chunks = stride(from: 0, to: messages.count, by: Self.recoveryChunk).map {
+            messages[$0..<min($0 + Self.recoveryChunk, messages.count)]
+        }
+        let shards = ShardDirectories(self)
+        var next = chunks.first.map { chunk in ReadAhead { self.readAhead(chunk, shards) } }
+        for (number, chunk) in chunks.enumerated() {
+            let readings = next!.wait()
+            next = number + 1 < chunks.count
+                ? ReadAhead { [chunk = chunks[number + 1]] in self.readAhead(chunk, shards) } : nil
             for (offset, (id, files)) in chunk.enumerated() {
                 try recoverMessage(id, files, reading: readings[offset], report: &report, touched: &touched,
                                    queued: queued)
             }
-            start = chunk.endIndex
         }
         for directory in touched.sorted() {
             try FileIO.syncDirectory(directory)
@@ -87,6 +95,7 @@ extension Spool {
                 "queued": "\(report.queued)", "held": "\(report.held)", "tmp_removed": "\(report.tmpRemoved)",
                 "orphans_removed": "\(report.orphanMessagesRemoved)", "moved_to_corrupt": "\(report.movedToCorrupt)",
                 "rejoined": "\(report.messagesRejoined)",
+                "seconds_listing": "\(Self.seconds(listed - began))", "seconds": "\(Self.seconds(clock.now - began))",
             ])
         return report
     }
@@ -142,6 +151,11 @@ extension Spool {
         }
     }
 
+    /// A duration as seconds with three decimals, for the log.
+    static func seconds(_ duration: Duration) -> String {
+        String(format: "%.3f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+
     /// Messages read ahead at a time: enough to keep every core busy, few enough that
     /// their decoded envelopes take little memory.
     static let recoveryChunk = 2048
@@ -155,11 +169,20 @@ extension Spool {
         var messageSize: Int?
     }
 
-    /// Reads the envelope and the message file's size of `id` in `queue`, as they lie.
-    /// Touches nothing: safe on any thread.
-    private func read(_ id: QueueID, in queue: SpoolQueue) throws -> Reading {
+    /// Reads the envelope and the message file's size of `id` in `queue`, as they lie:
+    /// through `directory`, its shard directory opened, when given. Touches nothing: safe
+    /// on any thread.
+    private func read(_ id: QueueID, in queue: SpoolQueue, directory: Int32? = nil) throws -> Reading {
         var reading = Reading()
-        if let (bytes, stamp) = try FileIO.readFileStamped(envelopePath(id, in: queue)) {
+        let file: (bytes: [UInt8], modified: Int64)?
+        if let directory {
+            file = try id.withFileName(".env") { name in
+                try FileIO.readFileStamped(in: directory, name, path: envelopePath(id, in: queue))
+            }
+        } else {
+            file = try FileIO.readFileStamped(envelopePath(id, in: queue))
+        }
+        if let (bytes, stamp) = file {
             reading.stamp = stamp
             do {
                 let decoded = try EnvelopeCoding.decode(bytes)
@@ -171,7 +194,12 @@ extension Spool {
         } else {
             reading.problem = "envelope vanished during recovery"
         }
-        if reading.problem == nil {
+        guard reading.problem == nil else { return reading }
+        if let directory {
+            reading.messageSize = try id.withFileName(".msg") { name in
+                try FileIO.fileSize(in: directory, name, path: messagePath(id, in: queue))
+            }
+        } else {
             reading.messageSize = try FileIO.fileSize(messagePath(id, in: queue))
         }
         return reading
@@ -179,14 +207,15 @@ extension Spool {
 
     /// ``read(_:in:)`` for the messages of `chunk` whose two files are in place, on every
     /// core; nil for the others (recovery reads them itself once it has moved their files).
-    private func readAhead(_ chunk: ArraySlice<(key: QueueID, value: FoundFiles)>) -> [Result<Reading, any Error>?] {
+    private func readAhead(_ chunk: ArraySlice<(key: QueueID, value: FoundFiles)>, _ shards: ShardDirectories)
+        -> [Result<Reading, any Error>?] {
         let work = chunk.map { id, files in files.simpleQueue.map { (id, $0) } }
         let results = ResultSlots<Reading>(count: work.count)
         let stripes = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8, max(work.count, 1))
         DispatchQueue.concurrentPerform(iterations: stripes) { stripe in
             for index in stride(from: stripe, to: work.count, by: stripes) {
                 guard let (id, queue) = work[index] else { continue }
-                results.set(index, Result { try read(id, in: queue) })
+                results.set(index, Result { try read(id, in: queue, directory: shards.descriptor(of: id, in: queue)) })
             }
         }
         return results.take()
@@ -406,5 +435,50 @@ private final class ResultSlots<Value>: @unchecked Sendable {
 
     func take() -> [Result<Value, any Error>?] {
         Array(slots)
+    }
+}
+
+/// ``Spool/readAhead(_:)`` of one chunk, running on a dispatch thread until waited for.
+private final class ReadAhead<Value>: @unchecked Sendable {
+    private let done = DispatchGroup()
+    private var value: Value?   // written before `done` is left, read after it is waited for
+
+    init(_ work: @escaping @Sendable () -> Value) {
+        done.enter()
+        DispatchQueue.global().async {
+            self.value = work()
+            self.done.leave()
+        }
+    }
+
+    func wait() -> Value {
+        done.wait()
+        return value!
+    }
+}
+
+/// The shard directories of queue/ and hold/, open for recovery's reads ahead (a file
+/// looked up in its directory instead of along its whole path); closed when released.
+private final class ShardDirectories: Sendable {
+    /// queue/'s 256 shards, then hold/'s; -1 where a directory could not be opened (the
+    /// reads there go by path).
+    private let descriptors: [Int32]
+
+    init(_ spool: Spool) {
+        descriptors = [SpoolQueue.queue, .hold].flatMap { queue in
+            QueueID.shardNames.map { shard in
+                open(spool.directory(of: queue) + "/" + shard, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            }
+        }
+    }
+
+    deinit {
+        for descriptor in descriptors where descriptor >= 0 { close(descriptor) }
+    }
+
+    func descriptor(of id: QueueID, in queue: SpoolQueue) -> Int32? {
+        let base = queue == .hold ? 256 : 0
+        let descriptor = descriptors[base + QueueID.shardNumber(id)]
+        return descriptor >= 0 ? descriptor : nil
     }
 }

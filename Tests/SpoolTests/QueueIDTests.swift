@@ -84,6 +84,8 @@ struct QueueIDTests {
             #expect(id.shard == String(format: "%02x", folded))
             #expect(Spool.parseFileName(id.rawValue + ".env")! == (id, .envelope))
             #expect(Spool.parseFileName(id.rawValue + ".msg")! == (id, .message))
+            #expect(id.withFileName(".env") { String(cString: $0) } == id.rawValue + ".env")
+            #expect(QueueID.shardNames[QueueID.shardNumber(id)] == id.shard)
         }
         #expect(Spool.parseFileName("063A1F2B4C5D6K7QZ2M0.tmp") == nil)
         #expect(Spool.parseFileName("063A1F2B4C5D6K7QZ2M0env") == nil)
