@@ -140,6 +140,12 @@ struct DeliveryScheduler {
     }
     /// The parked messages.
     private(set) var parked: [QueueID: Parked] = [:]
+
+    /// Makes room for `count` more parked messages at once (the first scan after a
+    /// restart parks most of a large queue), instead of growing a step at a time.
+    mutating func reserveParked(_ count: Int) {
+        parked.reserveCapacity(parked.count + count)
+    }
     private var readyToLoad = IDQueue()
     private var parkedRetries = DueHeap()
     private var parkedHeld: [UInt32: [QueueID]] = [:]

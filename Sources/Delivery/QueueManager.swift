@@ -87,6 +87,13 @@ public actor QueueManager {
 
         public init(limit: Int) { self.limit = limit }
 
+        /// Makes room for `count` messages at once (recovery says how many it found).
+        public mutating func reserve(_ count: Int) {
+            order.reserveCapacity(count)
+            whole.reserveCapacity(min(count, limit))
+            rest.reserveCapacity(max(count - limit, 0))
+        }
+
         public mutating func add(_ envelope: Envelope, stamp: Int64) {
             order.append(envelope.id)
             if whole.count < limit {
@@ -136,6 +143,7 @@ public actor QueueManager {
         let now = Date()
         let fromRecovery = !indexLoaded && recoveredListing
         let ids = fromRecovery ? recovered.order : ((try? spool.enumerate(.queue)) ?? [])
+        scheduler.reserveParked(recovered.rest.count)
         for id in ids {
             if let p = scheduler.parked[id] {
                 // Parked: only a retry's change behind our back (`herald queue retry`)

@@ -39,7 +39,9 @@ public enum HeraldApp {
         let webhookCheckpoint = spool.path + "/webhooks.checkpoint"
         let replaySince = config.databaseURL == nil ? nil : WebhookRecorder.checkpoint(at: webhookCheckpoint)
             .map { $0.addingTimeInterval(-WebhookRecorder.replayMargin) }
-        _ = try spool.recover(queued: { envelope, stamp in
+        _ = try spool.recover(found: { count in
+            if config.deliveryEnabled { recovered.reserve(count) }
+        }, queued: { envelope, stamp in
             if config.deliveryEnabled { recovered.add(envelope, stamp: stamp) }
             if let replaySince, envelope.tenant != nil, envelope.arrival >= replaySince {
                 acceptedReplay += WebhookRecorder.acceptedEvents(envelope, onlyUnattempted: true)

@@ -37,7 +37,11 @@ extension Spool {
     /// recovery decoded it and its envelope's ``envelopeStamp(_:in:)`` taken before the
     /// read, so that the server can index the queue without reading every envelope a
     /// second time (a later change to the file shows as a different stamp).
-    public func recover(queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
+    ///
+    /// `found` is called once, before the first `queued`, with the number of messages
+    /// found in queue/ and hold/ (at most that many are handed on).
+    public func recover(found reportFound: (Int) -> Void = { _ in },
+                        queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
         var report = RecoveryReport()
         var touched = Set<String>()
         report.tmpRemoved = try removeTemporaryGarbage()
@@ -70,6 +74,7 @@ extension Spool {
         // million messages), then each message is checked and put right in id order.
         let messages = found.sorted { $0.key < $1.key }
         let listed = clock.now
+        reportFound(messages.count)
         found = [:]
         // The next chunk is read while this one is checked.
         let chunks = stride(from: 0, to: messages.count, by: Self.recoveryChunk).map {
