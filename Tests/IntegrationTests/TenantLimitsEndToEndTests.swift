@@ -164,6 +164,10 @@ extension Integration {
                 #expect(back, "\(Self.delivered(sink).sorted())")
                 let rcpts = sink.index().flatMap(\.rcpts)
                 #expect(rcpts.filter { $0 == "b1@\(Self.domain)" }.count == 1 && rcpts.filter { $0 == "b2@\(Self.domain)" }.count == 1)
+                // The sink has it once Herald's 250 came back; the log line follows it.
+                _ = await DeliveryIT.waitUntil(timeout: 10) {
+                    !DeliveryIT.logLines(herald, result: "delivered", recipient: "b2@\(Self.domain)").isEmpty
+                }
                 #expect(DeliveryIT.logLines(herald, result: "delivered", recipient: "b2@\(Self.domain)").first?["tenant"]
                     as? String == betaID)
                 // The quota is in PostgreSQL: a restart does not reset it.

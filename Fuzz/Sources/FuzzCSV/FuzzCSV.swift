@@ -34,10 +34,10 @@ func read(_ stream: [UInt8], pieces: [Range<Int>], maxRecordBytes: Int) -> [Reco
     stream.withUnsafeBufferPointer { buffer in
         for piece in pieces {
             let chunk = UnsafeBufferPointer(rebasing: buffer[piece])
-            reader.feed(chunk) { records.append(Record(line: $0.line, fields: $0.fields, problem: $0.problem)) }
+            reader.feed(chunk) { records.append(Record(line: $0.line, fields: $0.fields.map { Array($0) }, problem: $0.problem)) }
         }
     }
-    reader.finish { records.append(Record(line: $0.line, fields: $0.fields, problem: $0.problem)) }
+    reader.finish { records.append(Record(line: $0.line, fields: $0.fields.map { Array($0) }, problem: $0.problem)) }
     return records
 }
 
