@@ -143,7 +143,7 @@ public actor QueueManager {
         let now = Date()
         let fromRecovery = !indexLoaded && recoveredListing
         let ids = fromRecovery ? recovered.order : ((try? spool.enumerate(.queue)) ?? [])
-        scheduler.reserveParked(recovered.rest.count)
+        if fromRecovery { scheduler.reserveParked(recovered.rest.count) }
         for id in ids {
             if let p = scheduler.parked[id] {
                 // Parked: only a retry's change behind our back (`herald queue retry`)

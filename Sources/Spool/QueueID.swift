@@ -145,23 +145,17 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     /// A 32-bit hash of the id, used to pick a byte in the spool lock file.
     var lockSlot: UInt32 { fnv1a & 0x7FFF_FFFF }
 
-    /// FNV-1a (32 bit) of the id's text, taken from the digits as ``rawValue`` spells
-    /// them, without making the text (the shard of every file is asked for at start-up).
+    /// FNV-1a (32 bit) of the id's text, spelled on the stack rather than as a String
+    /// (the shard of every file is asked for at start-up).
     private var fnv1a: UInt32 {
-        var hash: UInt32 = 0x811C_9DC5
-        QueueID.hexDigits.withUnsafeBufferPointer { hex in
-            for index in 0..<QueueID.timeLength {
-                let digit = hex[Int(time >> UInt64(4 * (QueueID.timeLength - 1 - index)) & 0xF)]
-                hash = (hash ^ UInt32(digit)) &* 0x0100_0193
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: QueueID.length) { text in
+            spell(into: text)
+            var hash: UInt32 = 0x811C_9DC5
+            for byte in text {
+                hash = (hash ^ UInt32(byte)) &* 0x0100_0193
             }
+            return hash
         }
-        QueueID.base32Digits.withUnsafeBufferPointer { base32 in
-            for index in QueueID.timeLength..<QueueID.length {
-                let digit = base32[Int(random >> UInt64(5 * (QueueID.length - 1 - index)) & 0x1F)]
-                hash = (hash ^ UInt32(digit)) &* 0x0100_0193
-            }
-        }
-        return hash
     }
 
     public var description: String { rawValue }

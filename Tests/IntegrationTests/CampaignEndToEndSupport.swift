@@ -61,6 +61,16 @@ enum CampaignIT {
         return line.dropFirst("api_key:".count).trimmingCharacters(in: .whitespaces)
     }
 
+    /// Every tenant's id (as an envelope's tag spells it), by name, from `herald tenant list --json`.
+    static func tenantIDs(_ herald: HeraldProcess) async throws -> [String: String] {
+        let list = try await herald.cli(["tenant", "list", "--json"])
+        guard let tenants = try JSONSerialization.jsonObject(with: Data(list.stdoutText.utf8)) as? [[String: Any]]
+        else { throw SubprocessError("herald tenant list --json: \(list)") }
+        return Dictionary(uniqueKeysWithValues: tenants.compactMap { tenant in
+            (tenant["name"] as? String).flatMap { name in (tenant["id"] as? Int).map { (name, String($0)) } }
+        })
+    }
+
     struct Reply: @unchecked Sendable {
         var status: Int
         var contentType: String

@@ -56,9 +56,7 @@ extension Integration {
                 _ = try await herald.httpPort()
                 let alpha = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "alpha"))
                 let beta = CampaignIT.API(port: httpPort, key: try await CampaignIT.createTenant(herald, "beta"))
-                let list = try await herald.cli(["tenant", "list", "--json"])
-                let tenants = try #require(try JSONSerialization.jsonObject(with: Data(list.stdoutText.utf8)) as? [[String: Any]])
-                let ids = Dictionary(uniqueKeysWithValues: tenants.map { ($0["name"] as! String, String($0["id"] as! Int)) })
+                let ids = try await CampaignIT.tenantIDs(herald)
                 let alphaID = try #require(ids["alpha"]), betaID = try #require(ids["beta"])
 
                 // The operator sets beta's limits; a bad value is refused with a reason.
