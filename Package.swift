@@ -159,6 +159,7 @@ let package = Package(
                 "DKIM", "MailFormat", "Spool", "SMTPServer", "DNS", "SMTPClient", "Delivery",
                 "Postgres", "CampaignStore", "Campaigns", "HTTPAPI", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

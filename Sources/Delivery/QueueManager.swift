@@ -84,8 +84,14 @@ public actor QueueManager {
         /// Every id added, in the order recovery handed them (queue id order): the
         /// first scan's listing of queue/.
         var order: [QueueID] = []
+        /// Messages recovery may still hand on with ``QueueManager/addRecovered(_:)``
+        /// (the parked table is sized for them at once).
+        public var later = 0
 
         public init(limit: Int) { self.limit = limit }
+
+        /// Messages added.
+        public var count: Int { order.count }
 
         /// Makes room for `count` messages at once (recovery says how many it found).
         public mutating func reserve(_ count: Int) {
@@ -105,9 +111,41 @@ public actor QueueManager {
     }
 
     /// Hands over what `Spool.recover(queued:)` read, before `loadIndex()`/`run()`.
-    public func adoptRecovered(_ queue: RecoveredQueue) {
+    /// `recovering`: recovery goes on checking the rest of the queue beside delivery and
+    /// hands it over with ``addRecovered(_:)``, then calls ``recoveryFinished()``.
+    public func adoptRecovered(_ queue: RecoveredQueue, recovering: Bool = false) {
         recovered = queue
         recoveredListing = true
+        self.recovering = recovering
+    }
+
+    /// Recovery is still checking part of `queue/` (newer messages than those it handed
+    /// over first). No rescan runs meanwhile: it would read, and index, messages that
+    /// recovery has not checked and may be setting aside.
+    private var recovering = false
+
+    /// Messages recovery checked after delivery started (queue id order): indexed like
+    /// the first scan's, parked beyond the active limit. False once stopping (recovery
+    /// then stops too: the next start checks the rest).
+    public func addRecovered(_ batch: [(envelope: Envelope, stamp: Int64)]) -> Bool {
+        guard !stopping else { return false }
+        if !indexLoaded { firstScan() }   // the oldest first
+        let now = Date()
+        for (envelope, stamp) in batch { scheduler.add(envelope, stamp: stamp, now: now) }
+        if !batch.isEmpty { wakeUp() }
+        return true
+    }
+
+    /// Recovery has checked all of `queue/`: rescans resume.
+    public func recoveryFinished() {
+        recovering = false
+        #if os(Linux)
+        _ = glibcMallocTrim(0)   // as after the first scan
+        #endif
+        logger.info("queue indexed after recovery", metadata: [
+            "messages": "\(scheduler.entries.count + scheduler.parked.count)",
+            "parked": "\(scheduler.parked.count)",
+        ])
     }
 
     /// Whether the first scan takes queue/'s listing from recovery (made by this process
@@ -120,7 +158,7 @@ public actor QueueManager {
     /// Loads the index from `queue/` before `run()` (which then starts from it), so that
     /// decisions about queued mail (campaign control) can be made before any delivery.
     public func loadIndex() {
-        firstScan()
+        if !indexLoaded { firstScan() }
     }
 
     /// The start-up scan, and what it found.
@@ -143,7 +181,7 @@ public actor QueueManager {
         let now = Date()
         let fromRecovery = !indexLoaded && recoveredListing
         let ids = fromRecovery ? recovered.order : ((try? spool.enumerate(.queue)) ?? [])
-        if fromRecovery { scheduler.reserveParked(recovered.rest.count) }
+        if fromRecovery { scheduler.reserveParked(recovered.rest.count + recovered.later) }
         for id in ids {
             if let p = scheduler.parked[id] {
                 // Parked: only a retry's change behind our back (`herald queue retry`)
@@ -552,7 +590,7 @@ public actor QueueManager {
         while !Task.isCancelled && !stopping {
             let now = Date()
             scheduler.releaseDue(now: now)
-            if now.timeIntervalSince(lastRescan) >= seconds(config.rescanInterval) {
+            if !recovering && now.timeIntervalSince(lastRescan) >= seconds(config.rescanInterval) {
                 scan()
                 lastRescan = now
                 // One shard of finished campaign marks per rescan: all of them every

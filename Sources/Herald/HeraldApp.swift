@@ -1,6 +1,7 @@
 import DKIM
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -39,14 +40,27 @@ public enum HeraldApp {
         let webhookCheckpoint = spool.path + "/webhooks.checkpoint"
         let replaySince = config.databaseURL == nil ? nil : WebhookRecorder.checkpoint(at: webhookCheckpoint)
             .map { $0.addingTimeInterval(-WebhookRecorder.replayMargin) }
-        _ = try spool.recover(found: { count in
-            if config.deliveryEnabled { recovered.reserve(count) }
-        }, queued: { envelope, stamp in
-            if config.deliveryEnabled { recovered.add(envelope, stamp: stamp) }
-            if let replaySince, envelope.tenant != nil, envelope.arrival >= replaySince {
-                acceptedReplay += WebhookRecorder.acceptedEvents(envelope, onlyUnattempted: true)
-            }
-        })   // logs its own report
+        // With delivery on, the oldest messages (up to the active limit) are checked
+        // first and delivered while recovery checks the rest beside the server (a
+        // million queued: the first attempt seconds after the listing instead of after
+        // every file was read); without it, everything is checked before serving.
+        let recovery = try spool.beginRecovery()
+        if config.deliveryEnabled {
+            recovered.reserve(min(recovery.found, config.delivery.activeLimit + Spool.recoveryChunk))
+        }
+        while !config.deliveryEnabled || recovered.count < config.delivery.activeLimit,
+              try recovery.checkNext(queued: { envelope, stamp in
+                  if config.deliveryEnabled { recovered.add(envelope, stamp: stamp) }
+                  acceptedReplay += replayedAcceptances(envelope, since: replaySince)
+              }) {}
+        let recoveringBesideServer = !recovery.isDone
+        if recoveringBesideServer {
+            recovered.later = recovery.found - recovery.queued
+            logger.info("recovery: delivery starts with the oldest messages; the rest are checked beside it",
+                        metadata: ["found": "\(recovery.found)", "first": "\(recovery.queued)"])
+        } else {
+            _ = try recovery.finish()   // logs its own report
+        }
         let tlsContext = makeTLSContext(config, logger: logger)
         // The campaign store: migrated before anything listens.
         var database: PostgresClient?
@@ -102,7 +116,7 @@ public enum HeraldApp {
                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger,
                                         signer: signer, onOutcome: onOutcome,
                                         localAgent: bounceIntake)
-            await queueManager?.adoptRecovered(recovered)
+            await queueManager?.adoptRecovered(recovered, recovering: recoveringBesideServer)
         }
         recovered = QueueManager.RecoveredQueue(limit: 0)
         defer { resolver?.shutdown() }
@@ -152,11 +166,18 @@ public enum HeraldApp {
         // Services stop in reverse order: the listeners drain first, then delivery.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // The webhook dispatcher stops last, so that the last outcomes reach the outbox.
+        let replayWebhooks = { @Sendable [webhookRecorder, logPath = config.delivery.logPath] (events: [WebhookEvent]) in
+            _ = webhookRecorder?.replay(logPath: logPath, recovered: events, checkpointPath: webhookCheckpoint)
+        }
+        if let queueManager, recoveringBesideServer {
+            // The webhook checkpoint stays where it is until the rest is checked (replayed
+            // with it), so that a kill meanwhile loses none of the acceptances.
+            finishRecovery(recovery, manager: queueManager, replaySince: replaySince, acceptedReplay: acceptedReplay,
+                           replayWebhooks: replayWebhooks, logger: logger)
+        } else {
+            replayWebhooks(acceptedReplay)
+        }
         if let webhookStore {
-            if let webhookRecorder {
-                webhookRecorder.replay(logPath: config.delivery.logPath, recovered: acceptedReplay,
-                                             checkpointPath: webhookCheckpoint)
-            }
             services.append(.init(service: WebhookDispatcher(store: webhookStore, recorder: webhookRecorder,
                                                              settings: config.webhooks, logger: logger)))
         }
@@ -249,6 +270,57 @@ public enum HeraldApp {
             logger: logger))
         try await group.run()
         logger.info("stopped")
+    }
+
+    /// The `accepted` webhook events a recovered message may not have made before the
+    /// last run ended (arrived after `since`; none without a webhook checkpoint).
+    static func replayedAcceptances(_ envelope: Envelope, since: Date?) -> [WebhookEvent] {
+        guard let since, envelope.tenant != nil, envelope.arrival >= since else { return [] }
+        return WebhookRecorder.acceptedEvents(envelope, onlyUnattempted: true)
+    }
+
+    /// Checks the rest of the queue on a thread of its own while the server runs, handing
+    /// each chunk's healthy messages to the queue manager; then rescans may resume and the
+    /// webhook events are replayed. Stops early when the queue manager stops.
+    static func finishRecovery(_ recovery: RecoveryPass, manager: QueueManager, replaySince: Date?,
+                               acceptedReplay: [WebhookEvent],
+                               replayWebhooks: @escaping @Sendable ([WebhookEvent]) -> Void, logger: Logger) {
+        let thread = Thread {
+            var replay = acceptedReplay
+            do {
+                var handing = true
+                while handing {
+                    var batch: [(envelope: Envelope, stamp: Int64)] = []
+                    guard try recovery.checkNext(queued: { envelope, stamp in
+                        batch.append((envelope, stamp))
+                        replay += replayedAcceptances(envelope, since: replaySince)
+                    }, besideServer: true) else { break }
+                    handing = waitFor { [batch] in await manager.addRecovered(batch) }
+                }
+                _ = try recovery.finish()   // logs its own report
+            } catch {
+                logger.error("recovery stopped; the queue manager's rescans index the rest",
+                             metadata: ["error": "\(error)"])
+            }
+            waitFor { await manager.recoveryFinished() }
+            replayWebhooks(replay)
+        }
+        thread.name = "herald-recovery"
+        thread.start()
+    }
+
+    /// Runs `work` on the concurrency pool and blocks this (non-pool) thread until it is done.
+    @discardableResult
+    private static func waitFor<T: Sendable>(_ work: @escaping @Sendable () async -> T) -> T {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<T?>(nil)
+        Task {
+            let value = await work()
+            result.withLockedValue { $0 = value }
+            done.signal()
+        }
+        done.wait()
+        return result.withLockedValue { $0! }
     }
 
     /// The unsubscribe-token key: `[http] unsubscribe_secret`, or a random key made once

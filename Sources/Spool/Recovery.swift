@@ -42,8 +42,17 @@ extension Spool {
     /// found in queue/ and hold/ (at most that many are handed on).
     public func recover(found reportFound: (Int) -> Void = { _ in },
                         queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
+        let pass = try beginRecovery()
+        reportFound(pass.found)
+        while try pass.checkNext(queued: queued) {}
+        return try pass.finish()
+    }
+
+    /// The first part of ``recover(found:queued:)``: tmp/ cleared (rule 1) and queue/ and
+    /// hold/ listed. The returned pass checks the messages it found, oldest first, a
+    /// chunk at a time; the server delivers the oldest while the pass checks the rest.
+    public func beginRecovery(chunk: Int = Spool.recoveryChunk) throws -> RecoveryPass {
         var report = RecoveryReport()
-        var touched = Set<String>()
         report.tmpRemoved = try removeTemporaryGarbage()
 
         let clock = ContinuousClock()
@@ -68,46 +77,15 @@ extension Spool {
                 }
             }
         }
-
-        // The ids in order, in chunks: the files of each chunk's messages that lie where
-        // they belong are read and decoded on every core first (the bulk of the work at a
-        // million messages), then each message is checked and put right in id order.
         let messages = found.sorted { $0.key < $1.key }
-        let listed = clock.now
-        reportFound(messages.count)
         found = [:]
-        // The next chunk is read while this one is checked.
-        let chunks = stride(from: 0, to: messages.count, by: Self.recoveryChunk).map {
-            messages[$0..<min($0 + Self.recoveryChunk, messages.count)]
-        }
-        let shards = ShardDirectories(self)
-        var next = chunks.first.map { chunk in ReadAhead { self.readAhead(chunk, shards) } }
-        for (number, chunk) in chunks.enumerated() {
-            let readings = next!.wait()
-            next = number + 1 < chunks.count
-                ? ReadAhead { [chunk = chunks[number + 1]] in self.readAhead(chunk, shards) } : nil
-            for (offset, (id, files)) in chunk.enumerated() {
-                try recoverMessage(id, files, reading: readings[offset], report: &report, touched: &touched,
-                                   queued: queued)
-            }
-        }
-        for directory in touched.sorted() {
-            try FileIO.syncDirectory(directory)
-        }
-        logger.info(
-            "spool recovered",
-            metadata: [
-                "queued": "\(report.queued)", "held": "\(report.held)", "tmp_removed": "\(report.tmpRemoved)",
-                "orphans_removed": "\(report.orphanMessagesRemoved)", "moved_to_corrupt": "\(report.movedToCorrupt)",
-                "rejoined": "\(report.messagesRejoined)",
-                "seconds_listing": "\(Self.seconds(listed - began))", "seconds": "\(Self.seconds(clock.now - began))",
-            ])
-        return report
+        return RecoveryPass(spool: self, messages: messages, chunk: max(1, chunk), report: report, began: began,
+                            listed: clock.now)
     }
 
     /// The files of one id. A million queued messages are found before any is looked
     /// at, so the usual case, a file in its own shard directory, costs a bit, not a path.
-    private struct FoundFiles {
+    fileprivate struct FoundFiles {
         struct Location {
             var queue: SpoolQueue
             var path: String
@@ -143,6 +121,19 @@ extension Spool {
             }
         }
 
+        /// The files of `id` as they lie now: those in place that exist, and those listed
+        /// elsewhere that are still there (another process may have moved some since the
+        /// listing: `herald queue hold`, the postmaster API).
+        func refreshed(_ id: QueueID, in spool: Spool) -> FoundFiles {
+            var now = FoundFiles()
+            for queue in [SpoolQueue.queue, .hold] {
+                if FileIO.exists(spool.envelopePath(id, in: queue)) { now.inPlace |= Self.bit(queue, .envelope) }
+                if FileIO.exists(spool.messagePath(id, in: queue)) { now.inPlace |= Self.bit(queue, .message) }
+            }
+            now.misplaced = misplaced.filter { FileIO.exists($0.location.path) }
+            return now
+        }
+
         /// The files of one kind, those in place first (queue/, then hold/).
         func locations(_ kind: Spool.FileKind, of id: QueueID, in spool: Spool) -> [Location] {
             var found: [Location] = []
@@ -163,11 +154,11 @@ extension Spool {
 
     /// Messages read ahead at a time: enough to keep every core busy, few enough that
     /// their decoded envelopes take little memory.
-    static let recoveryChunk = 2048
+    public static let recoveryChunk = 2048
 
     /// What rule 4 reads of a message: its envelope (decoded and checked, or what is wrong
     /// with it), the envelope's stamp, and the message file's size (nil: missing).
-    private struct Reading {
+    fileprivate struct Reading {
         var envelope: Envelope?
         var problem: String?
         var stamp: Int64 = 0
@@ -177,7 +168,7 @@ extension Spool {
     /// Reads the envelope and the message file's size of `id` in `queue`, as they lie:
     /// through `directory`, its shard directory opened, when given. Touches nothing: safe
     /// on any thread.
-    private func read(_ id: QueueID, in queue: SpoolQueue, directory: Int32? = nil) throws -> Reading {
+    fileprivate func read(_ id: QueueID, in queue: SpoolQueue, directory: Int32? = nil) throws -> Reading {
         var reading = Reading()
         let file: (bytes: [UInt8], modified: Int64)?
         if let directory {
@@ -212,7 +203,7 @@ extension Spool {
 
     /// ``read(_:in:)`` for the messages of `chunk` whose two files are in place, on every
     /// core; nil for the others (recovery reads them itself once it has moved their files).
-    private func readAhead(_ chunk: ArraySlice<(key: QueueID, value: FoundFiles)>, _ shards: ShardDirectories)
+    fileprivate func readAhead(_ chunk: ArraySlice<(key: QueueID, value: FoundFiles)>, _ shards: ShardDirectories)
         -> [Result<Reading, any Error>?] {
         let work = chunk.map { id, files in files.simpleQueue.map { (id, $0) } }
         let results = ResultSlots<Reading>(count: work.count)
@@ -226,19 +217,26 @@ extension Spool {
         return results.take()
     }
 
-    private func recoverMessage(
-        _ id: QueueID, _ files: FoundFiles, reading: Result<Reading, any Error>?, report: inout RecoveryReport,
-        touched: inout Set<String>, queued: (Envelope, Int64) -> Void
+    /// Checks one message and puts it right. `relist`: the server runs beside the check
+    /// (see ``RecoveryPass``), so anything but the usual case is looked at again as it
+    /// lies now, not as the listing found it.
+    fileprivate func recoverMessage(
+        _ id: QueueID, _ listed: FoundFiles, reading listedReading: Result<Reading, any Error>?, relist: Bool,
+        report: inout RecoveryReport, touched: inout Set<String>, queued: (Envelope, Int64) -> Void
     ) throws {
         // The usual case: the two files in place, read ahead, sound. Nothing to put right.
-        if let queue = files.simpleQueue, case .success(let read)? = reading, read.problem == nil,
+        if let queue = listed.simpleQueue, case .success(let read)? = listedReading, read.problem == nil,
            let envelope = read.envelope, read.messageSize == envelope.messageFile.size {
             recovered(envelope, stamp: read.stamp, in: queue, report: &report, queued: queued)
             return
         }
+        let files = relist ? listed.refreshed(id, in: self) : listed
+        let reading = relist ? nil : listedReading
         let envelopes = files.locations(.envelope, of: id, in: self)
         // Rule 2: never acknowledged.
         if envelopes.isEmpty {
+            // Nothing left at all: gone since the listing (delivered, deleted).
+            guard !files.locations(.message, of: id, in: self).isEmpty else { return }
             if FileIO.exists(envelopePath(id, in: .corrupt)) {
                 // Its envelope was put aside (e.g. by hand): keep the pair together there.
                 for message in files.locations(.message, of: id, in: self) {
@@ -416,6 +414,99 @@ extension Spool {
 
     static func isRunning(_ pid: pid_t) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
+    }
+}
+
+/// Start-up recovery under way (``Spool/beginRecovery(chunk:)``): the messages found in
+/// queue/ and hold/, checked and put right a chunk at a time in queue id order (oldest
+/// first), each chunk's files read on every core while the previous one is checked.
+///
+/// One thread at a time uses a pass. A server hands the first chunks' messages to
+/// delivery and checks the rest on another thread (``checkNext(queued:besideServer:)``
+/// with `besideServer`); messages that arrive meanwhile are not in the listing and are
+/// never touched.
+public final class RecoveryPass: @unchecked Sendable {
+    /// Messages found in queue/ and hold/.
+    public let found: Int
+    private let spool: Spool
+    private let chunks: [ArraySlice<(key: QueueID, value: Spool.FoundFiles)>]
+    private var number = 0
+    private var next: ReadAhead<[Result<Spool.Reading, any Error>?]>?
+    private let shards: ShardDirectories
+    private var report: RecoveryReport
+    private var touched = Set<String>()
+    /// Messages left as they were after an error while the server ran beside the check.
+    private var skipped = 0
+    private let began: ContinuousClock.Instant
+    private let listed: ContinuousClock.Instant
+
+    fileprivate init(spool: Spool, messages: [(key: QueueID, value: Spool.FoundFiles)], chunk: Int,
+                     report: RecoveryReport, began: ContinuousClock.Instant, listed: ContinuousClock.Instant) {
+        self.spool = spool
+        self.found = messages.count
+        self.chunks = stride(from: 0, to: messages.count, by: chunk).map {
+            messages[$0..<min($0 + chunk, messages.count)]
+        }
+        self.report = report
+        self.began = began
+        self.listed = listed
+        let shards = ShardDirectories(spool)
+        self.shards = shards
+        next = chunks.first.map { chunk in ReadAhead { spool.readAhead(chunk, shards) } }
+    }
+
+    /// Whether every message found has been checked.
+    public var isDone: Bool { number >= chunks.count }
+
+    /// Messages of queue/ handed on so far.
+    public var queued: Int { report.queued }
+
+    /// Checks the next chunk, handing each healthy queued message to `queued` (see
+    /// ``Spool/recover(found:queued:)``); false when there was none left.
+    ///
+    /// `besideServer`: the server is running (delivering, accepting, the postmaster's
+    /// commands at work), so a message that is not in the usual state is looked at again
+    /// as it lies now, and one that cannot be put right (a file moved away meanwhile, an
+    /// I/O error) is logged and left as it is for the server's rescans and the next
+    /// start, instead of ending recovery.
+    @discardableResult
+    public func checkNext(queued: (Envelope, Int64) -> Void, besideServer: Bool = false) throws -> Bool {
+        guard number < chunks.count, let pending = next else { return false }
+        let readings = pending.wait()
+        let spool = self.spool, shards = self.shards
+        next = number + 1 < chunks.count
+            ? ReadAhead { [chunk = chunks[number + 1]] in spool.readAhead(chunk, shards) } : nil
+        for (offset, (id, files)) in chunks[number].enumerated() {
+            do {
+                try spool.recoverMessage(id, files, reading: readings[offset], relist: besideServer, report: &report,
+                                         touched: &touched, queued: queued)
+            } catch where besideServer {
+                skipped += 1
+                spool.logger.error("recovery: message left as it is", metadata: ["queue_id": "\(id)", "error": "\(error)"])
+            }
+        }
+        number += 1
+        return true
+    }
+
+    /// Checks what is left, flushes the directories recovery changed, logs the report and
+    /// returns it.
+    public func finish(besideServer: Bool = false) throws -> RecoveryReport {
+        while try checkNext(queued: { _, _ in }, besideServer: besideServer) {}
+        for directory in touched.sorted() {
+            try FileIO.syncDirectory(directory)
+        }
+        touched = []
+        let clock = ContinuousClock()
+        var metadata: Logger.Metadata = [
+            "queued": "\(report.queued)", "held": "\(report.held)", "tmp_removed": "\(report.tmpRemoved)",
+            "orphans_removed": "\(report.orphanMessagesRemoved)", "moved_to_corrupt": "\(report.movedToCorrupt)",
+            "rejoined": "\(report.messagesRejoined)",
+            "seconds_listing": "\(Spool.seconds(listed - began))", "seconds": "\(Spool.seconds(clock.now - began))",
+        ]
+        if skipped > 0 { metadata["left_as_is"] = "\(skipped)" }
+        spool.logger.info("spool recovered", metadata: metadata)
+        return report
     }
 }
 

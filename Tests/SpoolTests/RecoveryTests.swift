@@ -148,8 +148,9 @@ struct RecoveryTests {
         }
     }
 
-    @Test("everything at once, then a second run finds nothing to fix")
-    func combined() async throws {
+    @Test("everything at once, then a second run finds nothing to fix (checked in chunks of 1, 3, 2048)",
+          arguments: [1, 3, Spool.recoveryChunk])
+    func combined(chunk: Int) async throws {
         try await SpoolFixtures.withTemporarySpool { spool, directory in
             var healthy: [QueueID: [UInt8]] = [:]
             for index in 0..<5 {
@@ -168,7 +169,13 @@ struct RecoveryTests {
             healthy[half] = halfBytes
 
             var handed: [QueueID: (Envelope, Int64)] = [:]
-            let first = try spool.recover(queued: { handed[$0.id] = ($0, $1) })
+            let pass = try spool.beginRecovery(chunk: chunk)
+            #expect(pass.found == 9)
+            var chunks = 0
+            while try pass.checkNext(queued: { handed[$0.id] = ($0, $1) }) { chunks += 1 }
+            #expect(chunks == (9 + chunk - 1) / chunk && pass.isDone)
+            #expect(try pass.checkNext(queued: { _, _ in Issue.record("handed twice") }) == false)
+            let first = try pass.finish()
             // The healthy queued messages, as they now are on disk, with their stamps;
             // nothing held, corrupt or removed.
             #expect(Set(handed.keys) == Set(healthy.keys))
@@ -189,6 +196,38 @@ struct RecoveryTests {
             }
             #expect(try spool.loadMessage(held, in: .hold) == heldBytes)
             #expect(try spool.enumerate(.corrupt) == [noMessage])
+        }
+    }
+
+    @Test("beside the server: messages held, deleted or half moved after the listing are not set aside")
+    func besideServer() async throws {
+        try await SpoolFixtures.withTemporarySpool { spool, _ in
+            var ids: [QueueID] = []
+            for index in 0..<12 { ids.append(try await storeSample(spool, tag: "m\(index)").0) }
+            // Broken before the listing, last in the order: still set aside.
+            try FileManager.default.removeItem(atPath: spool.messagePath(ids[11], in: .queue))
+            let pass = try spool.beginRecovery(chunk: 4)
+            var handed: [QueueID] = []
+            #expect(try pass.checkNext(queued: { envelope, _ in handed.append(envelope.id) }, besideServer: true))
+            #expect(handed == Array(ids[0..<4]))
+
+            // Meanwhile the server and the postmaster work on the part not yet read (the
+            // third chunk: the second is being read already): one message put on hold,
+            // one deleted, one half moved to hold (`Spool.move` moves the envelope first).
+            try spool.move(ids[8], from: .queue, to: .hold)
+            try spool.remove(ids[9], from: .queue)
+            try spool.ensureDirectory(for: ids[10], in: .hold)
+            try FileIO.rename(spool.envelopePath(ids[10], in: .queue), spool.envelopePath(ids[10], in: .hold))
+            while try pass.checkNext(queued: { envelope, _ in handed.append(envelope.id) }, besideServer: true) {}
+            let report = try pass.finish()
+
+            #expect(handed == Array(ids[0..<8]))
+            #expect(report == RecoveryReport(movedToCorrupt: 1, messagesRejoined: 1, queued: 8, held: 2))
+            #expect(try spool.enumerate(.corrupt) == [ids[11]])
+            #expect(Set(try spool.enumerate(.hold)) == [ids[8], ids[10]])
+            for id in [ids[8], ids[10]] { #expect(throws: Never.self) { try spool.loadMessage(id, in: .hold) } }
+            #expect(spool.locate(ids[9]) == nil)
+            #expect(try spool.recover() == RecoveryReport(queued: 8, held: 2))
         }
     }
 }
