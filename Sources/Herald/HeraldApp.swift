@@ -251,7 +251,7 @@ public enum HeraldApp {
                                             metrics: metrics,
                                             admin: AdminV1(queue: queueManager, logPath: config.delivery.logPath),
                                             adminKeys: AdminKeys(config.adminKeys))
-            let app = Application(router: router,
+            let app = Application(router: router, server: HTTPAPI.server(),
                                   configuration: .init(address: .hostname(http.host, port: http.port), serverName: "Herald"),
                                   onServerRunning: { channel in
                                       let a = channel.localAddress
