@@ -11,7 +11,11 @@ CONFIG_JSON: {"base": "http://127.0.0.1:PORT", "key_a": ..., "key_b": ..., "csv"
 The walk: a wrong key is refused with the API's message; tenant A signs in (the key only
 in sessionStorage), makes a list, imports the CSV (per-line rejections shown), browses and
 filters subscribers, creates a campaign, sends it, pauses and resumes it, and watches the
-progress reach 100 %; then signs out, and tenant B signs in and tries A's pages. XSS
+progress reach 100 %, fetches one delivered message's open image and tracked link (on
+loopback, the redirect not followed: "sink_dir", "domain", "landing") and watches the
+live view count them; edits a copy (delivery attempts set, then cleared), schedules it
+with a deadline; manages SMTP users ("smtp_users", "xss_smtp_user"); then signs out, and
+tenant B signs in and tries A's pages. XSS
 payloads sit in a list name, a subscriber name and the campaign subject: each would set
 window.__xss if it ran. CSP violations and page errors are recorded.
 """
