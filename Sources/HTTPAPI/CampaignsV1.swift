@@ -6,7 +6,8 @@ import Rendering
 
 /// Campaigns:
 /// - `POST /v1/campaigns {"name", "from", "reply_to"?, "subject", "html"?, "text"?, "list_ids"}` → 201;
-/// - `GET /v1/campaigns?after=&limit=` → `{"data": [...], "next"}`; `GET /v1/campaigns/{id}`;
+/// - `GET /v1/campaigns?after=&limit=` → `{"data": [...], "next"}`; `GET /v1/campaigns/{id}` (with its
+///   schedule: `send_at`, `deadline`, null until scheduled);
 /// - `PATCH /v1/campaigns/{id}` (same fields, each optional; only while `draft`, else 409);
 /// - `POST /v1/campaigns/{id}/send` → 202: plans the recipients and starts expansion;
 /// - `POST /v1/campaigns/{id}/pause`, `/resume`, `/cancel` → 202 with the campaign: the
@@ -305,13 +306,16 @@ public struct CampaignsV1: Sendable {
                 try await campaigns.campaigns(tenant: tenant, after: $0, limit: $1)
             }
         }
-        group.get("campaigns/:id") { _, context -> CampaignJSON in
+        // One campaign with its schedule (`send_at`, `deadline`: null until it is scheduled).
+        group.get("campaigns/:id") { _, context -> CampaignsActionsV1.ScheduledJSON in
             let tenant = try context.databaseTenant()
             let id = try APIInput.id(context, "id", what: "campaign")
-            guard let campaign = try await campaigns.campaign(tenant: tenant, id: id) else {
+            guard let campaign = try await campaigns.campaign(tenant: tenant, id: id),
+                  let schedule = try await campaigns.schedule(tenant: tenant, id: id) else {
                 throw Problem.notFound("campaign \(id)")
             }
-            return CampaignJSON(campaign)
+            return .init(campaign: CampaignJSON(campaign), send_at: schedule.sendAt, time_zone: campaign.timeZone,
+                         deadline: schedule.deadline)
         }
         group.patch("campaigns/:id") { request, context -> CampaignJSON in
             let tenant = try context.databaseTenant()

@@ -31,7 +31,7 @@ struct CampaignActionsTests {
     }
 
     @Test func scheduleStoresUTCAndValidatesZone() async throws {
-        try await CampaignHTTPTests.with { f, _, api, a, _ in
+        try await CampaignHTTPTests.with { f, _, api, a, b in
             let id = try await api.call(.post, "/v1/campaigns", key: a, json: CampaignHTTPTests.campaignBody(f)).id
             let reply = try await api.call(.post, "/v1/campaigns/\(id)/schedule", key: a, json: [
                 "send_at": "2036-12-01T09:00:00", "time_zone": "Europe/Paris", "deadline": "2036-12-01T12:30:00",
@@ -44,6 +44,15 @@ struct CampaignActionsTests {
                   AND send_at = '2036-12-01T08:00:00Z'::timestamptz AND deadline = '2036-12-01T11:30:00Z'::timestamptz
                   AND time_zone = 'Europe/Paris'
                 """, [String(id)]) == 1)
+            // GET answers the schedule too (before scheduling: nulls, see below).
+            let got = try await api.call(.get, "/v1/campaigns/\(id)", key: a)
+            #expect(got.json["send_at"] as? String == "2036-12-01T08:00:00Z", "\(got.json)")
+            #expect(got.json["deadline"] as? String == "2036-12-01T11:30:00Z", "\(got.json)")
+            #expect(got.json["time_zone"] as? String == "Europe/Paris" && got.json["status"] as? String == "scheduled")
+            let draft = try await api.call(.post, "/v1/campaigns", key: a, json: CampaignHTTPTests.campaignBody(f)).id
+            let unscheduled = try await api.call(.get, "/v1/campaigns/\(draft)", key: a).json
+            #expect(unscheduled["send_at"] is NSNull && unscheduled["deadline"] is NSNull, "\(unscheduled)")
+            #expect(try await api.call(.get, "/v1/campaigns/\(id)", key: b).status == .notFound)
             // Summer time: 09:00 in Paris is 07:00Z.
             let summer = try await api.call(.post, "/v1/campaigns/\(id)/schedule", key: a,
                                             json: ["send_at": "2027-07-01T09:00", "time_zone": "Europe/Paris"])

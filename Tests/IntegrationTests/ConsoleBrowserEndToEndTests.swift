@@ -6,7 +6,10 @@ import Testing
 /// Python Playwright, Clients/console_browser.py) against the real `herald serve` with a
 /// private PostgreSQL and a sink. Tenant A signs in, imports a CSV (its rejected lines
 /// shown), creates a campaign, sends, pauses and resumes it and watches the progress reach
-/// 100 % with counters that match the sink; tenant B cannot see A's pages; XSS payloads
+/// 100 % with counters that match the sink; an open and a click fetched from a delivered
+/// message show in the live view as in the API; the schedule's deadline and the delivery
+/// attempts go through the forms and are shown; SMTP users are made (the password shown
+/// once), given a new password and deleted; tenant B cannot see A's pages; XSS payloads
 /// in a list name, a subscriber name and the subject are shown as text and never run.
 /// Screenshots of the main views are kept in the test's temporary directory (printed;
 /// `HERALD_CONSOLE_SCREENSHOTS=DIR` puts them in DIR instead).
@@ -18,6 +21,11 @@ extension Integration {
         static let xssSubject = #"<script>window.__xss='subject'</script>Hello {{first_name}}"#
         static let xssList = #"News <svg onload="window.__xss='list'">"#
         static let editedSubject = "Edited for {{first_name}}"
+        /// The campaign's one tracked link: on loopback, and never fetched (its redirect is not followed).
+        static let landing = "http://127.0.0.1:9/welcome?from=console"
+        static let xssSMTPUser = #"<img src=x onerror="window.__xss='smtp'">"#
+        /// Made on the SMTP users page: the first is given a new password, the second deleted.
+        static let smtpUsers = ["shop@console.test", "old-app@console.test"]
 
         @Test("sign in, import, send with pause/resume to 100 %, counters match the sink, tenant isolation, XSS inert")
         func walkThrough() async throws {
@@ -42,6 +50,8 @@ extension Integration {
                     "screenshots": shots, "rate": "1/s", "test_email": "tester@campaign.test",
                     "remove_email": "u9@s0.\(Self.domain)", "suppress_email": "u8@s2.\(Self.domain)",
                     "edited_subject": Self.editedSubject, "preview_email": "mallory@m.\(Self.domain)",
+                    "sink_dir": h.sink.outDirectory, "domain": Self.domain, "landing": Self.landing,
+                    "xss_smtp_user": Self.xssSMTPUser, "smtp_users": Self.smtpUsers,
                 ])
                 let r = try await Python.run(IT.script("console_browser.py"), [config], timeout: 240)
                 print("console browser: screenshots in \(shots)\n\(r.stderrText.suffix(3000))")
@@ -101,8 +111,9 @@ extension Integration {
                 // The campaign: paused and resumed, then 100 % with counters matching the sink.
                 #expect(o["draft_status"] as? String == "draft")
                 #expect(o["paused"] as? Bool == true, "the campaign finished before it could be paused")
-                // Send, pause, resume, retry failed, duplicate, cancel, remove, suppress: each asked first.
-                #expect((o["dialogs"] as? [String])?.count == 8, "confirmations: \(o["dialogs"] ?? "")")
+                // Send, pause, resume, retry failed, duplicate, cancel, remove, suppress, a new SMTP
+                // password, an SMTP user's deletion: each asked first.
+                #expect((o["dialogs"] as? [String])?.count == 10, "confirmations: \(o["dialogs"] ?? "")")
                 let campaign = try #require(o["campaign_id"] as? Int)
                 let final = o["final_counters"] as? [String: String] ?? [:]
                 #expect(o["final_percent"] as? Int == 100)
@@ -135,9 +146,32 @@ extension Integration {
                     String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "=\r\n", with: "").contains("/t/o/")
                 },
                         "no open image in the delivered messages")
-                for key in ["total", "expanded", "sent", "bounced", "failed", "remaining", "opens", "clicks"] {
+                for key in ["total", "expanded", "sent", "bounced", "failed", "remaining"] {
                     #expect(int(final[key]) == stats[key] as? Int, "\(key): console \(final[key] ?? "-"), API \(stats[key] ?? "-")")
                 }
+                #expect(int(final["opens"]) == 0 && int(final["clicks"]) == 0, "\(final)")
+                // One message's open image and tracked link fetched on loopback: the live view
+                // counted both without a reload, as the API does, and the clicks-per-link table
+                // shows the link's target with the API's figures.
+                let message = o["tracked_message"] as? [String: Any] ?? [:]
+                #expect((message["to"] as? String)?.hasSuffix(Self.domain + ">") == true
+                        || (message["to"] as? String)?.hasSuffix(Self.domain) == true, "\(message)")
+                #expect((o["open_fetch"] as? [String: Any])?["status"] as? Int == 200, "\(o["open_fetch"] ?? "")")
+                let click = o["click_fetch"] as? [String: Any] ?? [:]
+                #expect(click["status"] as? Int == 302 && click["location"] as? String == Self.landing, "\(click)")
+                let tracked = o["tracked_counters"] as? [String: String] ?? [:]
+                #expect(int(tracked["opens"]) == 1 && int(tracked["clicks"]) == 1, "\(tracked)")
+                for key in ["opens", "unique_opens", "clicks", "unique_clicks"] {
+                    #expect(int(tracked[key]) == stats[key] as? Int, "\(key): console \(tracked[key] ?? "-"), API \(stats[key] ?? "-")")
+                }
+                let apiLinks = try await h.api.expect(200, "GET", "/v1/campaigns/\(campaign)/links")["data"] as? [[String: Any]] ?? []
+                let shownLinks = o["links_rows"] as? [[String]] ?? []
+                #expect(apiLinks.count == 1 && apiLinks.first?["url"] as? String == Self.landing, "\(apiLinks)")
+                #expect(shownLinks == apiLinks.map { [$0["url"] as? String ?? "", "\($0["clicks"] ?? "")", "\($0["unique_clicks"] ?? "")"] },
+                        "console \(shownLinks), API \(apiLinks)")
+                // The delivery attempts given at creation are stored.
+                let created = try await h.api.expect(200, "GET", "/v1/campaigns/\(campaign)")
+                #expect(created["max_attempts"] as? Int == 5, "\(created["max_attempts"] ?? "-")")
                 let arrived = await h.sink.waitForMessages(11, timeout: 30)
                 #expect(arrived >= 11)
                 let delivered = h.sink.index().filter { $0.rcpts.contains { $0.hasSuffix("." + Self.domain) } }
@@ -175,11 +209,17 @@ extension Integration {
                         && again["days"] as? [String] == ["mon", "tue"] && again["rate"] as? String == "2/s", "\(again)")
                 #expect(again["values"] as? [String] == ["gold, silver, 3", ""], "\(again)")
                 #expect(o["cleared_segment"] as? String == "the whole list")
+                // Delivery attempts: copied by the duplicate (5), edited to 3 and shown, then emptied (cleared).
+                #expect(o["edit_prefilled_attempts"] as? String == "5", "\(o["edit_prefilled_attempts"] ?? "")")
+                #expect(o["edited_attempts"] as? String == "at most 3", "\(o["edited_attempts"] ?? "")")
+                #expect(again["attempts"] as? String == "3", "\(again)")
+                #expect(o["cleared_attempts"] as? String == "the server's limit", "\(o["cleared_attempts"] ?? "")")
                 if let copy = o["duplicate_id"] as? Int {
                     let c = try await h.api.expect(200, "GET", "/v1/campaigns/\(copy)")
                     #expect(c["subject"] as? String == Self.editedSubject)
                     #expect(c["segment"] is NSNull, "\(c["segment"] ?? "")")
                     #expect(c["send_rate"] as? String == "2/s")
+                    #expect(c["max_attempts"] is NSNull, "\(c["max_attempts"] ?? "-")")
                     let window = c["send_window"] as? [String: Any] ?? [:]
                     #expect(window["start"] as? String == "09:00" && window["end"] as? String == "18:00"
                             && window["days"] as? [String] == ["mon", "tue"] && window["time_zone"] as? String == "Europe/Paris",
@@ -198,13 +238,30 @@ extension Integration {
 
                 // The copy scheduled for 09:00 Paris time in two days, then cancelled.
                 let sendAt = o["send_at"] as? String ?? "?"
-                #expect((o["schedule_notice"] as? String)?.hasSuffix("(\(sendAt.replacingOccurrences(of: "T", with: " ")) Europe/Paris).") == true,
-                        "\(o["schedule_notice"] ?? "")")
+                let deadline = o["deadline"] as? String ?? "?"
+                #expect((o["schedule_notice"] as? String)?.hasSuffix("(\(sendAt.replacingOccurrences(of: "T", with: " ")) Europe/Paris), "
+                    + "deadline \(deadline.replacingOccurrences(of: "T", with: " ")).") == true, "\(o["schedule_notice"] ?? "")")
+                #expect(o["schedule_before"] as? [String] == ["not scheduled", "—"], "\(o["schedule_before"] ?? "")")
+                // The page shows the schedule in the zone it was given in, before and after a reload.
+                let shownSchedule = o["schedule_shown"] as? [[String: String]] ?? []
+                #expect(shownSchedule.count == 2 && shownSchedule[0]["text"]?.hasSuffix("9:00 AM (Europe/Paris)") == true
+                        && shownSchedule[1]["text"]?.hasSuffix("12:00 PM (Europe/Paris)") == true, "\(shownSchedule)")
+                #expect(o["schedule_reloaded"] as? [[String: String]] == shownSchedule, "\(o["schedule_reloaded"] ?? "")")
                 #expect(o["schedule_form_hidden"] as? Bool == true)
                 #expect(o["copy_final_status"] as? String == "cancelled")
                 if let copy = o["duplicate_id"] as? Int {
                     let c = try await h.api.expect(200, "GET", "/v1/campaigns/\(copy)")
                     #expect(c["status"] as? String == "cancelled", "\(c)")
+                    // The deadline stored is 12:00 Paris time on the day, in UTC; the page's is the API's.
+                    var paris = Calendar(identifier: .gregorian)
+                    paris.timeZone = try #require(TimeZone(identifier: "Europe/Paris"))
+                    let day = deadline.prefix(10).split(separator: "-").compactMap { Int($0) }
+                    let expected = paris.date(from: DateComponents(year: day.first, month: day.dropFirst().first,
+                                                                   day: day.last, hour: 12))
+                    let stored = (c["deadline"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
+                    #expect(stored != nil && stored == expected, "\(c["deadline"] ?? "-"), expected \(String(describing: expected))")
+                    #expect(shownSchedule.last?["time"] == c["deadline"] as? String, "\(shownSchedule)")
+                    #expect(shownSchedule.first?["time"] == c["send_at"] as? String, "\(shownSchedule)")
                 }
 
                 // From the list's page: one subscriber taken off the list, another suppressed.
@@ -231,8 +288,42 @@ extension Integration {
                 #expect((o["b_list_error"] as? String)?.hasSuffix("not found") == true, "\(o["b_list_error"] ?? "")")
                 #expect(o["b_list_rows"] as? Int == 0)
 
+                // SMTP users: a refused name's problem is shown as text; two users made, each
+                // password shown once (32 characters); one given a new password, one deleted; the
+                // API agrees; tenant B sees none of them and gets 404 for them.
+                #expect(o["smtp_empty"] as? String == "No SMTP users yet.", "\(o["smtp_empty"] ?? "")")
+                let badName = o["smtp_bad_name_error"] as? String ?? ""
+                #expect(badName.contains(Self.xssSMTPUser) && badName.contains("may hold only"), "\(badName)")
+                #expect(o["smtp_bad_name_elements"] as? Int == 0)
+                let made = o["smtp_users_made"] as? [[String: String]] ?? []
+                #expect(made.map { $0["username"] ?? "" } == Self.smtpUsers, "\(made)")
+                let passwords = o["smtp_created_passwords"] as? [String] ?? []
+                let reset = o["smtp_reset_password"] as? String ?? ""
+                #expect(passwords.count == 2 && Set(passwords + [reset]).count == 3
+                        && (passwords + [reset]).allSatisfy { $0.count == 32 }, "\(passwords) \(reset)")
+                #expect((o["smtp_password_text"] as? String)?.contains("shown this once") == true)
+                #expect(o["smtp_password_hidden"] as? Bool == true)
+                #expect(o["smtp_reset_notice"] as? String == "\(Self.smtpUsers[0]) has a new password.")
+                #expect(o["smtp_delete_notice"] as? String == "\(Self.smtpUsers[1]) was deleted.")
+                let kept = o["smtp_users_after_reload"] as? [[String: String]] ?? []
+                #expect(kept.map { $0["username"] ?? "" } == [Self.smtpUsers[0]], "\(kept)")
+                #expect(o["smtp_password_after_reload"] as? Int == 0)
+                let smtpListed = try await h.api.expect(200, "GET", "/v1/smtp-users")["data"] as? [[String: Any]] ?? []
+                #expect(smtpListed.map { "\($0["id"] ?? "")" } == kept.map { $0["id"] ?? "" }, "\(smtpListed)")
+                #expect(smtpListed.first?["username"] as? String == Self.smtpUsers[0], "\(smtpListed)")
+                if made.count == 2, let keptID = made[0]["id"], let droppedID = made[1]["id"] {
+                    #expect(try await h.api.call("GET", "/v1/smtp-users/\(droppedID)").status == 404)
+                    for (method, path) in [("GET", ""), ("POST", "/reset-password"), ("DELETE", "")] {
+                        let foreign = try await CampaignIT.http(method, h.api.base + "/v1/smtp-users/\(keptID)\(path)", key: keyB)
+                        #expect(foreign.status == 404, "tenant B \(method) \(path): \(foreign.status)")
+                    }
+                    #expect(try await h.api.call("GET", "/v1/smtp-users/\(keptID)").status == 200)
+                }
+                #expect((o["b_smtp_users"] as? [Any])?.isEmpty == true, "\(o["b_smtp_users"] ?? "")")
+                #expect(o["b_smtp_empty"] as? String == "No SMTP users yet.")
+
                 let screenshots = o["screenshots"] as? [String] ?? []
-                #expect(screenshots.count == 10, "\(screenshots)")
+                #expect(screenshots.count == 11, "\(screenshots)")
                 for path in screenshots {
                     let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
                     #expect(size > 10_000, "\(path): \(size) bytes")

@@ -163,7 +163,7 @@ extension Integration {
                 #expect((o["phone_overflow"] as? Int).map { $0 <= 0 } == true, "\(o["phone_overflow"] ?? "")")
 
                 // The tenant's key in the console: no postmaster link; the page says why and keeps it signed in.
-                #expect(o["tenant_nav_links"] as? [String] == ["Campaigns", "Lists"], "\(o["tenant_nav_links"] ?? "")")
+                #expect(o["tenant_nav_links"] as? [String] == ["Campaigns", "Lists", "SMTP users"], "\(o["tenant_nav_links"] ?? "")")
                 #expect((o["tenant_postmaster_error"] as? String)?.contains("admin key") == true,
                         "\(o["tenant_postmaster_error"] ?? "")")
                 #expect(o["tenant_still_signed_in"] as? Bool == true)

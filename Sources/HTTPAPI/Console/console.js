@@ -72,6 +72,18 @@
     return isNaN(d.getTime()) ? String(text) : d.toLocaleString();
   }
 
+  // A time as the wall clock shows it in an IANA zone (the one a schedule was given in), with the zone named.
+  function fmtZoned(text, zone) {
+    if (!text) return "—";
+    const d = new Date(text);
+    if (isNaN(d.getTime())) return String(text);
+    try {
+      return d.toLocaleString([], { timeZone: zone, dateStyle: "medium", timeStyle: "short" }) + " (" + zone + ")";
+    } catch (_) {
+      return d.toLocaleString();
+    }
+  }
+
   function fmtNumber(n) {
     return typeof n === "number" ? n.toLocaleString() : "—";
   }
@@ -243,6 +255,7 @@
       if (parts[0] === "campaigns" && /^[0-9]+$/.test(parts[1] || "") && parts.length === 2) return await campaignView(parts[1], alive);
       if (path === "lists") return await listsView(alive);
       if (parts[0] === "lists" && /^[0-9]+$/.test(parts[1] || "")) return await listView(parts[1], alive);
+      if (path === "smtp-users") return await smtpUsersView(alive);
       setTitle("Not found");
       show(heading("Not found"), el("p", null, "This page does not exist. ", el("a", { href: "#/campaigns" }, "Campaigns")));
     } catch (e) {
@@ -480,6 +493,14 @@
     };
   }
 
+  // The attempts field as the API takes it: a whole number, or null (empty: no limit of its own).
+  function maxAttempts(text) {
+    const t = String(text).trim();
+    if (!t) return null;
+    if (!/^[0-9]+$/.test(t) || Number(t) < 1 || Number(t) > 100) throw new Error("Delivery attempts: a whole number from 1 to 100, or empty.");
+    return Number(t);
+  }
+
   // The fields of a campaign; `c` (a campaign) fills them for an edit.
   function campaignForm(id, lists, c, submitLabel, onSubmit) {
     const name = el("input", { type: "text", required: true, maxlength: "500", value: c ? c.name : "" });
@@ -497,6 +518,8 @@
     const text = el("textarea", { rows: "5" });
     text.value = c && c.text ? c.text : "";
     const rate = el("input", { type: "text", placeholder: "100/m", pattern: "[0-9]+(\\.[0-9]+)?/[smhd]", value: c && c.send_rate ? c.send_rate : "" });
+    const attempts = el("input", { type: "number", min: "1", max: "100", step: "1", inputmode: "numeric",
+      value: c && c.max_attempts ? String(c.max_attempts) : "" });
     const trackOpens = el("input", { type: "checkbox" });
     trackOpens.checked = !!(c && c.track_opens);
     const trackClicks = el("input", { type: "checkbox" });
@@ -513,6 +536,9 @@
       field("c-text", "Text body (optional)", text, "Left empty, Herald makes it from the HTML."),
       segment.element,
       field("c-rate", "Send rate (optional)", rate, "At most this many messages per second, minute, hour or day: 10/s, 100/m, 500/h."),
+      field("c-max-attempts", "Delivery attempts (optional)", attempts,
+        "1 to 100: a recipient still deferred after this many attempts fails. Empty: the server's limit " +
+        "(the lower of the two applies)."),
       sendWindow.element,
       field("c-track-opens", "Track opens", trackOpens, "Adds a 1×1 image to the HTML part; each load counts as an open."),
       field("c-track-clicks", "Track clicks", trackClicks, "Links in the HTML part go through Herald, which counts each click."),
@@ -524,7 +550,8 @@
         body = { name: name.value, from: from.value, subject: subject.value,
           list_ids: Array.from(list.selectedOptions).map(function (o) { return Number(o.value); }),
           track_opens: trackOpens.checked, track_clicks: trackClicks.checked,
-          segment: segment.value(), send_window: sendWindow.value(), send_rate: rate.value.trim() || null };
+          segment: segment.value(), send_window: sendWindow.value(), send_rate: rate.value.trim() || null,
+          max_attempts: maxAttempts(attempts.value) };
         if (replyTo.value.trim()) body.reply_to = replyTo.value.trim();
         if (html.value) body.html = html.value;
         if (text.value) body.text = text.value;
@@ -547,7 +574,7 @@
     if (!alive()) return;
     const form = campaignForm("new-campaign", lists.data || [], null, "Create draft", async function (body) {
       // A new campaign has nothing to clear: leave the empty ones out.
-      ["segment", "send_window", "send_rate"].forEach(function (k) { if (body[k] === null) delete body[k]; });
+      ["segment", "send_window", "send_rate", "max_attempts"].forEach(function (k) { if (body[k] === null) delete body[k]; });
       const c = await api("POST", "/v1/campaigns", body);
       clearError();
       go("#/campaigns/" + Number(c.id));
@@ -841,6 +868,17 @@
       }
     }
 
+    // The schedule (send_at, deadline) in the zone it was given in; null until scheduled.
+    const sendAtSlot = el("dd", { id: "campaign-send-at" });
+    const deadlineSlot = el("dd", { id: "campaign-deadline" });
+    function renderSchedule(c) {
+      sendAtSlot.textContent = c.send_at ? fmtZoned(c.send_at, c.time_zone || "UTC") : "not scheduled";
+      sendAtSlot.setAttribute("data-time", c.send_at || "");
+      deadlineSlot.textContent = c.deadline ? fmtZoned(c.deadline, c.time_zone || "UTC")
+        : c.send_at ? "none: starts however late" : "—";
+      deadlineSlot.setAttribute("data-time", c.deadline || "");
+    }
+    renderSchedule(campaign);
     const meta = el("dl", { class: "meta" },
       el("dt", null, "Status"), el("dd", null, statusSlot),
       el("dt", null, "Subject"), el("dd", { id: "campaign-subject" }, campaign.subject),
@@ -851,6 +889,10 @@
       el("dt", null, "Segment"), el("dd", { id: "campaign-segment" }, describeSegment(campaign.segment)),
       el("dt", null, "Send rate"), el("dd", null, campaign.send_rate || "as fast as delivery allows"),
       el("dt", null, "Send window"), el("dd", { id: "campaign-window" }, describeWindow(campaign.send_window)),
+      el("dt", null, "Delivery attempts"), el("dd", { id: "campaign-max-attempts" },
+        campaign.max_attempts ? "at most " + fmtNumber(campaign.max_attempts) : "the server's limit"),
+      el("dt", null, "Scheduled for"), sendAtSlot,
+      el("dt", null, "Deadline"), deadlineSlot,
       el("dt", null, "Tracking"), el("dd", null, [campaign.track_opens ? "opens" : null, campaign.track_clicks ? "clicks" : null]
         .filter(Boolean).join(" and ") || "off"));
     // Scheduling a draft: a local date and time in an IANA time zone (the browser's by default).
@@ -858,18 +900,25 @@
     let browserZone = "UTC";
     try { browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (_) { browserZone = "UTC"; }
     const zone = el("input", { type: "text", required: true, value: browserZone, autocomplete: "off" });
+    const deadline = el("input", { type: "datetime-local" });
     const scheduleForm = el("form", { class: "row", id: "schedule" },
       field("schedule-at", "Send at", sendAt), field("schedule-zone", "Time zone", zone, "An IANA name, e.g. Europe/Paris."),
+      field("schedule-deadline", "Deadline (optional)", deadline,
+        "In the same zone. If the campaign could not start by then (Herald was down), it expires instead of sending late."),
       el("div", null, el("button", { type: "submit", class: "secondary" }, "Schedule")));
     const scheduleSection = el("section", { "aria-labelledby": "schedule-h", hidden: true },
       el("h2", { id: "schedule-h" }, "Schedule"), scheduleForm);
     scheduleForm.addEventListener("submit", async function (event) {
       event.preventDefault();
       try {
-        const r = await api("POST", "/v1/campaigns/" + id + "/schedule", { send_at: sendAt.value, time_zone: zone.value.trim() });
+        const body = { send_at: sendAt.value, time_zone: zone.value.trim() };
+        if (deadline.value) body.deadline = deadline.value;
+        const r = await api("POST", "/v1/campaigns/" + id + "/schedule", body);
         clearError();
-        say("Scheduled for " + fmtTime(r.send_at) + " (" + sendAt.value.replace("T", " ") + " " + r.time_zone + ").");
+        say("Scheduled for " + fmtTime(r.send_at) + " (" + sendAt.value.replace("T", " ") + " " + r.time_zone + ")" +
+          (r.deadline ? ", deadline " + deadline.value.replace("T", " ") + "." : "."));
         campaign = r;
+        renderSchedule(r);
         renderActions(r.status);
         await tick();
       } catch (e) {
@@ -1129,6 +1178,119 @@
       table([{ label: "Email" }, { label: "Name" }, { label: "Status" }, { label: "Added", class: "optional" },
         { label: "Actions" }], body, { id: "subscribers" }),
       el("div", { class: "actions" }, more));
+  }
+
+  // ---- SMTP users --------------------------------------------------------------------
+
+  async function smtpUsersView(alive) {
+    setTitle("SMTP users");
+    const body = el("tbody");
+    const more = el("button", { type: "button", class: "secondary", hidden: true }, "More users");
+    const notice = el("p", { class: "notice", id: "smtp-user-notice", role: "status", hidden: true });
+    // A password made by the server, shown once (as text, never in a URL), until dismissed
+    // or another page is opened; Herald keeps only its hash.
+    const secret = el("div", { class: "card secret", id: "smtp-password", "aria-live": "polite", hidden: true });
+    let next = null;
+
+    function say(text) {
+      notice.textContent = text;
+      notice.hidden = false;
+    }
+
+    function showPassword(user, made) {
+      const dismiss = el("button", { type: "button", class: "secondary small", id: "smtp-password-dismiss" }, "Done: hide it");
+      dismiss.addEventListener("click", function () { secret.hidden = true; secret.replaceChildren(); });
+      secret.replaceChildren(
+        el("p", null, (made ? "The password of the new user " : "The new password of ") + user.username + ":"),
+        el("p", null, el("code", { id: "smtp-password-value", class: "password" }, user.password)),
+        el("p", { class: "hint" }, "Copy it now: it is shown this once, and Herald keeps only a salted hash of it. " +
+          "Applications send with it over SMTP (AUTH PLAIN or LOGIN, after STARTTLS)."),
+        el("div", { class: "actions" }, dismiss));
+      secret.hidden = false;
+    }
+
+    function row(u) {
+      const changed = el("td", { class: "optional" }, fmtTime(u.password_changed_at));
+      const reset = el("button", { type: "button", class: "secondary small", "data-user-action": "reset",
+        "aria-label": "New password for " + u.username }, "New password");
+      const del = el("button", { type: "button", class: "danger small", "data-user-action": "delete",
+        "aria-label": "Delete " + u.username }, "Delete");
+      const tr = el("tr", { "data-smtp-user": u.id },
+        el("td", { class: "username" }, u.username), el("td", { class: "optional" }, fmtTime(u.created_at)), changed,
+        el("td", null, u.last_used_at ? fmtTime(u.last_used_at) : "never"),
+        el("td", { class: "row-actions" }, reset, " ", del));
+      reset.addEventListener("click", async function () {
+        if (!window.confirm("Give " + u.username + " a new password? The old one stops working at once.")) return;
+        try {
+          const r = await api("POST", "/v1/smtp-users/" + Number(u.id) + "/reset-password");
+          clearError();
+          changed.textContent = fmtTime(r.password_changed_at);
+          showPassword(r, false);
+          say(u.username + " has a new password.");
+        } catch (e) {
+          showError(e.message);
+        }
+      });
+      del.addEventListener("click", async function () {
+        if (!window.confirm("Delete " + u.username + "? Applications using it can no longer send.")) return;
+        try {
+          await api("DELETE", "/v1/smtp-users/" + Number(u.id));
+          clearError();
+          tr.remove();
+          if (!body.firstChild) body.append(empty());
+          say(u.username + " was deleted.");
+        } catch (e) {
+          showError(e.message);
+        }
+      });
+      return tr;
+    }
+
+    function empty() {
+      return el("tr", { class: "empty" }, el("td", { colspan: "5", class: "muted" }, "No SMTP users yet."));
+    }
+
+    async function load() {
+      const page = await api("GET", "/v1/smtp-users?limit=100" + (next !== null ? "&after=" + encodeURIComponent(next) : ""));
+      if (!alive()) return;
+      body.querySelectorAll("tr.empty").forEach(function (r) { r.remove(); });
+      (page.data || []).forEach(function (u) { body.append(row(u)); });
+      next = page.next === undefined ? null : page.next;
+      more.hidden = next === null;
+      if (!body.firstChild) body.append(empty());
+    }
+
+    const username = el("input", { type: "text", required: true, maxlength: "64", autocomplete: "off", spellcheck: "false",
+      placeholder: "shop@example.com" });
+    const form = el("form", { class: "card", id: "new-smtp-user" },
+      field("smtp-username", "User name", username,
+        "Letters, digits and . _ @ + - (up to 64), unique on this server ignoring case. Herald makes the password."),
+      el("div", { class: "actions" }, el("button", { type: "submit" }, "Create user")));
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      try {
+        const u = await api("POST", "/v1/smtp-users", { username: username.value.trim() });
+        clearError();
+        username.value = "";
+        body.querySelectorAll("tr.empty").forEach(function (r) { r.remove(); });
+        body.append(row(u));
+        showPassword(u, true);
+        say(u.username + " was created.");
+      } catch (e) {
+        showError(e.message);
+      }
+    });
+    more.addEventListener("click", function () { load().catch(function (e) { showError(e.message); }); });
+    await load();
+    if (!alive()) return;
+    show(heading("SMTP users"),
+      el("p", { class: "muted" }, "Accounts your applications authenticate with on Herald's SMTP listeners; their mail " +
+        "is this tenant's, under its quota and limits."),
+      notice, secret,
+      table([{ label: "User name" }, { label: "Created", class: "optional" }, { label: "Password changed", class: "optional" },
+        { label: "Last used" }, { label: "Actions" }], body, { id: "smtp-users" }),
+      el("div", { class: "actions" }, more),
+      el("h2", null, "Create an SMTP user"), form);
   }
 
   // ---- postmaster (admin key) ---------------------------------------------------------

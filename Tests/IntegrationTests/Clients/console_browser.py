@@ -11,18 +11,23 @@ CONFIG_JSON: {"base": "http://127.0.0.1:PORT", "key_a": ..., "key_b": ..., "csv"
 The walk: a wrong key is refused with the API's message; tenant A signs in (the key only
 in sessionStorage), makes a list, imports the CSV (per-line rejections shown), browses and
 filters subscribers, creates a campaign, sends it, pauses and resumes it, and watches the
-progress reach 100 %; then signs out, and tenant B signs in and tries A's pages. XSS
+progress reach 100 %, fetches one delivered message's open image and tracked link (on
+loopback, the redirect not followed: "sink_dir", "domain", "landing") and watches the
+live view count them; edits a copy (delivery attempts set, then cleared), schedules it
+with a deadline; manages SMTP users ("smtp_users", "xss_smtp_user"); then signs out, and
+tenant B signs in and tries A's pages. XSS
 payloads sit in a list name, a subscriber name and the campaign subject: each would set
 window.__xss if it ran. CSP violations and page errors are recorded.
 """
 import datetime
+import glob
 import json
 import os
 import sys
 
 from playwright.sync_api import sync_playwright
 
-from console_walk import Walk, wait_for
+from console_walk import Walk, fetch_loopback, tracking_urls, wait_for
 
 CHROMIUM = os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium")
 
@@ -172,8 +177,10 @@ with sync_playwright() as p:
     page.fill("#c-from", cfg["from"])
     page.fill("#c-subject", cfg["xss_subject"])
     page.select_option("#c-list", str(out["list_id"]))
-    page.fill("#c-html", "<p>Hello {{first_name}}.</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>")
+    page.fill("#c-html", "<p>Hello {{first_name}}.</p><p><a href=\"" + cfg["landing"] + "\">Welcome</a></p>"
+              "<p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>")
     page.fill("#c-rate", cfg["rate"])
+    page.fill("#c-max-attempts", "5")
     page.check("#c-track-opens")
     page.check("#c-track-clicks")
     page.click("#new-campaign button[type=submit]")
@@ -235,6 +242,22 @@ with sync_playwright() as p:
     out["links_visible"] = page.evaluate("() => !document.querySelector('#links').closest('section').hidden")
     wait_for(lambda: "No clicks yet." in (page.text_content("#links tbody") or ""), 20, "the links table")
     out["links_text"] = page.text_content("#links tbody")
+
+    step("an open and a click, counted live")
+    # One delivered campaign message (not the test-send's): its open image and its tracked
+    # link, each fetched once on loopback (the link's redirect is not followed).
+    messages = [tracking_urls(path) for path in sorted(glob.glob(os.path.join(cfg["sink_dir"], "*.eml")))]
+    message = next(m for m in messages if m["to"].endswith("." + cfg["domain"] + ">") or m["to"].endswith("." + cfg["domain"]))
+    out["tracked_message"] = message
+    out["open_fetch"] = fetch_loopback(message["opens"][0])
+    out["click_fetch"] = fetch_loopback(message["links"][0])
+    # No reload: the view's own polling (every 10 s once the campaign is sent) picks them up.
+    wait_for(lambda: number(counters(page).get("opens")) == 1 and number(counters(page).get("clicks")) == 1,
+             30, "the open and the click in the counters")
+    wait_for(lambda: page.locator("#links tbody tr td.url").count() == 1, 20, "the clicks-per-link table")
+    out["tracked_counters"] = counters(page)
+    out["links_rows"] = page.evaluate("""() => [...document.querySelectorAll('#links tbody tr')]
+        .map(tr => [...tr.children].map(td => td.textContent))""")
     out["final_percent"] = percent(page)
     out["progress_aria"] = page.get_attribute("#progress", "aria-valuenow")
     out["failures"] = page.evaluate("""() => [...document.querySelectorAll('#failures tbody tr')]
@@ -274,6 +297,8 @@ with sync_playwright() as p:
     page.check("#w-day-tue")
     page.fill("#w-zone", "Europe/Paris")
     page.fill("#c-rate", "2/s")
+    out["edit_prefilled_attempts"] = page.input_value("#c-max-attempts")
+    page.fill("#c-max-attempts", "3")
     shot(page, "campaign-edit")
     page.click("#edit-campaign button[type=submit]")
     page.wait_for_selector("#campaign-segment")
@@ -281,20 +306,23 @@ with sync_playwright() as p:
     out["edited_subject"] = page.text_content("#campaign-subject")
     out["edited_segment"] = page.text_content("#campaign-segment")
     out["edited_window"] = page.text_content("#campaign-window")
+    out["edited_attempts"] = page.text_content("#campaign-max-attempts")
     step("edit again: prefilled, then clear the segment")
     page.click("[data-action=edit]")
     page.wait_for_selector("#edit-campaign")
     out["edit_again"] = page.evaluate("""() => ({rows: document.querySelectorAll('#seg-rows .seg-row').length,
         match: document.querySelector('#seg-match').value, start: document.querySelector('#w-start').value,
         days: [...document.querySelectorAll('[id^=w-day-]')].filter(b => b.checked).map(b => b.value),
-        rate: document.querySelector('#c-rate').value,
+        rate: document.querySelector('#c-rate').value, attempts: document.querySelector('#c-max-attempts').value,
         values: [...document.querySelectorAll('#seg-rows .seg-value')].map(i => i.value)})""")
     page.click("#seg-rows .seg-row:nth-child(2) button")
     page.click("#seg-rows .seg-row:nth-child(1) button")
+    page.fill("#c-max-attempts", "")
     page.click("#edit-campaign button[type=submit]")
     page.wait_for_selector("#campaign-segment")
     wait_for(lambda: page.text_content("#campaign-segment") == "the whole list", 10, "the segment cleared")
     out["cleared_segment"] = page.text_content("#campaign-segment")
+    out["cleared_attempts"] = page.text_content("#campaign-max-attempts")
 
     step("preview")
     page.fill("#preview-email", cfg["preview_email"])
@@ -309,13 +337,24 @@ with sync_playwright() as p:
     shot(page, "campaign-preview")
 
     step("schedule and cancel the copy")
-    send_at = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).strftime("%Y-%m-%dT09:00")
+    day = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).strftime("%Y-%m-%d")
+    send_at = day + "T09:00"
     out["send_at"] = send_at
+    out["deadline"] = day + "T12:00"
+    out["schedule_before"] = [page.text_content("#campaign-send-at"), page.text_content("#campaign-deadline")]
     page.fill("#schedule-at", send_at)
     page.fill("#schedule-zone", "Europe/Paris")
+    page.fill("#schedule-deadline", out["deadline"])
     page.click("#schedule button[type=submit]")
     wait_for(lambda: status(page) == "scheduled", 20, "scheduled")
     out["schedule_notice"] = page.text_content("#campaign-notice")
+    out["schedule_shown"] = page.evaluate("""() => ['#campaign-send-at', '#campaign-deadline'].map(s => {
+        const d = document.querySelector(s); return {text: d.textContent, time: d.dataset.time}; })""")
+    # And after a reload, from GET /v1/campaigns/{id}.
+    page.reload()
+    wait_for(lambda: page.locator("#campaign-deadline").count() == 1 and status(page) == "scheduled", 20, "the reloaded copy")
+    out["schedule_reloaded"] = page.evaluate("""() => ['#campaign-send-at', '#campaign-deadline'].map(s => {
+        const d = document.querySelector(s); return {text: d.textContent, time: d.dataset.time}; })""")
     out["schedule_form_hidden"] = page.evaluate("() => document.querySelector('#schedule').closest('section').hidden")
     page.click("[data-action=cancel]")
     wait_for(lambda: status(page) == "cancelled", 20, "cancelled")
@@ -343,6 +382,46 @@ with sync_playwright() as p:
     row.locator("[data-row-action=suppress]").click()
     wait_for(lambda: "suppressed" in (page.text_content("#subscriber-notice") or ""), 10, "the suppression")
     out["suppress_notice"] = page.text_content("#subscriber-notice")
+
+    # --- SMTP users ----------------------------------------------------------------------
+    def smtp_users():
+        return page.evaluate("""() => [...document.querySelectorAll('#smtp-users tr[data-smtp-user]')]
+            .map(tr => ({id: tr.dataset.smtpUser, username: tr.querySelector('.username').textContent}))""")
+
+    step("smtp users")
+    page.click("nav >> text=SMTP users")
+    page.wait_for_selector("#new-smtp-user")
+    out["smtp_empty"] = page.text_content("#smtp-users tbody")
+    # A name the API refuses (a payload): its problem detail is shown, as text.
+    page.fill("#smtp-username", cfg["xss_smtp_user"])
+    page.click("#new-smtp-user button[type=submit]")
+    out["smtp_bad_name_error"] = error_text(page)
+    out["smtp_bad_name_elements"] = page.evaluate("() => document.querySelectorAll('#error img, #error script').length")
+    page.click("#error button")
+    for name in cfg["smtp_users"]:
+        page.fill("#smtp-username", name)
+        page.click("#new-smtp-user button[type=submit]")
+        wait_for(lambda: name in [u["username"] for u in smtp_users()], 10, "the user " + name)
+        page.wait_for_selector("#smtp-password:not([hidden])")
+        out.setdefault("smtp_created_passwords", []).append(page.text_content("#smtp-password-value"))
+    out["smtp_password_text"] = page.text_content("#smtp-password")
+    out["smtp_users_made"] = smtp_users()
+    shot(page, "smtp-users")
+    page.click("#smtp-password-dismiss")
+    out["smtp_password_hidden"] = page.evaluate("""() => document.querySelector('#smtp-password').hidden
+        && !document.querySelector('#smtp-password-value')""")
+    keep, drop = cfg["smtp_users"]
+    page.locator("#smtp-users tr[data-smtp-user]", has_text=keep).locator("[data-user-action=reset]").click()
+    page.wait_for_selector("#smtp-password:not([hidden])")
+    out["smtp_reset_password"] = page.text_content("#smtp-password-value")
+    out["smtp_reset_notice"] = page.text_content("#smtp-user-notice")
+    page.locator("#smtp-users tr[data-smtp-user]", has_text=drop).locator("[data-user-action=delete]").click()
+    wait_for(lambda: drop not in [u["username"] for u in smtp_users()], 10, "the deletion")
+    out["smtp_delete_notice"] = page.text_content("#smtp-user-notice")
+    page.reload()
+    page.wait_for_selector("#smtp-users tr[data-smtp-user]")
+    out["smtp_users_after_reload"] = smtp_users()
+    out["smtp_password_after_reload"] = page.locator("#smtp-password-value").count()
 
     step("phone width")
     page.set_viewport_size({"width": 390, "height": 844})
@@ -378,6 +457,10 @@ with sync_playwright() as p:
     page.click("nav >> text=Lists")
     page.wait_for_selector("#lists")
     out["b_list_ids"] = page.evaluate("() => [...document.querySelectorAll('#lists tr[data-list]')].map(tr => tr.dataset.list)")
+    page.click("nav >> text=SMTP users")
+    page.wait_for_selector("#new-smtp-user")
+    out["b_smtp_users"] = smtp_users()
+    out["b_smtp_empty"] = page.text_content("#smtp-users tbody")
     shot(page, "tenant-b")
 
     out["xss_flag"] = xss_flag(page)
