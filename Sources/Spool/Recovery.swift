@@ -489,10 +489,9 @@ public final class RecoveryPass: @unchecked Sendable {
         return true
     }
 
-    /// Checks what is left, flushes the directories recovery changed, logs the report and
-    /// returns it.
-    public func finish(besideServer: Bool = false) throws -> RecoveryReport {
-        while try checkNext(queued: { _, _ in }, besideServer: besideServer) {}
+    /// Flushes the directories recovery changed, logs the report (with the messages left
+    /// unchecked, when the caller stopped early) and returns it.
+    public func finish() throws -> RecoveryReport {
         for directory in touched.sorted() {
             try FileIO.syncDirectory(directory)
         }
@@ -505,6 +504,8 @@ public final class RecoveryPass: @unchecked Sendable {
             "seconds_listing": "\(Spool.seconds(listed - began))", "seconds": "\(Spool.seconds(clock.now - began))",
         ]
         if skipped > 0 { metadata["left_as_is"] = "\(skipped)" }
+        let unchecked = chunks[number...].reduce(0) { $0 + $1.count }
+        if unchecked > 0 { metadata["unchecked"] = "\(unchecked)" }   // stopped early: the next start checks them
         spool.logger.info("spool recovered", metadata: metadata)
         return report
     }
