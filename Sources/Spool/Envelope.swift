@@ -144,8 +144,15 @@ public struct Envelope: Codable, Sendable, Equatable {
 
 /// JSON encoding and decoding of envelopes, in one place.
 public enum EnvelopeCoding {
-    /// The exact bytes of a `.env` file (pretty-printed, sorted keys, trailing newline).
+    /// The exact bytes of a `.env` file (pretty-printed, sorted keys, trailing newline),
+    /// written by ``EnvelopeWriter`` (the same bytes as ``encodeWithFoundation(_:)``).
     public static func encode(_ envelope: Envelope) throws -> [UInt8] {
+        EnvelopeWriter.encode(envelope)
+    }
+
+    /// `JSONEncoder`'s writing of `envelope`: the reference ``EnvelopeWriter`` matches byte
+    /// for byte.
+    static func encodeWithFoundation(_ envelope: Envelope) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in

@@ -74,7 +74,7 @@ public struct QueueID: Hashable, Comparable, Sendable, Codable, CustomStringConv
     }
 
     /// Writes the id's 20 characters at the start of `buffer`.
-    private func spell(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+    func spell(into buffer: UnsafeMutableBufferPointer<UInt8>) {
         var t = time
         for index in stride(from: QueueID.timeLength - 1, through: 0, by: -1) {
             buffer[index] = QueueID.hexDigits[Int(t & 0xF)]
