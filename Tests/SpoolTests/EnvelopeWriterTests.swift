@@ -81,16 +81,16 @@ struct EnvelopeWriterTests {
         bounce.size = 1500
         bounce.messageFile = MessageFileInfo(size: 1500, checksum: "crc32c:89abcdef")
 
+        // Empty arrays (which the encoder writes with an empty line inside).
+        var emptyNotify = plain
+        emptyNotify.id = QueueID.generate()
+        emptyNotify.recipients = [EnvelopeRecipient(address: "e@b.example", notify: [])]
         var noRecipients = plain
         noRecipients.id = QueueID.generate()
         noRecipients.recipients = []
-        noRecipients.recipients.append(EnvelopeRecipient(address: "e@b.example", notify: []))
-        var none = plain
-        none.id = QueueID.generate()
-        none.recipients = []
 
         return [EnvelopeTests.sample(), smtp, plain, api, campaign, rateOnly, windowOnly, emptyPolicy, bounce,
-                noRecipients, none] + (try EnvelopeReaderTests.samples())
+                emptyNotify, noRecipients] + (try EnvelopeReaderTests.samples())
     }
 
     @Test("envelopes as Herald makes them: the same bytes as JSONEncoder")
@@ -139,6 +139,9 @@ struct EnvelopeWriterTests {
     /// rates as written, dates to the microsecond).
     static func randomEnvelope(_ random: inout SplitMix64, decodable: Bool) -> Envelope {
         func text() -> String { adversarial(&random) }
+        func texts(_ count: ClosedRange<Int>) -> [String] {
+            (0..<Int.random(in: count, using: &random)).map { _ in text() }
+        }
         func maybe<T>(_ make: () -> T) -> T? { Bool.random(using: &random) ? make() : nil }
         func int() -> Int {
             switch Int.random(in: 0..<6, using: &random) {
@@ -151,7 +154,9 @@ struct EnvelopeWriterTests {
             let seconds = Double(Int.random(in: -2_000_000_000...4_000_000_000, using: &random))
             switch Int.random(in: 0..<3, using: &random) {
             case 0: return Date(timeIntervalSince1970: seconds)
-            case 1: return Date(timeIntervalSince1970: seconds + Double(Int.random(in: 0..<1_000_000, using: &random)) / 1e6)
+            case 1:
+                let micros = Int.random(in: 0..<1_000_000, using: &random)
+                return Date(timeIntervalSince1970: seconds + Double(micros) / 1e6)
             default: return Date(timeIntervalSince1970: seconds + Double.random(in: 0..<1, using: &random))
             }
         }
@@ -167,23 +172,23 @@ struct EnvelopeWriterTests {
         func window() -> SendWindow {
             let zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]
             let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            func time(_ hours: Range<Int>) -> String {
+                String(format: "%02d:%02d", Int.random(in: hours, using: &random), Int.random(in: 0..<60, using: &random))
+            }
             var window = try! SendWindow(
-                start: String(format: "%02d:%02d", Int.random(in: 0..<12, using: &random), Int.random(in: 0..<60, using: &random)),
-                end: String(format: "%02d:%02d", Int.random(in: 12..<24, using: &random), Int.random(in: 0..<60, using: &random)),
+                start: time(0..<12), end: time(12..<24),
                 timeZone: zones.randomElement(using: &random)!,
                 days: maybe { Array(days.shuffled(using: &random).prefix(Int.random(in: 1...7, using: &random))) })
             if !decodable {
                 if Bool.random(using: &random) { window.start = text() }
                 if Bool.random(using: &random) { window.end = text() }
                 if Bool.random(using: &random) { window.timeZone = text() }
-                if Bool.random(using: &random) { window.days = maybe { (0..<Int.random(in: 0...3, using: &random)).map { _ in text() } } }
+                if Bool.random(using: &random) { window.days = maybe { texts(0...3) } }
             }
             return window
         }
         func recipient() -> EnvelopeRecipient {
-            var r = EnvelopeRecipient(address: text(),
-                                      notify: maybe { (0..<Int.random(in: 0...4, using: &random)).map { _ in text() } },
-                                      orcpt: maybe(text))
+            var r = EnvelopeRecipient(address: text(), notify: maybe { texts(0...4) }, orcpt: maybe(text))
             r.state = [.pending, .delivered, .deferred, .failed].randomElement(using: &random)!
             r.attempts = int()
             r.nextAttempt = maybe(date)
