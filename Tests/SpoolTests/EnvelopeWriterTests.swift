@@ -93,6 +93,30 @@ struct EnvelopeWriterTests {
                 emptyNotify, noRecipients] + (try EnvelopeReaderTests.samples())
     }
 
+    @Test("every stored member of the envelope and its records is written (a member added later needs the writer too)")
+    func everyMemberWritten() throws {
+        let full = try Self.heraldEnvelopes().filter { $0.sendPolicy?.window != nil || $0.dsnRet != nil }
+        try #require(full.count >= 2)
+        // The keys the writer writes at each level, over envelopes that set every optional member.
+        var written: [String: Set<String>] = [:]
+        for envelope in full {
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(EnvelopeWriter.encode(envelope)))
+                as? [String: Any])
+            written["Envelope", default: []].formUnion(json.keys)
+            written["EnvelopeOrigin", default: []].formUnion((json["origin"] as? [String: Any] ?? [:]).keys)
+            written["MessageFileInfo", default: []].formUnion((json["messageFile"] as? [String: Any] ?? [:]).keys)
+            for recipient in json["recipients"] as? [[String: Any]] ?? [] {
+                written["EnvelopeRecipient", default: []].formUnion(recipient.keys)
+            }
+        }
+        func members(_ value: Any) -> Set<String> { Set(Mirror(reflecting: value).children.compactMap(\.label)) }
+        let smtp = try #require(full.first { $0.dsnRet != nil })
+        #expect(written["Envelope"] == members(smtp))
+        #expect(written["EnvelopeOrigin"] == members(smtp.origin))
+        #expect(written["MessageFileInfo"] == members(smtp.messageFile))
+        #expect(written["EnvelopeRecipient"] == smtp.recipients.reduce(into: Set<String>()) { $0.formUnion(members($1)) })
+    }
+
     @Test("envelopes as Herald makes them: the same bytes as JSONEncoder")
     func heraldMade() throws {
         for envelope in try Self.heraldEnvelopes() {
