@@ -104,7 +104,10 @@ public final class PostgresServer: @unchecked Sendable {
             "-D", directory + "/data", "-p", String(port),
             "-c", "listen_addresses=127.0.0.1",
             "-c", "unix_socket_directories=\(directory)",
-            "-c", "max_connections=200",
+            // One server serves every store test of the process, and Swift Testing runs
+            // them side by side, each with a pool of its own: 200 was once too few
+            // ("sorry, too many clients already" in a full run).
+            "-c", "max_connections=600",
             "-c", "log_min_messages=warning",
             // The test process may hold many descriptors that the server inherits; with the
             // default of 1,000 per process, ~950 of them stop it ("insufficient file
