@@ -36,19 +36,15 @@ extension Spool {
     /// `queued` is called, in queue id order, with every healthy message of `queue/` as
     /// recovery decoded it and its envelope's ``envelopeStamp(_:in:)`` taken before the
     /// read, so that the server can index the queue without reading every envelope a
-    /// second time (a later change to the file shows as a different stamp).
-    ///
-    /// `found` is called once, before the first `queued`, with the number of messages
-    /// found in queue/ and hold/ (at most that many are handed on).
-    public func recover(found reportFound: (Int) -> Void = { _ in },
-                        queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
+    /// second time (a later change to the file shows as a different stamp). A caller
+    /// that needs the count found first, or the check in steps, uses ``beginRecovery(chunk:)``.
+    public func recover(queued: (Envelope, Int64) -> Void = { _, _ in }) throws -> RecoveryReport {
         let pass = try beginRecovery()
-        reportFound(pass.found)
         while try pass.checkNext(queued: queued) {}
         return try pass.finish()
     }
 
-    /// The first part of ``recover(found:queued:)``: tmp/ cleared (rule 1) and queue/ and
+    /// The first part of ``recover(queued:)``: tmp/ cleared (rule 1) and queue/ and
     /// hold/ listed. The returned pass checks the messages it found, oldest first, a
     /// chunk at a time; the server delivers the oldest while the pass checks the rest.
     public func beginRecovery(chunk: Int = Spool.recoveryChunk) throws -> RecoveryPass {
@@ -462,7 +458,7 @@ public final class RecoveryPass: @unchecked Sendable {
     public var queued: Int { report.queued }
 
     /// Checks the next chunk, handing each healthy queued message to `queued` (see
-    /// ``Spool/recover(found:queued:)``); false when there was none left.
+    /// ``Spool/recover(queued:)``); false when there was none left.
     ///
     /// `besideServer`: the server is running (delivering, accepting, the postmaster's
     /// commands at work), so a message that is not in the usual state is looked at again
