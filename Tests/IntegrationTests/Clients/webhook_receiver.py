@@ -8,7 +8,10 @@ DIR/secrets.json ({"/path": "secret", ...}, written by the test once it has crea
 endpoints) and verifies the Herald-Signature header (t=<unix>,v1=<hex HMAC-SHA256 of
 "<t>.<body>">, timestamp within 300 s) with the secret of the request's path. Every
 request is appended to DIR/requests.jsonl before it is answered:
-{"path", "event_id", "type", "valid", "answer", "body"}.
+{"path", "event_id", "type", "valid", "answer", "body", "at"} ("at": Unix time of the record).
+
+A request whose body ends before its Content-Length (the sender was killed between the
+head and the body) is recorded with answer "truncated" and not answered.
 
 How a path answers:
   /ok      200
@@ -66,10 +69,14 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         path = self.path.split("?")[0]
         event_id = self.headers.get("Herald-Event-Id")
+        truncated = len(body) < length
         with lock:
             n = seen.get((path, event_id), 0)
-            seen[(path, event_id)] = n + 1
-        if path == "/fail":
+            if not truncated:
+                seen[(path, event_id)] = n + 1
+        if truncated:
+            answer = "truncated"
+        elif path == "/fail":
             answer = 500
         elif path == "/flaky":
             answer = 500 if n < 2 else 200
@@ -84,11 +91,14 @@ class Handler(BaseHTTPRequestHandler):
         record = {
             "path": path, "event_id": event_id, "type": self.headers.get("Herald-Event-Type"),
             "valid": verify(self.headers.get("Herald-Signature"), secrets().get(path), body),
-            "answer": answer, "body": parsed,
+            "answer": answer, "body": parsed, "at": time.time(),
         }
         with lock:
             with open(os.path.join(directory, "requests.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if truncated:
+            self.close_connection = True
+            return
         if answer == "late":
             time.sleep(3)
             answer = 200
