@@ -37,6 +37,8 @@ public struct HeraldConfig: Sendable {
     public var hostname: String
     public var spoolPath: String
     public var spoolCommitters: Int
+    /// `[spool] journal`: commits share flushes through the spool journal (default on).
+    public var spoolJournal = true
     public var logPath: String?
     public var logLevel: String
     public var tlsCertificate: String?
@@ -210,6 +212,7 @@ public struct HeraldConfig: Sendable {
             encryptionSecret: try encryptionSecret(raw.database),
             dkimKeys: try dkimKeys(raw.dkim ?? []),
             bounce: try bounce(raw.bounce, source: source))
+        config.spoolJournal = spool.journal ?? true
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }
@@ -590,6 +593,7 @@ struct RawConfig: Decodable {
     struct Spool: Decodable {
         var path: String?
         var committers: Int?
+        var journal: Bool?
     }
     struct Log: Decodable {
         var path: String?

@@ -27,7 +27,14 @@ public enum HeraldApp {
         // is bootstrapped before anything is counted.
         let metricsRegistry = config.httpAddress != nil && config.metricsEnabled ? HeraldMetrics.registry : nil
         let spool = try Spool(path: config.spoolPath,
-                              configuration: .init(committerThreads: config.spoolCommitters), logger: logger)
+                              configuration: .init(committerThreads: config.spoolCommitters,
+                                                   journal: config.spoolJournal ? JournalSettings() : nil),
+                              logger: logger)
+        // What an earlier process left in the journal is put right before recovery reads
+        // the queue; with `[spool] journal = false` only that replay runs (the segments
+        // of a run with the journal on are never left behind unread).
+        try spool.startJournal(replayOnly: !config.spoolJournal)
+        defer { spool.stopJournal() }
         // Recovery decodes every queued envelope; the queue manager indexes those instead
         // of reading them all again (restart time on a large spool), keeping whole only
         // as many as its active limit allows.

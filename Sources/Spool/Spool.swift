@@ -138,9 +138,13 @@ public final class Spool: Sendable {
         /// Dedicated threads doing the blocking work of `store`; also the number of
         /// commits that can be in fsync at once. Default: 32.
         public var committerThreads: Int
+        /// Group commit through the journal (Journal.swift) once `startJournal` ran;
+        /// nil = every store flushes its own files.
+        public var journal: JournalSettings?
 
-        public init(committerThreads: Int = 32) {
+        public init(committerThreads: Int = 32, journal: JournalSettings? = nil) {
             self.committerThreads = committerThreads
+            self.journal = journal
         }
     }
 
@@ -150,6 +154,7 @@ public final class Spool: Sendable {
 
     let logger: Logger
     let committer: Committer
+    let journalHolder = JournalHolder()
     private let knownDirectories = KnownDirectories()
     private let processID = getpid()
     let lockPath: String
@@ -265,6 +270,9 @@ public final class Spool: Sendable {
         envelope.messageFile = MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message))
         let id = envelope.id
         let envelopeBytes = try encode(envelope)
+        if let journal = journalHolder.journal {
+            return try storeJournaled(journal, message: message, envelope: envelope, envelopeBytes: envelopeBytes)
+        }
 
         let base = temporaryName(for: id)
         let temporaryMessage = base + ".msg"
@@ -431,6 +439,7 @@ public final class Spool: Sendable {
             }
             if durable { try FileIO.syncDirectory(directory(of: id, in: queue)) }
         }
+        if queue != .corrupt { try noteRemovedFromJournal(id, durable: durable) }
     }
 
     // MARK: finished campaign messages

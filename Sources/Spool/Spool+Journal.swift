@@ -1,0 +1,295 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running journal of this spool, if `startJournal` was called (the server only).
+final class JournalHolder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: SpoolJournal?
+
+    var journal: SpoolJournal? {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set(_ journal: SpoolJournal?) {
+        lock.lock()
+        value = journal
+        lock.unlock()
+    }
+}
+
+extension Spool {
+    /// `<spool>/journal`.
+    public var journalDirectory: String { path + "/journal" }
+
+    var tombstoneDirectory: String { journalDirectory + "/removed" }
+
+    /// Replays what an earlier process left in the journal (see SpoolJournal), then
+    /// starts this process's journal: from now on `store` commits through it. Call once,
+    /// at start-up, before `beginRecovery` and before anything is stored; without
+    /// `Configuration.journal` (or with `replayOnly`) it only replays.
+    @discardableResult
+    public func startJournal(replayOnly: Bool = false) throws -> JournalReplayReport {
+        precondition(journalHolder.journal == nil, "Internal inconsistency: the spool journal started twice")
+        if try FileIO.makeDirectory(journalDirectory, owner: owner) {
+            try FileIO.syncDirectory(path)
+        }
+        let settings = configuration.journal ?? JournalSettings()
+        let bootID = settings.bootID ?? JournalSettings.currentBootID()
+        let (report, lastSequence) = try replayJournal(bootID: bootID)
+        if report.segments > 0 {
+            logger.notice("spool journal replayed", metadata: [
+                "segments": "\(report.segments)", "live": "\(report.live)",
+                "rewritten": "\(report.rewritten)", "restored": "\(report.restored)",
+            ])
+        }
+        guard configuration.journal != nil, !replayOnly else { return report }
+        var started = settings
+        started.bootID = bootID
+        let journal = try SpoolJournal(spool: self, settings: started, firstSequence: lastSequence + 1, logger: logger)
+        journal.start()
+        journalHolder.set(journal)
+        return report
+    }
+
+    /// Flushes and retires every segment, then stops the journal's threads; later stores
+    /// commit file by file. Called at a graceful stop.
+    public func stopJournal() {
+        guard let journal = journalHolder.journal else { return }
+        journalHolder.set(nil)
+        journal.stop()
+    }
+
+    /// The store path with the journal: files written and renamed without fsync, the M
+    /// frame appended, and the return only once a flush covered it.
+    func storeJournaled(_ journal: SpoolJournal, message: [UInt8], envelope: Envelope,
+                        envelopeBytes: [UInt8]) throws -> Envelope {
+        let id = envelope.id
+        let base = temporaryName(for: id)
+        let temporaryMessage = base + ".msg"
+        let temporaryEnvelope = base + ".env"
+        try FileIO.writeNewFile(temporaryMessage, message, sync: false, owner: owner)
+        do {
+            try FileIO.writeNewFile(temporaryEnvelope, envelopeBytes, sync: false, owner: owner)
+        } catch {
+            FileIO.unlinkQuietly(temporaryMessage)
+            throw error
+        }
+        let directory = directory(of: id, in: .queue)
+        let finalMessage = messagePath(id, in: .queue)
+        let finalEnvelope = envelopePath(id, in: .queue)
+        do {
+            try ensureShardDirectory(directory, in: .queue)
+            if FileIO.exists(finalEnvelope) || FileIO.exists(finalMessage)
+                || FileIO.exists(envelopePath(id, in: .hold))
+                || (envelope.campaign != nil && FileIO.exists(finishedPath(id)))
+            {
+                throw SpoolError.alreadyExists(id)
+            }
+            try renameIntoShard(temporaryMessage, finalMessage, directory: directory, queue: .queue)
+        } catch {
+            FileIO.unlinkQuietly(temporaryMessage)
+            FileIO.unlinkQuietly(temporaryEnvelope)
+            throw error
+        }
+        do {
+            try FileIO.rename(temporaryEnvelope, finalEnvelope)
+        } catch {
+            FileIO.unlinkQuietly(finalMessage)
+            FileIO.unlinkQuietly(temporaryEnvelope)
+            throw error
+        }
+        do {
+            let position = try journal.appendMessage(id, envelope: envelopeBytes, message: message)
+            try journal.waitDurable(position)
+        } catch {
+            // Not known to be durable, so not acknowledged: take it back out.
+            journal.noteRemoved(id)
+            FileIO.unlinkQuietly(finalEnvelope)
+            FileIO.unlinkQuietly(finalMessage)
+            throw error
+        }
+        return envelope
+    }
+
+    /// After `remove`'s unlinks: a D frame when the journal vouches for the message (so a
+    /// replay after a reboot does not put it back), or, in a process without the journal
+    /// (the CLI) while segments exist, a tombstone for a durable removal.
+    func noteRemovedFromJournal(_ id: QueueID, durable: Bool) throws {
+        if let journal = journalHolder.journal {
+            if let position = journal.noteRemoved(id), durable {
+                try journal.waitDurable(position)
+            }
+            return
+        }
+        guard durable, hasJournalSegments() else { return }
+        if try FileIO.makeDirectory(tombstoneDirectory, owner: owner) {
+            try FileIO.syncDirectory(journalDirectory)
+        }
+        let tombstone = tombstoneDirectory + "/" + id.rawValue
+        FileIO.unlinkQuietly(tombstone)
+        try FileIO.writeNewFile(tombstone, [], owner: owner)
+        try FileIO.syncDirectory(tombstoneDirectory)
+    }
+
+    func hasJournalSegments() -> Bool {
+        ((try? FileIO.list(journalDirectory)) ?? []).contains { $0.hasSuffix(".jnl") }
+    }
+
+    /// fsyncs the `.msg` and `.env` of each message in queue/ or hold/ (others are gone),
+    /// on several threads at once; returns the directories they are in.
+    func syncMessages(_ ids: [QueueID]) -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        final class Collected: @unchecked Sendable {
+            let lock = NSLock()
+            var directories = Set<String>()
+        }
+        let collected = Collected()
+        let workers = min(16, ids.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var mine = Set<String>()
+            var index = worker
+            while index < ids.count {
+                let id = ids[index]
+                index += workers
+                try? MessageLock.withLock(lockPath, slot: id.lockSlot) {
+                    for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
+                        syncFile(messagePath(id, in: queue))
+                        syncFile(envelopePath(id, in: queue))
+                        mine.insert(directory(of: id, in: queue))
+                        break
+                    }
+                }
+            }
+            collected.lock.lock()
+            collected.directories.formUnion(mine)
+            collected.lock.unlock()
+        }
+        return collected.directories
+    }
+
+    private func syncFile(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        if fsync(fd) != 0 {
+            logger.error("spool journal: fsync failed", metadata: ["path": "\(path)", "errno": "\(Glibc.errno)"])
+        }
+        close(fd)
+    }
+
+    /// Reads the segments an earlier process left (oldest first), puts right what a
+    /// reboot may have lost, makes the files durable and removes the segments and
+    /// tombstones. Returns the report and the highest segment sequence seen.
+    func replayJournal(bootID: String) throws -> (JournalReplayReport, UInt64) {
+        var report = JournalReplayReport()
+        let names = try FileIO.list(journalDirectory).filter { $0.hasSuffix(".jnl") && $0.count == 20 }.sorted()
+        var lastSequence: UInt64 = 0
+        var tombstones = Set<QueueID>()
+        for name in (try? FileIO.list(tombstoneDirectory)) ?? [] {
+            if let id = QueueID(name) { tombstones.insert(id) }
+        }
+        struct Found {
+            var id: QueueID
+            var envelope: [UInt8]
+            var message: [UInt8]
+            var sameBoot: Bool
+            var campaign: Bool
+        }
+        var found: [Found] = []
+        var done = Set<QueueID>()
+        for name in names {
+            if let sequence = UInt64(name.prefix(16), radix: 16) { lastSequence = max(lastSequence, sequence) }
+            guard let bytes = try FileIO.readFile(journalDirectory + "/" + name) else { continue }
+            report.segments += 1
+            let frames = JournalFrame.parse(bytes)
+            guard let header = frames.first, header.kind == .header else {
+                logger.warning("spool journal: a segment without its header is ignored", metadata: ["segment": "\(name)"])
+                continue
+            }
+            let sameBoot = String(decoding: bytes[header.a], as: UTF8.self) == bootID
+            for frame in frames.dropFirst() {
+                switch frame.kind {
+                case .message:
+                    let envelopeBytes = Array(bytes[frame.a])
+                    guard let envelope = try? EnvelopeCoding.decode(envelopeBytes) else {
+                        logger.error("spool journal: an envelope that does not decode is skipped", metadata: ["segment": "\(name)"])
+                        continue
+                    }
+                    found.append(Found(id: envelope.id, envelope: envelopeBytes, message: Array(bytes[frame.b]),
+                                       sameBoot: sameBoot, campaign: envelope.campaign != nil))
+                case .done:
+                    if let id = QueueID(String(decoding: bytes[frame.a], as: UTF8.self)) { done.insert(id) }
+                case .header:
+                    break
+                }
+            }
+        }
+        var toSync: [QueueID] = []
+        for item in found {
+            let id = item.id
+            if done.contains(id) || tombstones.contains(id) { continue }
+            if item.campaign && isFinished(id) { continue }
+            let place = locate(id)
+            if place == .corrupt { continue }
+            if !item.sameBoot {
+                let queue = place ?? .queue
+                if try repairFromJournal(id, in: queue, envelope: item.envelope, message: item.message,
+                                         whole: place == nil) {
+                    if place == nil { report.restored += 1 } else { report.rewritten += 1 }
+                }
+            } else if place == nil {
+                continue   // removed or moved by the process that died; the kernel kept that
+            }
+            report.live += 1
+            toSync.append(id)
+        }
+        for directory in syncMessages(toSync).sorted() {
+            try FileIO.syncDirectory(directory)
+        }
+        for name in names {
+            FileIO.unlinkQuietly(journalDirectory + "/" + name)
+        }
+        if !tombstones.isEmpty {
+            for id in tombstones { FileIO.unlinkQuietly(tombstoneDirectory + "/" + id.rawValue) }
+        }
+        if !names.isEmpty || !tombstones.isEmpty { try FileIO.syncDirectory(journalDirectory) }
+        return (report, lastSequence)
+    }
+
+    /// Rewrites from a journal frame what is missing or does not match in `queue`
+    /// (`whole`: both files are missing). Returns whether it wrote anything.
+    private func repairFromJournal(_ id: QueueID, in queue: SpoolQueue, envelope: [UInt8], message: [UInt8],
+                                   whole: Bool) throws -> Bool {
+        try ensureShardDirectory(directory(of: id, in: queue), in: queue)
+        var wrote = false
+        let messageFile = messagePath(id, in: queue)
+        if whole || (try? FileIO.readFile(messageFile)) != message {
+            try replaceFile(messageFile, id: id, bytes: message, suffix: ".msg")
+            wrote = true
+        }
+        let envelopeFile = envelopePath(id, in: queue)
+        let current = (try? FileIO.readFile(envelopeFile)) ?? nil
+        let sound = current.flatMap { try? EnvelopeCoding.decode($0) }.map { $0.id == id } ?? false
+        if whole || !sound {
+            try replaceFile(envelopeFile, id: id, bytes: envelope, suffix: ".env")
+            wrote = true
+        }
+        return wrote
+    }
+
+    private func replaceFile(_ target: String, id: QueueID, bytes: [UInt8], suffix: String) throws {
+        let temporary = temporaryName(for: id) + suffix
+        try FileIO.writeNewFile(temporary, bytes, owner: owner)
+        do {
+            try FileIO.rename(temporary, target)
+        } catch {
+            FileIO.unlinkQuietly(temporary)
+            throw error
+        }
+    }
+}
