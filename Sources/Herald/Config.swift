@@ -37,8 +37,8 @@ public struct HeraldConfig: Sendable {
     public var hostname: String
     public var spoolPath: String
     public var spoolCommitters: Int
-    /// `[spool] journal`: commits share flushes through the spool journal (default on).
-    public var spoolJournal = true
+    /// `[spool] journal`: commits share flushes through the spool journal (default off).
+    public var spoolJournal = false
     public var logPath: String?
     public var logLevel: String
     public var tlsCertificate: String?
@@ -212,7 +212,7 @@ public struct HeraldConfig: Sendable {
             encryptionSecret: try encryptionSecret(raw.database),
             dkimKeys: try dkimKeys(raw.dkim ?? []),
             bounce: try bounce(raw.bounce, source: source))
-        config.spoolJournal = spool.journal ?? true
+        config.spoolJournal = spool.journal ?? false
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
             throw ConfigError("log.level: unknown level \(config.logLevel)")
         }

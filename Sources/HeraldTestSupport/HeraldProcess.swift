@@ -85,6 +85,8 @@ public final class HeraldProcess: @unchecked Sendable {
         /// Where the process's directory is made; nil = `$TMPDIR` or /tmp.
         public var directoryBase: String?
         public var committers: Int?
+        /// `[spool] journal`; nil = the configuration's default.
+        public var spoolJournal: Bool?
         /// Start the HTTP API on an ephemeral port (off by default: `[http] address = ""`).
         public var http = false
         /// With `http`: the `[http] address` to bind (e.g. "127.0.0.1:PORT", a port picked
@@ -319,6 +321,7 @@ public final class HeraldProcess: @unchecked Sendable {
         for line in options.extraSMTP { t += line + "\n" }
         t += "\n[spool]\npath = \(q(spoolPath))\n"
         if let v = options.committers { t += "committers = \(v)\n" }
+        if let v = options.spoolJournal { t += "journal = \(v)\n" }
         t += "\n[log]\npath = \(q(directory + "/log"))\nlevel = \(q(options.logLevel))\n"
         t += "\n[http]\naddress = \(q(options.http ? (options.httpAddress ?? "127.0.0.1:0") : ""))\n"
         for line in options.extraHTTP { t += line + "\n" }

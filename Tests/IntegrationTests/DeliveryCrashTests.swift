@@ -16,8 +16,8 @@ extension Integration {
         static let maxConcurrent = 20
 
         @Test("SIGKILL during delivery of 500 messages, restart: none lost, duplicates only from in-flight transactions",
-              arguments: [nil, 40])
-        func killDuringDelivery(activeLimit: Int?) async throws {
+              arguments: zip([nil, 40], [false, true]))
+        func killDuringDelivery(activeLimit: Int?, spoolJournal: Bool) async throws {
             let sink = try await SinkProcess()
             defer { Task { await sink.stop() } }
             let toml = [DeliveryIT.route("*.test", port: sink.port)]
@@ -25,7 +25,9 @@ extension Integration {
                             "initial_window = 10"] + (activeLimit.map { ["active_limit = \($0)"] } ?? [])
             // Fill the spool with delivery off, so that the kill lands in the middle of
             // delivery, not of submission.
-            let herald = try await HeraldProcess.start(DeliveryIT.options(delivery: delivery, toml: toml, enabled: false))
+            var options = DeliveryIT.options(delivery: delivery, toml: toml, enabled: false)
+            options.spoolJournal = spoolJournal
+            let herald = try await HeraldProcess.start(options)
             defer { herald.cleanup() }
             let domains = (0..<5).map { "c\($0).crash.test" }
             let batches = (0..<4).map { b in

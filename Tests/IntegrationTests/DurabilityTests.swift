@@ -55,9 +55,11 @@ extension Integration {
             return String(decoding: value, as: UTF8.self)
         }
 
-        @Test("SIGKILL at random moments under 16 concurrent clients: every 250 survives, nothing else does")
-        func killUnderLoad() async throws {
+        @Test("SIGKILL at random moments under 16 concurrent clients: every 250 survives, nothing else does",
+              arguments: [false, true])
+        func killUnderLoad(spoolJournal: Bool) async throws {
             var options = HeraldProcess.Options(listeners: [.relay(tls: "off")])
+            options.spoolJournal = spoolJournal
             options.maxConnectionsPerClient = 100
             try await HeraldProcess.with(options) { herald in
                 let journal = herald.directory + "/journal.tsv"
@@ -90,6 +92,11 @@ extension Integration {
                 #expect(herald.spoolFiles("tmp").isEmpty, "tmp/ is empty once recovery ran: \(herald.spoolFiles("tmp"))")
                 let recoveries = herald.log.split(separator: "\n").filter { $0.contains("spool recovered") }
                 #expect(recoveries.count >= rounds + 1, "recovery ran at every start")
+                if spoolJournal {
+                    // Each kill left segments behind, read by the next start.
+                    let replays = herald.log.split(separator: "\n").filter { $0.contains("spool journal replayed") }
+                    #expect(replays.count >= 1, "the journal's segments were replayed after the kills")
+                }
                 let stopped = await herald.stop(timeout: 30)
                 #expect(stopped?.succeeded == true, "\(String(describing: stopped))\n\(herald.diagnostics())")
 
