@@ -193,8 +193,22 @@ final class SpoolJournal: @unchecked Sendable {
     private var broken: SpoolError?
     private var stopping = false
     private var threadsRunning = 0
-    /// Messages of unretired segments still in the spool: id → segment sequence.
-    private var live: [QueueID: UInt64] = [:]
+    /// Where a message not yet written out as files lies in its segment.
+    struct Location {
+        var sequence: UInt64
+        var offset: Int
+        var envelopeCount: Int
+        var messageCount: Int
+    }
+    /// Messages whose M frame is in an unretired segment and which are still in the
+    /// spool: id → segment sequence.
+    private var inSegment: [QueueID: UInt64] = [:]
+    /// Of those, the ones that exist only in the journal (no files yet).
+    private var pending: [QueueID: Location] = [:]
+    /// A descriptor open for reading on each unretired segment.
+    private var readers: [UInt64: Int32] = [:]
+    /// Offset in `current` of the frame the last `appendLocked` wrote.
+    private var frameStart = 0
 
     init(spool: Spool, settings: JournalSettings, firstSequence: UInt64, logger: Logger) throws {
         self.spool = spool
@@ -237,6 +251,14 @@ final class SpoolJournal: @unchecked Sendable {
             unlink(path)
             throw error
         }
+        let reader = open(path, O_RDONLY | O_CLOEXEC)
+        guard reader >= 0 else {
+            let code = Glibc.errno
+            close(fd)
+            unlink(path)
+            throw SpoolError.system("open", path, code)
+        }
+        readers[sequence] = reader
         if descriptor >= 0 {
             current.closed = Date().timeIntervalSince1970
             closedSegments.append(current)
@@ -253,11 +275,16 @@ final class SpoolJournal: @unchecked Sendable {
     }
 
     /// Appends `frame`; returns the position a flush must reach for it to be durable.
+    /// The frame starts at `currentSize` of `current` as it was before the call returned
+    /// (a rotation happens before the write).
+    @discardableResult
     private func appendLocked(_ frame: [UInt8]) throws -> UInt64 {
         if let broken { throw broken }
+        if stopping { throw SpoolError.system("append", directory, ESHUTDOWN) }
         if currentSize + frame.count > settings.rotateBytes && currentSize > JournalFrame.headerSize + 64 {
             try openSegmentLocked(sequence: current.sequence + 1)
         }
+        frameStart = currentSize
         do {
             try FileIO.writeAll(descriptor, frame, current.path)
         } catch {
@@ -276,15 +303,60 @@ final class SpoolJournal: @unchecked Sendable {
         return written
     }
 
-    /// Appends the M frame of a message whose files are in queue/ (unflushed).
+    /// Appends the M frame of a message that exists nowhere else yet; it is pending
+    /// until written out as files.
     func appendMessage(_ id: QueueID, envelope: [UInt8], message: [UInt8]) throws -> UInt64 {
         let frame = JournalFrame.make(.message, envelope, message)
         condition.lock()
         defer { condition.unlock() }
+        guard inSegment[id] == nil else { throw SpoolError.alreadyExists(id) }
         let position = try appendLocked(frame)
-        live[id] = current.sequence
+        inSegment[id] = current.sequence
+        pending[id] = Location(sequence: current.sequence, offset: frameStart + JournalFrame.headerSize,
+                               envelopeCount: envelope.count, messageCount: message.count)
         current.ids.append(id)
         return position
+    }
+
+    /// The envelope and message of a pending message (nil if it is not pending).
+    func read(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let location = pending[id], let fd = readers[location.sequence] else { return nil }
+        let count = location.envelopeCount + location.messageCount
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { raw in
+                pread(fd, raw.baseAddress! + done, count - done, off_t(location.offset + done))
+            }
+            if n < 0 && Glibc.errno == EINTR { continue }
+            guard n > 0 else {
+                logger.error("spool journal: cannot read a pending message", metadata: ["queue_id": "\(id)"])
+                return nil
+            }
+            done += n
+        }
+        return (Array(bytes[..<location.envelopeCount]), Array(bytes[location.envelopeCount...]))
+    }
+
+    func isPending(_ id: QueueID) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending[id] != nil
+    }
+
+    func pendingIDs() -> [QueueID] {
+        condition.lock()
+        defer { condition.unlock() }
+        return Array(pending.keys)
+    }
+
+    /// A pending message now has durable files of its own.
+    func forget(_ id: QueueID) {
+        condition.lock()
+        pending.removeValue(forKey: id)
+        condition.unlock()
     }
 
     /// Notes that `id` left the spool: a D frame if its M frame is unretired. Returns the
@@ -293,15 +365,9 @@ final class SpoolJournal: @unchecked Sendable {
     func noteRemoved(_ id: QueueID) -> UInt64? {
         condition.lock()
         defer { condition.unlock() }
-        guard live.removeValue(forKey: id) != nil else { return nil }
+        pending.removeValue(forKey: id)
+        guard inSegment.removeValue(forKey: id) != nil else { return nil }
         return try? appendLocked(JournalFrame.make(.done, Array(id.rawValue.utf8)))
-    }
-
-    /// Whether `id`'s M frame is in an unretired segment.
-    func isLive(_ id: QueueID) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return live[id] != nil
     }
 
     /// Blocks until a flush covered `position`; throws if the flush failed.
@@ -389,12 +455,13 @@ final class SpoolJournal: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Makes the files of `segment`'s messages still in the spool durable, then unlinks it.
+    /// Writes out the pending messages of `segment` and makes the files of its other
+    /// messages still in the spool durable, then unlinks it.
     private func retire(_ segment: Segment) {
         condition.lock()
-        let ids = segment.ids.filter { live[$0] == segment.sequence }
+        let ids = segment.ids.filter { inSegment[$0] == segment.sequence }
         condition.unlock()
-        let directories = spool.syncMessages(ids)
+        let directories = spool.writeOut(ids, journal: self)
         var ok = true
         for directory in directories.sorted() {
             do { try FileIO.syncDirectory(directory) } catch {
@@ -405,8 +472,11 @@ final class SpoolJournal: @unchecked Sendable {
         // A segment whose files could not all be made durable stays for the next start.
         if ok { unlink(segment.path) }
         condition.lock()
-        for id in ids where live[id] == segment.sequence {
-            live.removeValue(forKey: id)
+        if ok {
+            for id in ids where inSegment[id] == segment.sequence {
+                inSegment.removeValue(forKey: id)
+            }
+            if let reader = readers.removeValue(forKey: segment.sequence) { close(reader) }
         }
         condition.unlock()
     }

@@ -61,60 +61,95 @@ extension Spool {
     /// commit file by file. Called at a graceful stop.
     public func stopJournal() {
         guard let journal = journalHolder.journal else { return }
-        journalHolder.set(nil)
         journal.stop()
+        journalHolder.set(nil)
     }
 
-    /// The store path with the journal: files written and renamed without fsync, the M
-    /// frame appended, and the return only once a flush covered it.
+    /// The store path with the journal: the M frame appended, and the return only once a
+    /// flush covered it. No file is made: the message is pending in the journal until it
+    /// is removed (delivered), or written out (updated, moved, or its segment retired).
     func storeJournaled(_ journal: SpoolJournal, message: [UInt8], envelope: Envelope,
                         envelopeBytes: [UInt8]) throws -> Envelope {
         let id = envelope.id
-        let base = temporaryName(for: id)
-        let temporaryMessage = base + ".msg"
-        let temporaryEnvelope = base + ".env"
-        try FileIO.writeNewFile(temporaryMessage, message, sync: false, owner: owner)
-        do {
-            try FileIO.writeNewFile(temporaryEnvelope, envelopeBytes, sync: false, owner: owner)
-        } catch {
-            FileIO.unlinkQuietly(temporaryMessage)
-            throw error
+        if FileIO.exists(envelopePath(id, in: .queue)) || FileIO.exists(envelopePath(id, in: .hold))
+            || (envelope.campaign != nil && FileIO.exists(finishedPath(id)))
+        {
+            throw SpoolError.alreadyExists(id)
         }
-        let directory = directory(of: id, in: .queue)
-        let finalMessage = messagePath(id, in: .queue)
-        let finalEnvelope = envelopePath(id, in: .queue)
+        let position = try journal.appendMessage(id, envelope: envelopeBytes, message: message)
         do {
-            try ensureShardDirectory(directory, in: .queue)
-            if FileIO.exists(finalEnvelope) || FileIO.exists(finalMessage)
-                || FileIO.exists(envelopePath(id, in: .hold))
-                || (envelope.campaign != nil && FileIO.exists(finishedPath(id)))
-            {
-                throw SpoolError.alreadyExists(id)
-            }
-            try renameIntoShard(temporaryMessage, finalMessage, directory: directory, queue: .queue)
-        } catch {
-            FileIO.unlinkQuietly(temporaryMessage)
-            FileIO.unlinkQuietly(temporaryEnvelope)
-            throw error
-        }
-        do {
-            try FileIO.rename(temporaryEnvelope, finalEnvelope)
-        } catch {
-            FileIO.unlinkQuietly(finalMessage)
-            FileIO.unlinkQuietly(temporaryEnvelope)
-            throw error
-        }
-        do {
-            let position = try journal.appendMessage(id, envelope: envelopeBytes, message: message)
             try journal.waitDurable(position)
         } catch {
             // Not known to be durable, so not acknowledged: take it back out.
             journal.noteRemoved(id)
-            FileIO.unlinkQuietly(finalEnvelope)
-            FileIO.unlinkQuietly(finalMessage)
             throw error
         }
         return envelope
+    }
+
+    /// The pending message `id` (nil if it is not pending).
+    func pendingMessage(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {
+        journalHolder.journal?.read(id)
+    }
+
+    func isPending(_ id: QueueID) -> Bool {
+        journalHolder.journal?.isPending(id) ?? false
+    }
+
+    /// Writes a pending message out as durable files in queue/ (each fsynced, then the
+    /// directory), with `envelope` instead of the journal's when given. The caller holds
+    /// the message's lock. Returns false if it was not pending.
+    @discardableResult
+    func writeOutLocked(_ id: QueueID, envelope replacement: [UInt8]? = nil, syncDirectory: Bool = true) throws -> Bool {
+        guard let journal = journalHolder.journal, let (envelope, message) = journal.read(id) else { return false }
+        let directory = directory(of: id, in: .queue)
+        try ensureShardDirectory(directory, in: .queue)
+        let base = temporaryName(for: id)
+        try FileIO.writeNewFile(base + ".msg", message, owner: owner)
+        do {
+            try FileIO.writeNewFile(base + ".env", replacement ?? envelope, owner: owner)
+        } catch {
+            FileIO.unlinkQuietly(base + ".msg")
+            throw error
+        }
+        do {
+            try renameIntoShard(base + ".msg", messagePath(id, in: .queue), directory: directory, queue: .queue)
+            try FileIO.rename(base + ".env", envelopePath(id, in: .queue))
+        } catch {
+            FileIO.unlinkQuietly(base + ".msg")
+            FileIO.unlinkQuietly(base + ".env")
+            FileIO.unlinkQuietly(messagePath(id, in: .queue))
+            throw error
+        }
+        if syncDirectory { try FileIO.syncDirectory(directory) }
+        journal.forget(id)
+        return true
+    }
+
+    /// For a retiring segment: writes out its pending messages and fsyncs the files of
+    /// the others still in queue/ or hold/, on several threads; returns the directories
+    /// to fsync.
+    func writeOut(_ ids: [QueueID], journal: SpoolJournal) -> Set<String> {
+        forEachConcurrently(ids) { [self] id in
+            var touched: String?
+            do {
+                try MessageLock.withLock(lockPath, slot: id.lockSlot) {
+                    if try writeOutLocked(id, syncDirectory: false) {
+                        touched = directory(of: id, in: .queue)
+                        return
+                    }
+                    for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
+                        syncFile(messagePath(id, in: queue))
+                        syncFile(envelopePath(id, in: queue))
+                        touched = directory(of: id, in: queue)
+                        break
+                    }
+                }
+            } catch {
+                logger.error("spool journal: cannot write out a message", metadata: ["queue_id": "\(id)", "error": "\(error)"])
+            }
+            return touched
+        }
     }
 
     /// After `remove`'s unlinks: a D frame when the journal vouches for the message (so a
@@ -144,6 +179,22 @@ extension Spool {
     /// fsyncs the `.msg` and `.env` of each message in queue/ or hold/ (others are gone),
     /// on several threads at once; returns the directories they are in.
     func syncMessages(_ ids: [QueueID]) -> Set<String> {
+        forEachConcurrently(ids) { [self] id in
+            var touched: String?
+            try? MessageLock.withLock(lockPath, slot: id.lockSlot) {
+                for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
+                    syncFile(messagePath(id, in: queue))
+                    syncFile(envelopePath(id, in: queue))
+                    touched = directory(of: id, in: queue)
+                    break
+                }
+            }
+            return touched
+        }
+    }
+
+    /// Runs `body` for every id on up to 16 threads; returns the directories it named.
+    private func forEachConcurrently(_ ids: [QueueID], _ body: @escaping @Sendable (QueueID) -> String?) -> Set<String> {
         guard !ids.isEmpty else { return [] }
         final class Collected: @unchecked Sendable {
             let lock = NSLock()
@@ -155,16 +206,8 @@ extension Spool {
             var mine = Set<String>()
             var index = worker
             while index < ids.count {
-                let id = ids[index]
+                if let directory = body(ids[index]) { mine.insert(directory) }
                 index += workers
-                try? MessageLock.withLock(lockPath, slot: id.lockSlot) {
-                    for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
-                        syncFile(messagePath(id, in: queue))
-                        syncFile(envelopePath(id, in: queue))
-                        mine.insert(directory(of: id, in: queue))
-                        break
-                    }
-                }
             }
             collected.lock.lock()
             collected.directories.formUnion(mine)
@@ -236,14 +279,14 @@ extension Spool {
             if item.campaign && isFinished(id) { continue }
             let place = locate(id)
             if place == .corrupt { continue }
-            if !item.sameBoot {
-                let queue = place ?? .queue
-                if try repairFromJournal(id, in: queue, envelope: item.envelope, message: item.message,
+            // Missing everywhere: pending when the process died (a removal leaves a D
+            // frame or a tombstone), so it is written out. Present after a reboot: what
+            // the page cache lost is rewritten.
+            if place == nil || !item.sameBoot {
+                if try repairFromJournal(id, in: place ?? .queue, envelope: item.envelope, message: item.message,
                                          whole: place == nil) {
                     if place == nil { report.restored += 1 } else { report.rewritten += 1 }
                 }
-            } else if place == nil {
-                continue   // removed or moved by the process that died; the kernel kept that
             }
             report.live += 1
             toSync.append(id)

@@ -238,7 +238,9 @@ public final class Spool: Sendable {
     /// not there): what changes when a postmaster's command rewrites it.
     public func envelopeStamp(_ id: QueueID, in queue: SpoolQueue) -> Int64 {
         var info = stat()
-        guard stat(envelopePath(id, in: queue), &info) == 0 else { return 0 }
+        guard stat(envelopePath(id, in: queue), &info) == 0 else {
+            return queue == .queue && isPending(id) ? 1 : 0   // no file yet: unchanged since stored
+        }
         return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
     }
 
@@ -339,6 +341,13 @@ public final class Spool: Sendable {
     /// envelope that does not decode (or names another id) is moved to corrupt/ and
     /// reported as `isCorrupt`.
     public func loadEnvelope(_ id: QueueID, in queue: SpoolQueue) throws -> Envelope {
+        if queue == .queue, let pending = pendingMessage(id) {
+            do {
+                return try EnvelopeCoding.decode(pending.envelope)
+            } catch {
+                throw SpoolError.corrupt(id, reason: "journal envelope does not decode: \(error)")
+            }
+        }
         let file = envelopePath(id, in: queue)
         guard let bytes = try FileIO.readFile(file) else {
             throw SpoolError.notFound(id)
@@ -368,6 +377,12 @@ public final class Spool: Sendable {
 
     /// As `loadMessage(_:in:)`, checking against an envelope the caller already holds.
     public func loadMessage(_ id: QueueID, in queue: SpoolQueue, envelope: Envelope) throws -> [UInt8] {
+        if queue == .queue, let pending = pendingMessage(id) {
+            guard pending.message.count == envelope.messageFile.size else {
+                throw SpoolError.corrupt(id, reason: "journal message has \(pending.message.count) octets, envelope says \(envelope.messageFile.size)")
+            }
+            return pending.message
+        }
         guard let bytes = try FileIO.readFile(messagePath(id, in: queue)) else {
             throw SpoolError.notFound(id)
         }
@@ -396,6 +411,8 @@ public final class Spool: Sendable {
         let id = envelope.id
         let bytes = try encode(envelope.normalizingDates())
         try MessageLock.withLock(lockPath, slot: id.lockSlot) {
+            // Pending in the journal: written out with the new envelope, durably.
+            if queue == .queue, try writeOutLocked(id, envelope: bytes) { return }
             let target = envelopePath(id, in: queue)
             guard FileIO.exists(target) else { throw SpoolError.notFound(id) }
             let temporary = temporaryName(for: id) + ".env"
@@ -417,6 +434,7 @@ public final class Spool: Sendable {
     public func move(_ id: QueueID, from: SpoolQueue, to: SpoolQueue) throws {
         guard from != to else { return }
         try MessageLock.withLock(lockPath, slot: id.lockSlot) {
+            if from == .queue { try writeOutLocked(id) }
             try moveLocked(id, from: from, to: to)
         }
     }
@@ -428,7 +446,14 @@ public final class Spool: Sendable {
     /// only a power loss before the file system's next journal commit could bring the
     /// message back, to be delivered again. Postmaster deletions stay durable.
     public func remove(_ id: QueueID, from queue: SpoolQueue, durable: Bool = true) throws {
+        // Pending in the journal (no files): a D frame, made under the message's lock so
+        // that a retiring segment cannot write it out meanwhile.
+        var pendingRemoved: UInt64??
         try MessageLock.withLock(lockPath, slot: id.lockSlot) {
+            if queue == .queue, let journal = journalHolder.journal, journal.isPending(id) {
+                pendingRemoved = .some(journal.noteRemoved(id))
+                return
+            }
             let removedEnvelope = try FileIO.unlinkIfPresent(envelopePath(id, in: queue))
             if !removedEnvelope && queue != .corrupt {
                 throw SpoolError.notFound(id)
@@ -438,6 +463,12 @@ public final class Spool: Sendable {
                 throw SpoolError.notFound(id)
             }
             if durable { try FileIO.syncDirectory(directory(of: id, in: queue)) }
+        }
+        if let pendingRemoved {
+            if durable, let position = pendingRemoved, let journal = journalHolder.journal {
+                try journal.waitDurable(position)
+            }
+            return
         }
         if queue != .corrupt { try noteRemovedFromJournal(id, durable: durable) }
     }
@@ -517,12 +548,18 @@ public final class Spool: Sendable {
             }
             ids = Array(seen)
         }
+        if queue == .queue, let journal = journalHolder.journal {
+            // Pending messages have no files yet; one written out since the listing
+            // would show twice.
+            ids = Array(Set(ids).union(journal.pendingIDs()))
+        }
         ids.sort()
         return ids
     }
 
     /// Which queue holds the message now (by its `.env`; for corrupt/, either file), or nil.
     public func locate(_ id: QueueID) -> SpoolQueue? {
+        if isPending(id) { return .queue }
         if FileIO.exists(envelopePath(id, in: .queue)) { return .queue }
         if FileIO.exists(envelopePath(id, in: .hold)) { return .hold }
         if FileIO.exists(envelopePath(id, in: .corrupt)) || FileIO.exists(messagePath(id, in: .corrupt)) {

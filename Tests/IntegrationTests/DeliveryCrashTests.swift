@@ -43,7 +43,9 @@ extension Integration {
                 for try await n in group { accepted += n }
             }
             #expect(accepted == Self.total)
-            #expect(herald.spoolIDs().count == Self.total)
+            // With the journal, acknowledged messages have no files until written out (at
+            // the latest by the graceful stop of the restart below).
+            if !spoolJournal { #expect(herald.spoolIDs().count == Self.total) }
 
             // Delivery on; kill once a good part has arrived.
             try await herald.restart(with: DeliveryIT.options(delivery: delivery, toml: toml, enabled: true))
