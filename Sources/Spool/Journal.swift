@@ -22,33 +22,38 @@
    A frame that is short or fails its CRC ends the segment (a write cut by a crash).
 
  HOW A STORE COMMITS (Spool.storeJournaled)
-   The `.msg` and `.env` are written and renamed into queue/<xx>/ as before but without
-   fsync; then the M frame is appended, and the store returns once a flush of the
-   segment covering that frame has returned. So everything in the spool's ordinary
-   files is still there for the queue manager, `herald queue`, `cat` and `jq`; the
-   journal only vouches for them until their own pages reach the disk.
+   The M frame is appended and the store returns once a flush of the segment covered it.
+   No file is made: the message is *pending*, and the spool's reads (`loadEnvelope`,
+   `loadMessage`, `enumerate`, `locate`, `envelopeStamp`) serve it from its segment.
+   It stops being pending when it is
+   - removed (delivered or bounced): a D frame, and it never had a file;
+   - updated (an attempt deferred it) or moved (held): written out as durable files
+     first (each fsynced, then the directory), with the new envelope for an update;
+   - in a segment that retires (below): written out the same way.
+   So mail delivered within seconds costs one shared flush and no file at all.
 
  RETIREMENT
    A segment is closed after `rotateAge` (or `rotateBytes`). `retireDelay` after that,
-   the messages of its M frames still in the spool have their `.msg` and `.env`
-   fsynced, each shard directory they are in is fsynced, and the segment is unlinked.
-   Most relayed mail is delivered and removed before that, so its files are never
-   flushed at all. A graceful stop retires every segment.
+   its pending messages are written out and the files of its other messages still in
+   the spool are fsynced, each directory they are in is fsynced, and the segment is
+   unlinked. A graceful stop retires every segment.
 
  RECOVERY (Spool.startJournal, before the ordinary recovery, in `herald serve` only)
    Segments left by a process that died are read. A message of an M frame is skipped if
    a D frame or a tombstone names it, if it is in corrupt/, or (campaign messages) if it
-   is marked finished.
-   - Same boot id as now: the kernel kept every page the dead process wrote, so the
-     files are exactly what it left; they are fsynced.
-   - Another boot id (power loss or reboot): files may be missing or torn. A `.msg` or
-     `.env` that is missing or does not match is rewritten from the frame (in hold/ if
-     the message is there, else in queue/), then fsynced.
-   Then the segments and tombstones are removed.
+   is marked finished. One with no file anywhere was pending: it is written out into
+   queue/. One with files:
+   - same boot id as now: the kernel kept every page the dead process wrote, so the
+     files are what it left; they are fsynced;
+   - another boot id (power loss or reboot): a `.msg` or `.env` that does not match is
+     rewritten from the frame (in hold/ if the message is there), then fsynced.
+   Then the segments and tombstones are removed, and recovery sees only files.
 
  WHAT IS NOT PROMISED
-   D frames are flushed with the next batch, not waited for: after a power loss, a
-   message delivered in the last moments before it can be delivered again (never lost).
+   - D frames are flushed with the next batch, not waited for: after a power loss, a
+     message delivered in the last moments before it can be delivered again (never lost).
+   - Another process (`herald queue …`) sees a pending message only once it is written
+     out (deferred, held, or its segment retired: within `rotateAge + retireDelay`).
 */
 
 import Foundation

@@ -172,7 +172,9 @@ extension Spool {
         try FileIO.syncDirectory(tombstoneDirectory)
     }
 
-    func hasJournalSegments() -> Bool {
+    /// Whether `journal/` holds segments (a server with `[spool] journal = true` runs, or
+    /// one died): its pending messages are invisible to other processes until written out.
+    public func hasJournalSegments() -> Bool {
         ((try? FileIO.list(journalDirectory)) ?? []).contains { $0.hasSuffix(".jnl") }
     }
 

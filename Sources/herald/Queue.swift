@@ -55,7 +55,7 @@ struct SpoolAccess {
 
     func resolve(_ text: String) -> (QueueID, SpoolQueue) {
         guard let id = QueueID(text) else { fail("\(text): not a queue id", code: 2) }
-        guard let q = spool.locate(id) else { fail("\(text): no such message", code: 1) }
+        guard let q = spool.locate(id) else { fail("\(text): no such message" + journalHint(spool), code: 1) }
         return (id, q)
     }
 }
@@ -138,7 +138,7 @@ func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], 
                 continue
             }
             guard let q = access.spool.locate(id), from.contains(q) else {
-                FileHandle.standardError.write(Data("herald: \(text): no such message in \(from.map(\.rawValue).joined(separator: "/"))\n".utf8))
+                FileHandle.standardError.write(Data("herald: \(text): no such message in \(from.map(\.rawValue).joined(separator: "/"))\(journalHint(access.spool))\n".utf8))
                 status = 1
                 continue
             }
@@ -219,4 +219,12 @@ struct QueueRetry: ParsableCommand {
             if changed { try spool.update(env, in: q) }
         }
     }
+}
+
+/// For "no such message": with the spool journal on, a message accepted moments ago has
+/// no files yet, so this process cannot see it.
+func journalHint(_ spool: Spool) -> String {
+    spool.hasJournalSegments()
+        ? " (herald serve commits through journal/: a message accepted in the last seconds shows here once it is written out)"
+        : ""
 }

@@ -342,6 +342,7 @@ shutdown_grace = "10s"
 
 [spool]
 path = "{work}/spool"
+journal = {"true" if args.spool_journal else "false"}
 
 [log]
 path = "{work}/log"
@@ -708,6 +709,7 @@ def main():
     ap.add_argument("--database-url", required=True)
     ap.add_argument("--sink", required=True)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--spool-journal", action="store_true")
     args = ap.parse_args()
     n_kills = args.n if args.n is not None else (3 if args.short else 50)
     smin, smax = args.seconds_between

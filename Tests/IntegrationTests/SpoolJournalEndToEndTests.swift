@@ -1,0 +1,71 @@
+import Foundation
+import HeraldTestSupport
+import Testing
+
+/// `[spool] journal = true` with the real binary: delivered mail never gets files,
+/// deferred mail is written out and seen by `herald queue`, a segment's pending mail is
+/// written out when it retires, and a graceful stop leaves no segment behind. (Kills
+/// with the journal on: Durability, DeliveryCrash and scripts/crash-loop --spool-journal.)
+extension Integration {
+    @Suite(.serialized, .timeLimit(.minutes(3)))
+    struct SpoolJournalEndToEnd {
+        static func segments(_ herald: HeraldProcess) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: herald.spoolPath + "/journal")) ?? [])
+                .filter { $0.hasSuffix(".jnl") }
+        }
+
+        @Test("delivered mail never gets files; deferred mail is written out and listed")
+        func deliveredAndDeferred() async throws {
+            let sink = try await SinkProcess()
+            defer { Task { await sink.stop() } }
+            var options = DeliveryIT.options(delivery: ["minimal_backoff = \"60s\"", "maximal_backoff = \"60s\""],
+                                             toml: [DeliveryIT.route("*.test", port: sink.port)])
+            options.spoolJournal = true
+            try await HeraldProcess.with(options) { herald in
+                let delivered = (0..<3).map { DeliveryIT.mail("journal-ok-\($0)", to: ["ok\($0)@fast.test"]) }
+                let deferred = (0..<2).map { DeliveryIT.mail("journal-later-\($0)", to: ["tempfail@slow.test"]) }
+                let ids = try await DeliveryIT.submitAccepted(port: herald.port(), delivered + deferred)
+                #expect(ids.count == 5)
+                #expect(await DeliveryIT.waitUntil(timeout: 15) {
+                    DeliveryIT.logLines(herald, result: "delivered").count == 3
+                        && DeliveryIT.logLines(herald, result: "deferred").count == 2
+                }, "\(DeliveryIT.deliveryLog(herald))")
+                #expect(sink.index().count == 3)
+                // The deferral wrote the two out (with their attempt); the delivered three
+                // had no file at any time, and none is left.
+                #expect(await DeliveryIT.waitUntil(timeout: 5) { herald.spoolIDs().count == 2 })
+                let list = try await herald.queueList()
+                #expect(Set(list.map(\.id)) == Set(ids.suffix(2)))
+                #expect(list.allSatisfy { $0.recipients.allSatisfy { $0.attempts == 1 && $0.state == "deferred" } })
+                #expect(!(try await herald.queueList()).contains { ids.prefix(3).contains($0.id) })
+                let stopped = await herald.stop(timeout: 30)
+                #expect(stopped?.succeeded == true)
+                #expect(Self.segments(herald).isEmpty, "a graceful stop retires every segment")
+            }
+        }
+
+        @Test("mail left queued is written out when its segment retires, and at a graceful stop")
+        func retireAndStop() async throws {
+            var options = HeraldProcess.Options(listeners: [.relay(tls: "off")])
+            options.spoolJournal = true
+            try await HeraldProcess.with(options) { herald in
+                let first = (0..<4).map { DeliveryIT.mail("journal-queued-\($0)", to: ["someone\($0)@later.test"]) }
+                let ids = try await DeliveryIT.submitAccepted(port: herald.port(), first)
+                #expect(ids.count == 4)
+                // Delivery is off: nothing removes them, so their segment retires (2 s + 3 s).
+                #expect(await DeliveryIT.waitUntil(timeout: 20) { Set(herald.spoolIDs()) == Set(ids) },
+                        "\(herald.spoolIDs())\n\(herald.diagnostics())")
+                #expect(Set(try await herald.queueList().map(\.id)) == Set(ids))
+                let second = (0..<3).map { DeliveryIT.mail("journal-late-\($0)", to: ["other\($0)@later.test"]) }
+                let more = try await DeliveryIT.submitAccepted(port: herald.port(), second)
+                let stopped = await herald.stop(timeout: 30)
+                #expect(stopped?.succeeded == true)
+                #expect(Set(herald.spoolIDs()) == Set(ids + more))
+                #expect(Self.segments(herald).isEmpty)
+                for id in ids + more {
+                    #expect(herald.storedMessage(id)?.isEmpty == false)
+                }
+            }
+        }
+    }
+}
