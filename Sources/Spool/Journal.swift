@@ -52,7 +52,8 @@
  WHAT IS NOT PROMISED
    - D frames are flushed with the next batch, not waited for: after a power loss, a
      message delivered in the last moments before it can be delivered again (never lost).
-   - Another process (`herald queue …`) sees a pending message only once it is written
+   - Another process (`herald queue …`) lists and shows a pending message from the
+     segments (Spool.includeJournalSegments) but can change it only once it is written
      out (deferred, held, or its segment retired: within `rotateAge + retireDelay`).
 */
 

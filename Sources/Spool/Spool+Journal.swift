@@ -23,6 +23,27 @@ final class JournalHolder: @unchecked Sendable {
     }
 }
 
+/// What `includeJournalSegments` read, loaded at the first use.
+final class JournalSnapshotHolder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var load: (@Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8])])?
+    private var loaded: [QueueID: (envelope: [UInt8], message: [UInt8])]?
+
+    func enable(_ load: @escaping @Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8])]) {
+        lock.lock()
+        self.load = load
+        loaded = nil
+        lock.unlock()
+    }
+
+    var messages: [QueueID: (envelope: [UInt8], message: [UInt8])]? {
+        lock.lock()
+        defer { lock.unlock() }
+        if loaded == nil, let load { loaded = load() }
+        return loaded
+    }
+}
+
 extension Spool {
     /// `<spool>/journal`.
     public var journalDirectory: String { path + "/journal" }
@@ -89,11 +110,13 @@ extension Spool {
 
     /// The pending message `id` (nil if it is not pending).
     func pendingMessage(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {
-        journalHolder.journal?.read(id)
+        if let journal = journalHolder.journal { return journal.read(id) }
+        return journalOnly(id)
     }
 
     func isPending(_ id: QueueID) -> Bool {
-        journalHolder.journal?.isPending(id) ?? false
+        if let journal = journalHolder.journal { return journal.isPending(id) }
+        return journalOnly(id) != nil
     }
 
     /// Writes a pending message out as durable files in queue/ (each fsynced, then the
@@ -227,17 +250,8 @@ extension Spool {
         close(fd)
     }
 
-    /// Reads the segments an earlier process left (oldest first), puts right what a
-    /// reboot may have lost, makes the files durable and removes the segments and
-    /// tombstones. Returns the report and the highest segment sequence seen.
-    func replayJournal(bootID: String) throws -> (JournalReplayReport, UInt64) {
-        var report = JournalReplayReport()
-        let names = try FileIO.list(journalDirectory).filter { $0.hasSuffix(".jnl") && $0.count == 20 }.sorted()
-        var lastSequence: UInt64 = 0
-        var tombstones = Set<QueueID>()
-        for name in (try? FileIO.list(tombstoneDirectory)) ?? [] {
-            if let id = QueueID(name) { tombstones.insert(id) }
-        }
+    /// What the segments in `journal/` hold, oldest first.
+    struct SegmentReading {
         struct Found {
             var id: QueueID
             var envelope: [UInt8]
@@ -245,12 +259,24 @@ extension Spool {
             var sameBoot: Bool
             var campaign: Bool
         }
+        var names: [String] = []
+        var segments = 0
+        var lastSequence: UInt64 = 0
         var found: [Found] = []
         var done = Set<QueueID>()
-        for name in names {
-            if let sequence = UInt64(name.prefix(16), radix: 16) { lastSequence = max(lastSequence, sequence) }
+        var tombstones = Set<QueueID>()
+    }
+
+    func readSegments(bootID: String) throws -> SegmentReading {
+        var reading = SegmentReading()
+        reading.names = try FileIO.list(journalDirectory).filter { $0.hasSuffix(".jnl") && $0.count == 20 }.sorted()
+        for name in (try? FileIO.list(tombstoneDirectory)) ?? [] {
+            if let id = QueueID(name) { reading.tombstones.insert(id) }
+        }
+        for name in reading.names {
+            if let sequence = UInt64(name.prefix(16), radix: 16) { reading.lastSequence = max(reading.lastSequence, sequence) }
             guard let bytes = try FileIO.readFile(journalDirectory + "/" + name) else { continue }
-            report.segments += 1
+            reading.segments += 1
             let frames = JournalFrame.parse(bytes)
             guard let header = frames.first, header.kind == .header else {
                 logger.warning("spool journal: a segment without its header is ignored", metadata: ["segment": "\(name)"])
@@ -265,15 +291,57 @@ extension Spool {
                         logger.error("spool journal: an envelope that does not decode is skipped", metadata: ["segment": "\(name)"])
                         continue
                     }
-                    found.append(Found(id: envelope.id, envelope: envelopeBytes, message: Array(bytes[frame.b]),
-                                       sameBoot: sameBoot, campaign: envelope.campaign != nil))
+                    reading.found.append(SegmentReading.Found(
+                        id: envelope.id, envelope: envelopeBytes, message: Array(bytes[frame.b]),
+                        sameBoot: sameBoot, campaign: envelope.campaign != nil))
                 case .done:
-                    if let id = QueueID(String(decoding: bytes[frame.a], as: UTF8.self)) { done.insert(id) }
+                    if let id = QueueID(String(decoding: bytes[frame.a], as: UTF8.self)) { reading.done.insert(id) }
                 case .header:
                     break
                 }
             }
         }
+        return reading
+    }
+
+    /// Lets this process (`herald queue …`) see the messages that a running server holds
+    /// only in its journal: `enumerate(.queue)`, `locate`, `loadEnvelope` and
+    /// `loadMessage` in queue/ then show them as the segments are at the first read.
+    /// They cannot be changed from here (hold, delete and retry find no files) until the
+    /// server writes them out.
+    public func includeJournalSegments() {
+        journalSnapshot.enable { [self] in
+            guard let reading = try? readSegments(bootID: "") else { return [:] }
+            var messages: [QueueID: (envelope: [UInt8], message: [UInt8])] = [:]
+            for item in reading.found where !reading.done.contains(item.id) && !reading.tombstones.contains(item.id) {
+                messages[item.id] = (item.envelope, item.message)
+            }
+            return messages
+        }
+    }
+
+    /// A message only in the journal's segments, for a process that included them (files,
+    /// once written out, win).
+    func journalOnly(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {
+        guard let found = journalSnapshot.messages?[id] else { return nil }
+        if FileIO.exists(envelopePath(id, in: .queue)) || FileIO.exists(envelopePath(id, in: .hold))
+            || FileIO.exists(envelopePath(id, in: .corrupt)) { return nil }
+        return found
+    }
+
+    func journalOnlyIDs() -> [QueueID] {
+        (journalSnapshot.messages?.keys).map { $0.filter { journalOnly($0) != nil } } ?? []
+    }
+
+    /// Reads the segments an earlier process left (oldest first), puts right what a
+    /// reboot may have lost, makes the files durable and removes the segments and
+    /// tombstones. Returns the report and the highest segment sequence seen.
+    func replayJournal(bootID: String) throws -> (JournalReplayReport, UInt64) {
+        var report = JournalReplayReport()
+        let reading = try readSegments(bootID: bootID)
+        let (names, found, done, tombstones) = (reading.names, reading.found, reading.done, reading.tombstones)
+        report.segments = reading.segments
+        let lastSequence = reading.lastSequence
         var toSync: [QueueID] = []
         for item in found {
             let id = item.id

@@ -155,6 +155,7 @@ public final class Spool: Sendable {
     let logger: Logger
     let committer: Committer
     let journalHolder = JournalHolder()
+    let journalSnapshot = JournalSnapshotHolder()
     private let knownDirectories = KnownDirectories()
     private let processID = getpid()
     let lockPath: String
@@ -548,10 +549,14 @@ public final class Spool: Sendable {
             }
             ids = Array(seen)
         }
-        if queue == .queue, let journal = journalHolder.journal {
+        if queue == .queue {
             // Pending messages have no files yet; one written out since the listing
             // would show twice.
-            ids = Array(Set(ids).union(journal.pendingIDs()))
+            if let journal = journalHolder.journal {
+                ids = Array(Set(ids).union(journal.pendingIDs()))
+            } else if journalSnapshot.messages != nil {
+                ids = Array(Set(ids).union(journalOnlyIDs()))
+            }
         }
         ids.sort()
         return ids

@@ -25,6 +25,7 @@ struct SpoolAccess {
             fail("no spool at \(config.spoolPath)")
         }
         spool = try Spool(path: config.spoolPath)
+        spool.includeJournalSegments()
         self.config = config
     }
 
@@ -154,7 +155,7 @@ func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], 
         } catch let error as SpoolError where error.isNotFound {
             // Gone meanwhile (delivered or deleted by someone else): not an error for --all.
             if !selection.isBulk {
-                FileHandle.standardError.write(Data("herald: \(id): no such message\n".utf8))
+                FileHandle.standardError.write(Data("herald: \(id): no such message\(journalHint(access.spool))\n".utf8))
                 status = 1
             }
         } catch {
@@ -222,9 +223,9 @@ struct QueueRetry: ParsableCommand {
 }
 
 /// For "no such message": with the spool journal on, a message accepted moments ago has
-/// no files yet, so this process cannot see it.
+/// no files yet; this process can list and show it, not change it.
 func journalHint(_ spool: Spool) -> String {
     spool.hasJournalSegments()
-        ? " (herald serve commits through journal/: a message accepted in the last seconds shows here once it is written out)"
+        ? " (or it is in herald serve's journal, accepted moments ago: it can be changed once written out, within seconds)"
         : ""
 }

@@ -52,6 +52,18 @@ extension Integration {
                 let first = (0..<4).map { DeliveryIT.mail("journal-queued-\($0)", to: ["someone\($0)@later.test"]) }
                 let ids = try await DeliveryIT.submitAccepted(port: herald.port(), first)
                 #expect(ids.count == 4)
+                // At once (before their segment retires): `herald queue` lists and shows
+                // them from the journal; changing one waits until it is written out.
+                #expect(Set(try await herald.queueList().map(\.id)) == Set(ids))
+                let show = try await herald.cli(["queue", "show", ids[0]])
+                #expect(show.termination.succeeded && String(decoding: show.stdout, as: UTF8.self).contains("journal-queued-0"),
+                        "\(show)")
+                let hold = try await herald.cli(["queue", "hold", ids[1]])
+                let holdError = String(decoding: hold.stderr, as: UTF8.self)
+                #expect(hold.termination.succeeded || holdError.contains("herald serve's journal"), "\(hold)")
+                if hold.termination.succeeded {
+                    _ = try await herald.cli(["queue", "release", ids[1]])
+                }
                 // Delivery is off: nothing removes them, so their segment retires (2 s + 3 s).
                 #expect(await DeliveryIT.waitUntil(timeout: 20) { Set(herald.spoolIDs()) == Set(ids) },
                         "\(herald.spoolIDs())\n\(herald.diagnostics())")

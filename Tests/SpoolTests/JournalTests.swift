@@ -165,6 +165,37 @@ struct JournalTests {
         #expect(try restarted.recover() == RecoveryReport(queued: 8, held: 1))
     }
 
+    @Test("another process that includes the segments lists and reads pending messages, and cannot change them")
+    func otherProcessSeesPending() async throws {
+        let directory = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-journal")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try Self.spool(directory, boot: "boot-A", rotate: 600, retire: 600)
+        try server.startJournal()
+        defer { server.stopJournal() }
+        var stored: [(Envelope, [UInt8])] = []
+        for index in 0..<4 {
+            let message = SpoolFixtures.message(tag: "cli \(index)", size: 600)
+            stored.append((try await server.store(message: message, envelope: SpoolFixtures.envelope()), message))
+        }
+        try server.remove(stored[0].0.id, from: .queue, durable: false)
+        try server.move(stored[1].0.id, from: .queue, to: .hold)
+
+        let cli = try Self.spool(directory, boot: nil)
+        #expect(try cli.enumerate(.queue) == [])   // without the segments: nothing to see
+        cli.includeJournalSegments()
+        #expect(try cli.enumerate(.queue) == [stored[2].0.id, stored[3].0.id].sorted())
+        #expect(try cli.enumerate(.hold) == [stored[1].0.id])
+        #expect(cli.locate(stored[2].0.id) == .queue)
+        #expect(cli.locate(stored[0].0.id) == nil)
+        #expect(try cli.loadEnvelope(stored[2].0.id, in: .queue) == stored[2].0)
+        #expect(try cli.loadMessage(stored[2].0.id, in: .queue) == stored[2].1)
+        #expect(cli.hasJournalSegments())
+        #expect(throws: SpoolError.self) { try cli.move(stored[2].0.id, from: .queue, to: .hold) }
+        #expect(throws: SpoolError.self) { try cli.remove(stored[3].0.id, from: .queue) }
+        // Still the server's to deliver.
+        #expect(try server.loadMessage(stored[3].0.id, in: .queue) == stored[3].1)
+    }
+
     @Test("a frame cut short or damaged ends the segment; the frames before it are read")
     func tornTail() throws {
         let one = JournalFrame.make(.message, Array("envelope".utf8), Array("message".utf8))
