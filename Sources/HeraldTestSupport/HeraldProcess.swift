@@ -321,7 +321,9 @@ public final class HeraldProcess: @unchecked Sendable {
         for line in options.extraSMTP { t += line + "\n" }
         t += "\n[spool]\npath = \(q(spoolPath))\n"
         if let v = options.committers { t += "committers = \(v)\n" }
-        if let v = options.spoolJournal { t += "journal = \(v)\n" }
+        // HERALD_TEST_SPOOL_JOURNAL=1|0 sets it for every test that does not set it itself.
+        let journalDefault = ProcessInfo.processInfo.environment["HERALD_TEST_SPOOL_JOURNAL"].map { $0 == "1" }
+        if let v = options.spoolJournal ?? journalDefault { t += "journal = \(v)\n" }
         t += "\n[log]\npath = \(q(directory + "/log"))\nlevel = \(q(options.logLevel))\n"
         t += "\n[http]\naddress = \(q(options.http ? (options.httpAddress ?? "127.0.0.1:0") : ""))\n"
         for line in options.extraHTTP { t += line + "\n" }
