@@ -158,11 +158,11 @@ public struct JournalSettings: Sendable {
 /// What ``Spool/startJournal()`` found in the segments of an earlier process.
 public struct JournalReplayReport: Sendable, Equatable {
     public var segments = 0
-    /// M frames whose message was still in the spool (or was put back).
+    /// M frames whose message was still in the spool (or was written out now).
     public var live = 0
-    /// Files rewritten from the journal (after a reboot).
+    /// Messages with a file rewritten from the journal (after a reboot).
     public var rewritten = 0
-    /// Messages put back whole into queue/ (after a reboot).
+    /// Messages that were only in the journal, written out into queue/.
     public var restored = 0
 }
 
@@ -182,7 +182,9 @@ final class SpoolJournal: @unchecked Sendable {
     let directory: String
     let settings: JournalSettings
     let bootID: String
-    private unowned let spool: Spool
+    /// Weak: the spool owns its journal (a spool dropped without `stopJournal` leaves
+    /// the threads nothing to write out to).
+    private weak var spool: Spool?
     private let logger: Logger
 
     private let condition = NSCondition()
@@ -219,7 +221,7 @@ final class SpoolJournal: @unchecked Sendable {
     init(spool: Spool, settings: JournalSettings, firstSequence: UInt64, logger: Logger) throws {
         self.spool = spool
         self.settings = settings
-        self.directory = spool.path + "/journal"
+        self.directory = spool.journalDirectory
         self.bootID = settings.bootID ?? JournalSettings.currentBootID()
         self.logger = logger
         current = Segment(sequence: firstSequence, path: "", opened: 0)
@@ -249,6 +251,7 @@ final class SpoolJournal: @unchecked Sendable {
     private func openSegmentLocked(sequence: UInt64) throws {
         let path = directory + "/" + SpoolJournal.segmentName(sequence)
         let fd = try FileIO.openFile(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, FileIO.fileMode, "create")
+        if let owner = spool?.owner { _ = fchown(fd, owner.uid, owner.gid) }
         let header = JournalFrame.make(.header, Array(bootID.utf8))
         do {
             try FileIO.writeAll(fd, header, path)
@@ -467,7 +470,8 @@ final class SpoolJournal: @unchecked Sendable {
         condition.lock()
         let ids = segment.ids.filter { inSegment[$0] == segment.sequence }
         condition.unlock()
-        let directories = spool.writeOut(ids, journal: self)
+        guard let spool else { return }
+        let directories = spool.writeOut(ids)
         var ok = true
         for directory in directories.sorted() {
             do { try FileIO.syncDirectory(directory) } catch {
@@ -493,9 +497,6 @@ final class SpoolJournal: @unchecked Sendable {
         guard !stopping else {
             condition.unlock()
             return
-        }
-        if current.ids.isEmpty || current.end == 0 {
-            // Nothing in it: close it as it is.
         }
         stopping = true
         condition.broadcast()

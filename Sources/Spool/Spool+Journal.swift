@@ -152,7 +152,7 @@ extension Spool {
     /// For a retiring segment: writes out its pending messages and fsyncs the files of
     /// the others still in queue/ or hold/, on several threads; returns the directories
     /// to fsync.
-    func writeOut(_ ids: [QueueID], journal: SpoolJournal) -> Set<String> {
+    func writeOut(_ ids: [QueueID]) -> Set<String> {
         forEachConcurrently(ids) { [self] id in
             var touched: String?
             do {

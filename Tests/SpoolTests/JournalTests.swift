@@ -38,11 +38,12 @@ struct JournalTests {
         return (messages, done)
     }
 
-    @Test("stores commit through the journal, are read from it until written out, and segments retire")
-    func commitAndRetire() async throws {
+    @Test("stores commit through the journal, are read from it until written out, and a stop writes out the rest")
+    func commitAndStop() async throws {
         let directory = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-journal")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let spool = try Self.spool(directory, boot: "boot-A", rotate: 0.3, retire: 0.6)
+        // No retirement during the test: what is pending stays so until the stop.
+        let spool = try Self.spool(directory, boot: "boot-A", rotate: 600, retire: 600)
         #expect(try spool.startJournal() == JournalReplayReport())
         let stored = try await withThrowingTaskGroup(of: (Envelope, [UInt8]).self) { group in
             for index in 0..<200 {
@@ -80,22 +81,44 @@ struct JournalTests {
         // A move writes it out too.
         try spool.move(stored[61].0.id, from: .queue, to: .hold)
         #expect(try spool.loadMessage(stored[61].0.id, in: .hold) == stored[61].1)
-        // Retired: the rest are written out and only the (empty) current segment is left.
-        let deadline = Date().addingTimeInterval(20)
+        #expect(filesUnder(directory + "/queue").count == 2)
+        // A graceful stop writes out the rest and leaves no segment.
+        spool.stopJournal()
+        #expect(Self.segments(directory).isEmpty)
+        for (envelope, message) in stored.dropFirst(50) where envelope.id != stored[61].0.id {
+            #expect(try readFile(spool.messagePath(envelope.id, in: .queue)) == message)
+        }
+        #expect(try spool.recover() == RecoveryReport(queued: 149, held: 1))
+        #expect(filesUnder(directory + "/tmp").isEmpty)
+    }
+
+    @Test("a segment retires by age: its pending messages are written out and it is removed")
+    func retireByAge() async throws {
+        let directory = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-journal")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Self.spool(directory, boot: "boot-A", rotate: 0.2, retire: 0.2)
+        try spool.startJournal()
+        defer { spool.stopJournal() }
+        var stored: [(QueueID, [UInt8])] = []
+        for index in 0..<20 {
+            let message = SpoolFixtures.message(tag: "age \(index)", size: 800)
+            stored.append((try await spool.store(message: message, envelope: SpoolFixtures.envelope()).id, message))
+        }
+        try spool.remove(stored[0].0, from: .queue, durable: false)
+        // Within a few periods (however loaded the machine), only the current, empty
+        // segment is left, and the 19 have files of their own while the journal runs.
+        let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            let left = try Self.frames(directory)
-            if left.messages.isEmpty && left.done.isEmpty { break }
+            if try Self.frames(directory).messages.isEmpty && Self.segments(directory).count == 1 { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(try Self.frames(directory).messages.isEmpty)
         #expect(Self.segments(directory).count == 1)
-        for (envelope, message) in stored.dropFirst(50) where envelope.id != stored[61].0.id {
-            #expect(try readFile(spool.messagePath(envelope.id, in: .queue)) == message)
+        for (id, message) in stored.dropFirst() {
+            #expect(try readFile(spool.messagePath(id, in: .queue)) == message)
         }
-        spool.stopJournal()
-        #expect(Self.segments(directory).isEmpty)
-        #expect(try spool.recover() == RecoveryReport(queued: 149, held: 1))
-        #expect(filesUnder(directory + "/tmp").isEmpty)
+        #expect(!fileExists(spool.envelopePath(stored[0].0, in: .queue)))
+        #expect(try spool.enumerate(.queue) == stored.dropFirst().map(\.0).sorted())
     }
 
     @Test("a restart puts back what was only in the journal; after a reboot also what the page cache lost")
