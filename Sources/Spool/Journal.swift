@@ -187,7 +187,12 @@ final class SpoolJournal: @unchecked Sendable {
     private weak var spool: Spool?
     private let logger: Logger
 
+    /// Guards the state below; waiters for durability wait on it, and are woken once per
+    /// flush (not at every append: twenty committers woken for each of twenty appends
+    /// was most of the journal's cost in thread switches).
     private let condition = NSCondition()
+    /// Wakes the flusher: signalled at every append (spare signals make it look once more).
+    private let flusherWake = DispatchSemaphore(value: 0)
     private var descriptor: Int32 = -1
     private var current: Segment
     private var currentSize = 0
@@ -280,7 +285,7 @@ final class SpoolJournal: @unchecked Sendable {
         current.end = written
         dirty.append(fd)
         directoryNeedsFlush = true
-        condition.broadcast()
+        flusherWake.signal()
     }
 
     /// Appends `frame`; returns the position a flush must reach for it to be durable.
@@ -308,7 +313,7 @@ final class SpoolJournal: @unchecked Sendable {
         written += UInt64(frame.count)
         current.end = written
         if dirty.last != descriptor { dirty.append(descriptor) }
-        condition.broadcast()
+        flusherWake.signal()
         return written
     }
 
@@ -393,7 +398,9 @@ final class SpoolJournal: @unchecked Sendable {
         condition.lock()
         while true {
             while written == durable && !directoryNeedsFlush && closeAfterFlush.isEmpty && !stopping {
-                condition.wait()
+                condition.unlock()
+                flusherWake.wait()
+                condition.lock()
             }
             if stopping && written == durable && !directoryNeedsFlush && closeAfterFlush.isEmpty { break }
             let target = written
@@ -440,7 +447,9 @@ final class SpoolJournal: @unchecked Sendable {
     private func retireLoop() {
         condition.lock()
         while !stopping {
-            _ = condition.wait(until: Date().addingTimeInterval(0.25))
+            condition.unlock()
+            Thread.sleep(forTimeInterval: 0.25)
+            condition.lock()
             if stopping { break }
             let now = Date().timeIntervalSince1970
             if now - current.opened >= settings.rotateAge && current.end > 0 && !current.ids.isEmpty {
@@ -499,7 +508,7 @@ final class SpoolJournal: @unchecked Sendable {
             return
         }
         stopping = true
-        condition.broadcast()
+        flusherWake.signal()
         while threadsRunning > 0 { condition.wait() }
         current.closed = Date().timeIntervalSince1970
         var segments = closedSegments
