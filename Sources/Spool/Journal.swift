@@ -463,9 +463,16 @@ final class SpoolJournal: @unchecked Sendable {
                   now - closed >= settings.retireDelay, durable >= first.end, !stopping
             {
                 condition.unlock()
-                retire(first)
+                let retired = retire(first)
                 condition.lock()
                 closedSegments.removeFirst()
+                if !retired {
+                    // Tried again after another delay (a full disk may have room by then).
+                    var again = first
+                    again.closed = now
+                    closedSegments.append(again)
+                    break
+                }
             }
         }
         threadsRunning -= 1
@@ -474,21 +481,31 @@ final class SpoolJournal: @unchecked Sendable {
     }
 
     /// Writes out the pending messages of `segment` and makes the files of its other
-    /// messages still in the spool durable, then unlinks it.
-    private func retire(_ segment: Segment) {
+    /// messages still in the spool durable, then unlinks it. Returns false, keeping the
+    /// segment (and its messages readable from it), when any of that failed.
+    @discardableResult
+    private func retire(_ segment: Segment) -> Bool {
         condition.lock()
         let ids = segment.ids.filter { inSegment[$0] == segment.sequence }
         condition.unlock()
-        guard let spool else { return }
+        guard let spool else { return false }
         let directories = spool.writeOut(ids)
-        var ok = true
+        condition.lock()
+        let unwritten = ids.filter { pending[$0]?.sequence == segment.sequence }.count
+        condition.unlock()
+        var ok = unwritten == 0
+        if !ok {
+            logger.error("spool journal: messages could not be written out; their segment is kept",
+                         metadata: ["segment": "\(segment.path)", "messages": "\(unwritten)"])
+        }
         for directory in directories.sorted() {
             do { try FileIO.syncDirectory(directory) } catch {
                 ok = false
                 logger.error("spool journal: directory flush failed", metadata: ["error": "\(error)"])
             }
         }
-        // A segment whose files could not all be made durable stays for the next start.
+        // A segment whose files could not all be made durable is kept: tried again later,
+        // and replayed at the next start if it is still there.
         if ok { unlink(segment.path) }
         condition.lock()
         if ok {
@@ -498,6 +515,7 @@ final class SpoolJournal: @unchecked Sendable {
             if let reader = readers.removeValue(forKey: segment.sequence) { close(reader) }
         }
         condition.unlock()
+        return ok
     }
 
     /// Stops the threads after a last flush and retires every segment (graceful stop).

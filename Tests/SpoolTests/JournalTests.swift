@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import HeraldTestSupport
 import Logging
 import Testing
@@ -119,6 +120,59 @@ struct JournalTests {
         }
         #expect(!fileExists(spool.envelopePath(stored[0].0, in: .queue)))
         #expect(try spool.enumerate(.queue) == stored.dropFirst().map(\.0).sorted())
+    }
+
+    @Test("a full disk during write-out keeps the segment and its messages readable; written out once there is room",
+          .enabled(if: DiskFullTests.canMountTmpfs, "mounting a tmpfs needs root (mount fails with EPERM)"))
+    func writeOutOnFullDisk() async throws {
+        let mountPoint = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-journal-full")
+        guard mount("tmpfs", mountPoint, "tmpfs", 0, "size=512k,mode=0700") == 0 else {
+            Issue.record("mount failed: \(String(cString: strerror(errno)))")
+            rmdir(mountPoint)
+            return
+        }
+        defer {
+            umount2(mountPoint, 0)
+            rmdir(mountPoint)
+        }
+        let directory = mountPoint + "/spool"
+        let spool = try Self.spool(directory, boot: "boot-A", rotate: 0.2, retire: 0.2)
+        try spool.startJournal()
+        defer { spool.stopJournal() }
+        var stored: [(QueueID, [UInt8])] = []
+        for index in 0..<16 {
+            let message = SpoolFixtures.message(tag: "full \(index)", size: 4000)
+            stored.append((try await spool.store(message: message, envelope: SpoolFixtures.envelope()).id, message))
+        }
+        // Fill what is left of the disk before the segment retires, but for one page: room
+        // for the next segment to open (so that this one closes) and none for files.
+        let block = [UInt8](repeating: 0x55, count: 4096)
+        let spare = mountPoint + "/spare"
+        try writeFile(spare, block)
+        let filler = mountPoint + "/filler"
+        let fd = open(filler, O_WRONLY | O_CREAT, 0o600)
+        #expect(fd >= 0)
+        while block.withUnsafeBytes({ write(fd, $0.baseAddress!, $0.count) }) > 0 {}
+        close(fd)
+        unlink(spare)
+        // Several retire attempts fail meanwhile: nothing is lost, everything is readable.
+        try await Task.sleep(for: .seconds(1.5))
+        // (Which messages got written out depends on the pages left; those that did not
+        // are still served from their kept segment.)
+        for (id, message) in stored {
+            #expect(try spool.loadMessage(id, in: .queue) == message)
+        }
+        // Room again: the next attempt writes them out and removes the segment.
+        unlink(filler)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if try Self.frames(directory).messages.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try Self.frames(directory).messages.isEmpty)
+        for (id, message) in stored {
+            #expect(try readFile(spool.messagePath(id, in: .queue)) == message)
+        }
     }
 
     @Test("a restart puts back what was only in the journal; after a reboot also what the page cache lost")
