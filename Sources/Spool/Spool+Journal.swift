@@ -161,12 +161,7 @@ extension Spool {
                         touched = directory(of: id, in: .queue)
                         return
                     }
-                    for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
-                        syncFile(messagePath(id, in: queue))
-                        syncFile(envelopePath(id, in: queue))
-                        touched = directory(of: id, in: queue)
-                        break
-                    }
+                    touched = syncFilesLocked(id)
                 }
             } catch {
                 logger.error("spool journal: cannot write out a message", metadata: ["queue_id": "\(id)", "error": "\(error)"])
@@ -207,12 +202,7 @@ extension Spool {
         forEachConcurrently(ids) { [self] id in
             var touched: String?
             try? MessageLock.withLock(lockPath, slot: id.lockSlot) {
-                for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
-                    syncFile(messagePath(id, in: queue))
-                    syncFile(envelopePath(id, in: queue))
-                    touched = directory(of: id, in: queue)
-                    break
-                }
+                touched = syncFilesLocked(id)
             }
             return touched
         }
@@ -239,6 +229,17 @@ extension Spool {
             collected.lock.unlock()
         }
         return collected.directories
+    }
+
+    /// fsyncs the `.msg` and `.env` of `id` in queue/ or hold/ (the caller holds its
+    /// lock); returns their directory, or nil when it is in neither.
+    private func syncFilesLocked(_ id: QueueID) -> String? {
+        for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
+            syncFile(messagePath(id, in: queue))
+            syncFile(envelopePath(id, in: queue))
+            return directory(of: id, in: queue)
+        }
+        return nil
     }
 
     private func syncFile(_ path: String) {
@@ -393,16 +394,5 @@ extension Spool {
             wrote = true
         }
         return wrote
-    }
-
-    private func replaceFile(_ target: String, id: QueueID, bytes: [UInt8], suffix: String) throws {
-        let temporary = temporaryName(for: id) + suffix
-        try FileIO.writeNewFile(temporary, bytes, owner: owner)
-        do {
-            try FileIO.rename(temporary, target)
-        } catch {
-            FileIO.unlinkQuietly(temporary)
-            throw error
-        }
     }
 }

@@ -416,14 +416,7 @@ public final class Spool: Sendable {
             if queue == .queue, try writeOutLocked(id, envelope: bytes) { return }
             let target = envelopePath(id, in: queue)
             guard FileIO.exists(target) else { throw SpoolError.notFound(id) }
-            let temporary = temporaryName(for: id) + ".env"
-            try FileIO.writeNewFile(temporary, bytes, owner: owner)
-            do {
-                try FileIO.rename(temporary, target)
-            } catch {
-                FileIO.unlinkQuietly(temporary)
-                throw error
-            }
+            try replaceFile(target, id: id, bytes: bytes, suffix: ".env")
             try FileIO.syncDirectory(directory(of: id, in: queue))
         }
     }
@@ -631,6 +624,19 @@ public final class Spool: Sendable {
         var random = SystemRandomNumberGenerator()
         let suffix = String(random.next() as UInt64, radix: 16)
         return temporaryDirectory + "/" + id.shard + "/" + id.rawValue + "." + String(processID) + "-" + suffix
+    }
+
+    /// Writes `bytes` durably to a temporary file and renames it over `target` (the
+    /// caller fsyncs the directory).
+    func replaceFile(_ target: String, id: QueueID, bytes: [UInt8], suffix: String) throws {
+        let temporary = temporaryName(for: id) + suffix
+        try FileIO.writeNewFile(temporary, bytes, owner: owner)
+        do {
+            try FileIO.rename(temporary, target)
+        } catch {
+            FileIO.unlinkQuietly(temporary)
+            throw error
+        }
     }
 
     /// Creates `queue/<xx>` durably (mkdir + fsync of `queue/`) the first time this
