@@ -480,29 +480,25 @@ final class SpoolJournal: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Writes out the pending messages of `segment` and makes the files of its other
-    /// messages still in the spool durable, then unlinks it. Returns false, keeping the
-    /// segment (and its messages readable from it), when any of that failed.
+    /// Writes out the pending messages of `segment`, makes the spool durable (one syncfs:
+    /// those files, and those of its other messages, which an update or a move wrote out
+    /// earlier), then unlinks it. Returns false, keeping the segment (and its messages
+    /// readable from it), when any of that failed.
     @discardableResult
     private func retire(_ segment: Segment) -> Bool {
         condition.lock()
         let ids = segment.ids.filter { inSegment[$0] == segment.sequence }
         condition.unlock()
         guard let spool else { return false }
-        let directories = spool.writeOut(ids)
-        condition.lock()
-        let unwritten = ids.filter { pending[$0]?.sequence == segment.sequence }.count
-        condition.unlock()
-        var ok = unwritten == 0
+        let failures = spool.writeOut(ids)
+        var ok = failures == 0
         if !ok {
             logger.error("spool journal: messages could not be written out; their segment is kept",
-                         metadata: ["segment": "\(segment.path)", "messages": "\(unwritten)"])
+                         metadata: ["segment": "\(segment.path)", "messages": "\(failures)"])
         }
-        for directory in directories.sorted() {
-            do { try FileIO.syncDirectory(directory) } catch {
-                ok = false
-                logger.error("spool journal: directory flush failed", metadata: ["error": "\(error)"])
-            }
+        do { if !ids.isEmpty { try FileIO.syncFileSystem(spool.path) } } catch {
+            ok = false
+            logger.error("spool journal: the spool could not be flushed; the segment is kept", metadata: ["error": "\(error)"])
         }
         // A segment whose files could not all be made durable is kept: tried again later,
         // and replayed at the next start if it is still there.

@@ -23,6 +23,24 @@ final class JournalHolder: @unchecked Sendable {
     }
 }
 
+/// A count kept by several threads.
+private final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func add() {
+        lock.lock()
+        value += 1
+        lock.unlock()
+    }
+
+    var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
+
 /// What `includeJournalSegments` read, loaded at the first use.
 final class JournalSnapshotHolder: @unchecked Sendable {
     private let lock = NSLock()
@@ -119,18 +137,20 @@ extension Spool {
         return journalOnly(id) != nil
     }
 
-    /// Writes a pending message out as durable files in queue/ (each fsynced, then the
-    /// directory), with `envelope` instead of the journal's when given. The caller holds
-    /// the message's lock. Returns false if it was not pending.
+    /// Writes a pending message out as files in queue/, with `envelope` instead of the
+    /// journal's when given: `durable`, each file is fsynced, then the directory; without,
+    /// the caller makes them durable (a retiring segment: one syncfs for all its messages,
+    /// before the segment that still holds them goes). The caller holds the message's
+    /// lock. Returns false if it was not pending.
     @discardableResult
-    func writeOutLocked(_ id: QueueID, envelope replacement: [UInt8]? = nil, syncDirectory: Bool = true) throws -> Bool {
+    func writeOutLocked(_ id: QueueID, envelope replacement: [UInt8]? = nil, durable: Bool = true) throws -> Bool {
         guard let journal = journalHolder.journal, let (envelope, message) = journal.read(id) else { return false }
         let directory = directory(of: id, in: .queue)
         try ensureShardDirectory(directory, in: .queue)
         let base = temporaryName(for: id)
-        try FileIO.writeNewFile(base + ".msg", message, owner: owner)
+        try FileIO.writeNewFile(base + ".msg", message, sync: durable, owner: owner)
         do {
-            try FileIO.writeNewFile(base + ".env", replacement ?? envelope, owner: owner)
+            try FileIO.writeNewFile(base + ".env", replacement ?? envelope, sync: durable, owner: owner)
         } catch {
             FileIO.unlinkQuietly(base + ".msg")
             throw error
@@ -144,30 +164,26 @@ extension Spool {
             FileIO.unlinkQuietly(messagePath(id, in: .queue))
             throw error
         }
-        if syncDirectory { try FileIO.syncDirectory(directory) }
+        if durable { try FileIO.syncDirectory(directory) }
         journal.forget(id)
         return true
     }
 
-    /// For a retiring segment: writes out its pending messages and fsyncs the files of
-    /// the others still in queue/ or hold/, on several threads; returns the directories
-    /// to fsync.
-    func writeOut(_ ids: [QueueID]) -> Set<String> {
+    /// For a retiring segment: writes out those of `ids` still pending, on several threads,
+    /// without flushing them (see `writeOutLocked`); returns how many could not be.
+    func writeOut(_ ids: [QueueID]) -> Int {
+        let failed = Failures()
         forEachConcurrently(ids) { [self] id in
-            var touched: String?
             do {
-                try MessageLock.withLock(lockPath, slot: id.lockSlot) {
-                    if try writeOutLocked(id, syncDirectory: false) {
-                        touched = directory(of: id, in: .queue)
-                        return
-                    }
-                    touched = syncFilesLocked(id)
+                _ = try MessageLock.withLock(lockPath, slot: id.lockSlot) {
+                    try writeOutLocked(id, durable: false)
                 }
             } catch {
+                failed.add()
                 logger.error("spool journal: cannot write out a message", metadata: ["queue_id": "\(id)", "error": "\(error)"])
             }
-            return touched
         }
+        return failed.count
     }
 
     /// After `remove`'s unlinks: a D frame when the journal vouches for the message (so a
@@ -196,59 +212,17 @@ extension Spool {
         ((try? FileIO.list(journalDirectory)) ?? []).contains { $0.hasSuffix(".jnl") }
     }
 
-    /// fsyncs the `.msg` and `.env` of each message in queue/ or hold/ (others are gone),
-    /// on several threads at once; returns the directories they are in.
-    func syncMessages(_ ids: [QueueID]) -> Set<String> {
-        forEachConcurrently(ids) { [self] id in
-            var touched: String?
-            try? MessageLock.withLock(lockPath, slot: id.lockSlot) {
-                touched = syncFilesLocked(id)
-            }
-            return touched
-        }
-    }
-
-    /// Runs `body` for every id on up to 16 threads; returns the directories it named.
-    private func forEachConcurrently(_ ids: [QueueID], _ body: @escaping @Sendable (QueueID) -> String?) -> Set<String> {
-        guard !ids.isEmpty else { return [] }
-        final class Collected: @unchecked Sendable {
-            let lock = NSLock()
-            var directories = Set<String>()
-        }
-        let collected = Collected()
+    /// Runs `body` for every id on up to 16 threads.
+    private func forEachConcurrently(_ ids: [QueueID], _ body: @escaping @Sendable (QueueID) -> Void) {
+        guard !ids.isEmpty else { return }
         let workers = min(16, ids.count)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var mine = Set<String>()
             var index = worker
             while index < ids.count {
-                if let directory = body(ids[index]) { mine.insert(directory) }
+                body(ids[index])
                 index += workers
             }
-            collected.lock.lock()
-            collected.directories.formUnion(mine)
-            collected.lock.unlock()
         }
-        return collected.directories
-    }
-
-    /// fsyncs the `.msg` and `.env` of `id` in queue/ or hold/ (the caller holds its
-    /// lock); returns their directory, or nil when it is in neither.
-    private func syncFilesLocked(_ id: QueueID) -> String? {
-        for queue in [SpoolQueue.queue, .hold] where FileIO.exists(envelopePath(id, in: queue)) {
-            syncFile(messagePath(id, in: queue))
-            syncFile(envelopePath(id, in: queue))
-            return directory(of: id, in: queue)
-        }
-        return nil
-    }
-
-    private func syncFile(_ path: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        if fsync(fd) != 0 {
-            logger.error("spool journal: fsync failed", metadata: ["path": "\(path)", "errno": "\(Glibc.errno)"])
-        }
-        close(fd)
     }
 
     /// What the segments in `journal/` hold, oldest first.
@@ -343,7 +317,6 @@ extension Spool {
         let (names, found, done, tombstones) = (reading.names, reading.found, reading.done, reading.tombstones)
         report.segments = reading.segments
         let lastSequence = reading.lastSequence
-        var toSync: [QueueID] = []
         for item in found {
             let id = item.id
             if done.contains(id) || tombstones.contains(id) { continue }
@@ -360,11 +333,10 @@ extension Spool {
                 }
             }
             report.live += 1
-            toSync.append(id)
         }
-        for directory in syncMessages(toSync).sorted() {
-            try FileIO.syncDirectory(directory)
-        }
+        // What the dead process wrote (and what was repaired) is made durable in one go
+        // before the segments that vouch for it are removed.
+        if report.live > 0 { try FileIO.syncFileSystem(path) }
         for name in names {
             FileIO.unlinkQuietly(journalDirectory + "/" + name)
         }
