@@ -295,6 +295,30 @@ extension Spool {
         }
     }
 
+    /// Whether `id` is, for this process (which included the segments), a message that a
+    /// running server holds only in its journal: listed and shown, not changeable here.
+    public func isOnlyInJournal(_ id: QueueID) -> Bool {
+        journalOnly(id) != nil
+    }
+
+    /// Waits until none of the segments in `journal/` now is left: the server retired
+    /// them, so each message they held has files or is gone (delivered). Then reads the
+    /// segments afresh (see `includeJournalSegments`). Returns false if some were still
+    /// there after `timeout` seconds (no server running to retire them, or a full disk).
+    public func waitForJournalWriteOut(timeout: TimeInterval) -> Bool {
+        let names = ((try? FileIO.list(journalDirectory)) ?? []).filter { $0.hasSuffix(".jnl") }
+        let deadline = Date().addingTimeInterval(timeout)
+        var left = names
+        while !left.isEmpty {
+            left = left.filter { FileIO.exists(journalDirectory + "/" + $0) }
+            if left.isEmpty { break }
+            if Date() >= deadline { return false }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        includeJournalSegments()
+        return true
+    }
+
     /// A message only in the journal's segments, for a process that included them (files,
     /// once written out, win).
     func journalOnly(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {

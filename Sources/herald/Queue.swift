@@ -100,6 +100,11 @@ struct Selection: ParsableArguments {
     @Flag(help: "Every message the command applies to.")
     var all = false
 
+    @Option(help: ArgumentHelp(
+        "With the spool journal on: how long to wait for herald serve to write out messages accepted moments ago (seconds).",
+        valueName: "seconds"))
+    var journalWait: Double = 30
+
     @OptionGroup(title: "Selectors (instead of ids)")
     var filter: MessageFilter
 
@@ -112,6 +117,7 @@ struct Selection: ParsableArguments {
             throw ValidationError("give queue ids, --all, or selectors (--campaign, --tenant, --domain, --state, --older)")
         }
         if ids.contains("-") && ids.count > 1 { throw ValidationError("- reads the ids from standard input: give no others") }
+        if !(journalWait >= 0 && journalWait <= 3600) { throw ValidationError("--journal-wait takes 0 to 3600 seconds") }
     }
 
     /// Many messages picked by a rule rather than named: gone-meanwhile is not an error,
@@ -121,29 +127,53 @@ struct Selection: ParsableArguments {
 
 /// Opens the spool of `options` and runs `action` on each selected message found in
 /// `from`, printing one line each; ends with exit status 1 or 2 when any failed.
+///
+/// With the spool journal on, a message accepted moments ago has no files yet: the
+/// server holds it in its journal and writes it out within seconds (when its segment
+/// retires). Such a message cannot be changed from here, so the command waits until the
+/// segments there now are retired (at most `--journal-wait` seconds), then acts on the
+/// files. Bulk selections are made again after that wait, and only messages accepted
+/// after the command started are left alone (and counted).
 func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], verb: String,
            _ action: (Spool, QueueID, SpoolQueue) throws -> Void) throws {
     let access = try SpoolAccess(options)
-    var targets: [(QueueID, SpoolQueue)] = []
     var status: Int32 = 0
-    if selection.filter.isActive {
-        targets = access.select(from, selection.filter).map { ($0.envelope.id, $0.queue) }
-    } else if selection.all {
-        for q in from { targets += ((try? access.spool.enumerate(q)) ?? []).map { ($0, q) } }
-    } else {
-        let texts = selection.ids == ["-"] ? idsFromStandardInput() : selection.ids
-        for text in texts {
-            guard let id = QueueID(text) else {
-                FileHandle.standardError.write(Data("herald: \(text): not a queue id\n".utf8))
-                status = 2
-                continue
+    var targets = collectTargets(selection, access, from: from, status: &status)
+    let waiting = targets.filter { access.spool.isOnlyInJournal($0.0) }
+    if !waiting.isEmpty {
+        FileHandle.standardError.write(Data(
+            "herald: \(waiting.count) message(s) accepted moments ago are still in herald serve's journal; waiting for it to write them out (at most \(Int(selection.journalWait)) s)\n".utf8))
+        if access.spool.waitForJournalWriteOut(timeout: selection.journalWait) {
+            if selection.isBulk {
+                var ignored: Int32 = 0
+                targets = collectTargets(selection, access, from: from, status: &ignored)
+            } else {
+                targets = targets.filter { id, _ in
+                    guard let q = access.spool.locate(id), from.contains(q) else {
+                        FileHandle.standardError.write(Data("herald: \(id): no such message in \(from.map(\.rawValue).joined(separator: "/")) (delivered or removed meanwhile)\n".utf8))
+                        status = max(status, 1)
+                        return false
+                    }
+                    return true
+                }
             }
-            guard let q = access.spool.locate(id), from.contains(q) else {
-                FileHandle.standardError.write(Data("herald: \(text): no such message in \(from.map(\.rawValue).joined(separator: "/"))\(journalHint(access.spool))\n".utf8))
-                status = 1
-                continue
+        } else {
+            let stuck = Set(waiting.map { $0.0 })
+            for (id, _) in waiting where !selection.isBulk {
+                FileHandle.standardError.write(Data("herald: \(id): still only in herald serve's journal after \(Int(selection.journalWait)) s (is herald serve running? a stopped server's journal is written out at its next start)\n".utf8))
             }
-            targets.append((id, q))
+            if selection.isBulk {
+                FileHandle.standardError.write(Data("herald: \(stuck.count) message(s) still only in herald serve's journal after \(Int(selection.journalWait)) s were left alone (is herald serve running?)\n".utf8))
+            }
+            targets.removeAll { stuck.contains($0.0) }
+            status = max(status, 1)
+        }
+        let late = targets.filter { access.spool.isOnlyInJournal($0.0) }
+        if !late.isEmpty {
+            // Accepted after this command started: not part of what it was asked to change.
+            FileHandle.standardError.write(Data("herald: \(late.count) message(s) accepted since this command started, still in the journal, were left alone\n".utf8))
+            let skip = Set(late.map { $0.0 })
+            targets.removeAll { skip.contains($0.0) }
         }
     }
     var done = 0
@@ -156,15 +186,43 @@ func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], 
             // Gone meanwhile (delivered or deleted by someone else): not an error for --all.
             if !selection.isBulk {
                 FileHandle.standardError.write(Data("herald: \(id): no such message\(journalHint(access.spool))\n".utf8))
-                status = 1
+                status = max(status, 1)
             }
         } catch {
             FileHandle.standardError.write(Data("herald: \(id): \(error)\n".utf8))
-            status = 1
+            status = max(status, 1)
         }
     }
     if selection.isBulk { print("\(done) message(s) \(verb)") }
     if status != 0 { throw ExitCode(status) }
+}
+
+/// The messages `selection` names in `from`; reports ids that are malformed or not
+/// found (raising `status`).
+private func collectTargets(_ selection: Selection, _ access: SpoolAccess, from: [SpoolQueue],
+                            status: inout Int32) -> [(QueueID, SpoolQueue)] {
+    var targets: [(QueueID, SpoolQueue)] = []
+    if selection.filter.isActive {
+        targets = access.select(from, selection.filter).map { ($0.envelope.id, $0.queue) }
+    } else if selection.all {
+        for q in from { targets += ((try? access.spool.enumerate(q)) ?? []).map { ($0, q) } }
+    } else {
+        let texts = selection.ids == ["-"] ? idsFromStandardInput() : selection.ids
+        for text in texts {
+            guard let id = QueueID(text) else {
+                FileHandle.standardError.write(Data("herald: \(text): not a queue id\n".utf8))
+                status = max(status, 2)
+                continue
+            }
+            guard let q = access.spool.locate(id), from.contains(q) else {
+                FileHandle.standardError.write(Data("herald: \(text): no such message in \(from.map(\.rawValue).joined(separator: "/"))\(journalHint(access.spool))\n".utf8))
+                status = max(status, 1)
+                continue
+            }
+            targets.append((id, q))
+        }
+    }
+    return targets
 }
 
 struct QueueHold: ParsableCommand {
