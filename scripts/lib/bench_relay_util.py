@@ -50,6 +50,7 @@ META is KEY=VALUE lines.
 import math
 import os
 import re
+import resource
 import select
 import signal
 import subprocess
@@ -87,6 +88,13 @@ def established(port):
     except OSError:
         pass
     return n
+
+
+def children_cpu():
+    """CPU seconds (user + system) of this process's children that have been waited for:
+    the smtp-sink of a sink helper, every smtp-source of an injection."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def sink(port, expect, outdir):
@@ -148,6 +156,7 @@ def sink(port, expect, outdir):
             status()
             next_status = now + 0.25
     stop_process(proc, 5)
+    write_atomic(os.path.join(outdir, "cpu"), f"{children_cpu():.3f}\n")
     # Whatever was still in the pipe.
     try:
         rest = proc.stdout.read() or b""
@@ -237,6 +246,7 @@ def inject(port, messages, sessions, domains, size, outdir):
     for t in threads:
         t.join()
     t1 = time.time()
+    write_atomic(os.path.join(outdir, "cpu"), f"{children_cpu():.3f}\n")
     write_atomic(os.path.join(outdir, "inject"), f"{t0:.6f} {t1:.6f}\n")
     for f in failures:
         print(f, file=sys.stderr)
@@ -300,13 +310,14 @@ def report(results_path, meta_path):
     with open(results_path) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if len(p) != 13:
+            if len(p) not in (13, 14):
                 continue
             rows.append(dict(rep=int(p[0]), scenario=p[1], target=p[2], label=p[3], messages=int(p[4]),
                              seconds=float(p[5]), inject=float(p[6]) if p[6] != "-" else None,
                              status=p[7], arrived=p[8], peak=p[9],
                              rss=int(p[10]) if p[10].isdigit() else None,
-                             cpu=float(p[11]) if p[11] != "-" else None, notes=p[12]))
+                             cpu=float(p[11]) if p[11] != "-" else None, notes=p[12],
+                             peers=float(p[13]) if len(p) == 14 and p[13] != "-" else None))
     scenarios, reps = [], []
     for r in rows:
         if r["scenario"] not in scenarios:
@@ -331,6 +342,17 @@ def report(results_path, meta_path):
         if r and r["cpu"] is not None and r["messages"] and r["status"] == "ok":
             return r["cpu"] * 1000 / r["messages"]
         return None
+
+    def peers_ms(r):  # smtp-source + smtp-sink CPU milliseconds per message
+        if r and r.get("peers") is not None and r["messages"] and r["status"] == "ok":
+            return r["peers"] * 1000 / r["messages"]
+        return None
+
+    def busy(r):  # share of every core's time the run's programs (peers, and Herald) used
+        if not r or r["status"] != "ok" or r["seconds"] <= 0 or r.get("peers") is None:
+            return None
+        used = r["peers"] + ((r["cpu"] or 0) if r["target"] == "herald" else 0)
+        return used / (r["seconds"] * (os.cpu_count() or 1))
 
     def rss_mib(r):
         return r["rss"] / 1024 if r and r["rss"] else None
@@ -362,7 +384,8 @@ def report(results_path, meta_path):
                 ceiling=rate(c), herald=rate(h), postfix=rate(pf),
                 ratio=ratio(rate(h), rate(pf)),
                 herald_share=ratio(rate(h), rate(c)), postfix_share=ratio(rate(pf), rate(c)),
-                cpu_ms=cpu_ms(h), rss=rss_mib(h), order=order(rep, s))
+                cpu_ms=cpu_ms(h), rss=rss_mib(h), order=order(rep, s),
+                floor_ms=peers_ms(c), peers_herald_ms=peers_ms(h), busy_ceiling=busy(c), busy_herald=busy(h))
 
     def table(head, body):
         t = [head] + body
@@ -394,6 +417,17 @@ def report(results_path, meta_path):
                 k = f"{h['cpu'] / (h['messages'] / 1000):.3f} s" if d["cpu_ms"] is not None else "n/a"
                 print(f"Herald CPU per message    : {f_ms(d['cpu_ms'])} ms ({k} per 1,000 msgs, utime+stime)")
                 print(f"Herald peak RSS (VmHWM)   : {f_mib(d['rss'])}")
+            if d["floor_ms"] is not None:
+                # A relay receives each message as smtp-sink does and sends it as
+                # smtp-source does: the ceiling's CPU per message is the floor of that work.
+                print(f"load's own CPU per message: ceiling run {f_ms(d['floor_ms'])} ms (smtp-source + smtp-sink; "
+                      f"{f_pct(d['busy_ceiling'])} of {os.cpu_count()} cores busy)")
+                if d["peers_herald_ms"] is not None and d["cpu_ms"] is not None:
+                    total = d["peers_herald_ms"] + d["cpu_ms"]
+                    bound = (os.cpu_count() or 1) * 1000 / total
+                    print(f"                            Herald run {f_ms(d['peers_herald_ms'])} ms + Herald {f_ms(d['cpu_ms'])} ms "
+                          f"= {f_ms(total)} ms ({f_pct(d['busy_herald'])} of the cores busy); "
+                          f"all cores busy would allow {f_rate(bound)} msg/s = {f_pct(ratio(bound, d['ceiling']))} of the ceiling")
             for r in mine:
                 if r["notes"]:
                     print(f"{r['label']}: {r['notes']}")
