@@ -562,6 +562,15 @@ public actor QueueManager {
         guard scheduler.beginWrite(id) else { return }
         while let (envelope, done) = scheduler.nextWrite(id) {
             let spool = self.spool
+            if done && envelope.campaign == nil && spool.isPendingInJournal(id) {
+                // Only in the journal: its removal is a D frame (no flush, no file), done
+                // here rather than with two thread switches to a committer and back.
+                let removed = (try? spool.remove(id, from: .queue, durable: false)) != nil
+                guard scheduler.wrote(id, removed: removed, done: done, stamp: { envelopeStamp(id) }, now: Date()) else {
+                    return
+                }
+                continue
+            }
             // On a committer thread: envelope writes fsync and must not block the pool.
             let removed: Bool = (try? await spool.offload { spool in
                 if done {

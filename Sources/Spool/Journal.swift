@@ -220,6 +220,8 @@ final class SpoolJournal: @unchecked Sendable {
     private var pending: [QueueID: Location] = [:]
     /// A descriptor open for reading on each unretired segment.
     private var readers: [UInt64: Int32] = [:]
+    /// Callers of `durable(_:)` waiting for a flush to reach their position.
+    private var asyncWaiters: [(position: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
     /// Offset in `current` of the frame the last `appendLocked` wrote.
     private var frameStart = 0
 
@@ -384,6 +386,41 @@ final class SpoolJournal: @unchecked Sendable {
         return try? appendLocked(JournalFrame.make(.done, Array(id.rawValue.utf8)))
     }
 
+    /// Returns once a flush covered `position` (throws if the flush failed), without
+    /// holding a thread meanwhile: the flusher resumes the task.
+    func durable(_ position: UInt64) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            condition.lock()
+            if durable >= position {
+                condition.unlock()
+                continuation.resume()
+            } else if let broken {
+                condition.unlock()
+                continuation.resume(throwing: broken)
+            } else {
+                asyncWaiters.append((position, continuation))
+                condition.unlock()
+            }
+        }
+    }
+
+    /// Resumes the `durable(_:)` callers that the last flush covered, or every one after a
+    /// failed flush. The caller holds `condition`.
+    private func resumeAsyncWaitersLocked() {
+        guard !asyncWaiters.isEmpty else { return }
+        var kept: [(position: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        for waiter in asyncWaiters {
+            if let broken {
+                waiter.continuation.resume(throwing: broken)
+            } else if waiter.position <= durable {
+                waiter.continuation.resume()
+            } else {
+                kept.append(waiter)
+            }
+        }
+        asyncWaiters = kept
+    }
+
     /// Blocks until a flush covered `position`; throws if the flush failed.
     func waitDurable(_ position: UInt64) throws {
         condition.lock()
@@ -438,6 +475,7 @@ final class SpoolJournal: @unchecked Sendable {
                 durable = target
             }
             condition.broadcast()
+            resumeAsyncWaitersLocked()
         }
         threadsRunning -= 1
         condition.broadcast()

@@ -109,27 +109,40 @@ extension Spool {
     /// is removed (delivered), or written out (updated, moved, or its segment retired).
     func storeJournaled(_ journal: SpoolJournal, message: [UInt8], envelope: Envelope,
                         envelopeBytes: [UInt8]) throws -> Envelope {
+        let position = try appendJournaled(journal, message: message, envelope: envelope, envelopeBytes: envelopeBytes)
+        do {
+            try journal.waitDurable(position)
+        } catch {
+            // Not known to be durable, so not acknowledged: take it back out.
+            journal.noteRemoved(envelope.id)
+            throw error
+        }
+        return envelope
+    }
+
+    /// Refuses an id already queued (or finished), then appends the M frame; returns the
+    /// position a flush must cover before the message may be acknowledged.
+    func appendJournaled(_ journal: SpoolJournal, message: [UInt8], envelope: Envelope,
+                         envelopeBytes: [UInt8]) throws -> UInt64 {
         let id = envelope.id
         if FileIO.exists(envelopePath(id, in: .queue)) || FileIO.exists(envelopePath(id, in: .hold))
             || (envelope.campaign != nil && FileIO.exists(finishedPath(id)))
         {
             throw SpoolError.alreadyExists(id)
         }
-        let position = try journal.appendMessage(id, envelope: envelopeBytes, message: message)
-        do {
-            try journal.waitDurable(position)
-        } catch {
-            // Not known to be durable, so not acknowledged: take it back out.
-            journal.noteRemoved(id)
-            throw error
-        }
-        return envelope
+        return try journal.appendMessage(id, envelope: envelopeBytes, message: message)
     }
 
     /// The pending message `id` (nil if it is not pending).
     func pendingMessage(_ id: QueueID) -> (envelope: [UInt8], message: [UInt8])? {
         if let journal = journalHolder.journal { return journal.read(id) }
         return journalOnly(id)
+    }
+
+    /// Whether this server's journal holds `id` with no files yet: removing it is only a D
+    /// frame appended (no flush), cheap enough to do on the caller's thread.
+    public func isPendingInJournal(_ id: QueueID) -> Bool {
+        journalHolder.journal?.isPending(id) ?? false
     }
 
     func isPending(_ id: QueueID) -> Bool {

@@ -258,7 +258,23 @@ public final class Spool: Sendable {
     /// The work runs on a committer thread; cancelling the calling task does not stop a
     /// commit once it is queued (the result is then still returned or thrown).
     public func store(message: [UInt8], envelope: Envelope) async throws -> Envelope {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Envelope, any Error>) in
+        if let journal = journalHolder.journal {
+            // With the journal nothing here waits for the disk but the flush, and that is
+            // awaited without holding a thread: the flusher resumes this task. The checks
+            // and the append (a write to the page cache) run on the caller's thread, which
+            // saves the two thread switches of a hop to a committer and back.
+            let (stored, envelopeBytes) = try prepareForStore(message: message, envelope: envelope)
+            let position = try appendJournaled(journal, message: message, envelope: stored, envelopeBytes: envelopeBytes)
+            do {
+                try await journal.durable(position)
+            } catch {
+                // Not known to be durable, so not acknowledged: take it back out.
+                journal.noteRemoved(stored.id)
+                throw error
+            }
+            return stored
+        }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Envelope, any Error>) in
             committer.submit { [self] in
                 continuation.resume(with: Result { try self.storeSynchronously(message: message, envelope: envelope) })
             }
@@ -268,11 +284,8 @@ public final class Spool: Sendable {
     /// `store` on the calling thread (for the CLI, tools and tests; it blocks for the
     /// duration of three fsyncs).
     public func storeSynchronously(message: [UInt8], envelope input: Envelope) throws -> Envelope {
-        var envelope = input.normalizingDates()
-        envelope.size = message.count
-        envelope.messageFile = MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message))
+        let (envelope, envelopeBytes) = try prepareForStore(message: message, envelope: input)
         let id = envelope.id
-        let envelopeBytes = try encode(envelope)
         if let journal = journalHolder.journal {
             return try storeJournaled(journal, message: message, envelope: envelope, envelopeBytes: envelopeBytes)
         }
@@ -323,6 +336,15 @@ public final class Spool: Sendable {
             throw error
         }
         return envelope
+    }
+
+    /// The envelope as stored (dates normalized, the message's size and checksum) and
+    /// its encoding.
+    private func prepareForStore(message: [UInt8], envelope input: Envelope) throws -> (Envelope, [UInt8]) {
+        var envelope = input.normalizingDates()
+        envelope.size = message.count
+        envelope.messageFile = MessageFileInfo(size: message.count, checksum: CRC32C.envelopeString(message))
+        return (envelope, try encode(envelope))
     }
 
     /// Runs blocking spool work (`update`, `move`, `loadMessage`, `enumerate`, …) on a
