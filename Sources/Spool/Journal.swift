@@ -200,6 +200,9 @@ final class SpoolJournal: @unchecked Sendable {
     /// Octets appended since start, and how many of them a flush has covered.
     private var written: UInt64 = 0
     private var durable: UInt64 = 0
+    /// The highest position somebody needs flushed: an M frame, or a waiter. D frames of
+    /// delivered mail do not ask for a flush of their own (see `noteRemoved`).
+    private var requested: UInt64 = 0
     private var dirty: [Int32] = []
     private var closeAfterFlush: [Int32] = []
     private var directoryNeedsFlush = false
@@ -294,7 +297,7 @@ final class SpoolJournal: @unchecked Sendable {
     /// The frame starts at `currentSize` of `current` as it was before the call returned
     /// (a rotation happens before the write).
     @discardableResult
-    private func appendLocked(_ frame: [UInt8]) throws -> UInt64 {
+    private func appendLocked(_ frame: [UInt8], urgent: Bool = true) throws -> UInt64 {
         if let broken { throw broken }
         if stopping { throw SpoolError.system("append", directory, ESHUTDOWN) }
         if currentSize + frame.count > settings.rotateBytes && currentSize > JournalFrame.headerSize + 64 {
@@ -315,7 +318,7 @@ final class SpoolJournal: @unchecked Sendable {
         written += UInt64(frame.count)
         current.end = written
         if dirty.last != descriptor { dirty.append(descriptor) }
-        flusherWake.signal()
+        if urgent { requestFlushLocked(written) }
         return written
     }
 
@@ -383,7 +386,9 @@ final class SpoolJournal: @unchecked Sendable {
         defer { condition.unlock() }
         pending.removeValue(forKey: id)
         guard inSegment.removeValue(forKey: id) != nil else { return nil }
-        return try? appendLocked(JournalFrame.make(.done, Array(id.rawValue.utf8)))
+        // Not urgent: it rides along with the next flush somebody needs (a caller that
+        // wants the removal durable asks for it in `waitDurable`).
+        return try? appendLocked(JournalFrame.make(.done, Array(id.rawValue.utf8)), urgent: false)
     }
 
     /// Returns once a flush covered `position` (throws if the flush failed), without
@@ -399,6 +404,7 @@ final class SpoolJournal: @unchecked Sendable {
                 continuation.resume(throwing: broken)
             } else {
                 asyncWaiters.append((position, continuation))
+                requestFlushLocked(position)
                 condition.unlock()
             }
         }
@@ -421,10 +427,19 @@ final class SpoolJournal: @unchecked Sendable {
         asyncWaiters = kept
     }
 
+    /// Makes the flusher flush (everything written) until at least `position`. The caller
+    /// holds `condition`.
+    private func requestFlushLocked(_ position: UInt64) {
+        guard position > requested else { return }
+        requested = position
+        flusherWake.signal()
+    }
+
     /// Blocks until a flush covered `position`; throws if the flush failed.
     func waitDurable(_ position: UInt64) throws {
         condition.lock()
         defer { condition.unlock() }
+        if durable < position { requestFlushLocked(position) }
         while durable < position && broken == nil {
             condition.wait()
         }
@@ -434,7 +449,7 @@ final class SpoolJournal: @unchecked Sendable {
     private func flushLoop() {
         condition.lock()
         while true {
-            while written == durable && !directoryNeedsFlush && closeAfterFlush.isEmpty && !stopping {
+            while requested <= durable && !directoryNeedsFlush && closeAfterFlush.isEmpty && !stopping {
                 condition.unlock()
                 flusherWake.wait()
                 condition.lock()
@@ -496,6 +511,12 @@ final class SpoolJournal: @unchecked Sendable {
                 } catch {
                     logger.error("spool journal: cannot open a new segment", metadata: ["error": "\(error)"])
                 }
+            }
+            if let first = closedSegments.first, let closed = first.closed, now - closed >= settings.retireDelay,
+               durable < first.end
+            {
+                // Its last frames may be D frames nobody asked to flush.
+                requestFlushLocked(first.end)
             }
             while let first = closedSegments.first, let closed = first.closed,
                   now - closed >= settings.retireDelay, durable >= first.end, !stopping
