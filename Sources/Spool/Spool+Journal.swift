@@ -246,6 +246,8 @@ extension Spool {
             var message: [UInt8]
             var sameBoot: Bool
             var campaign: Bool
+            /// The segment's file name.
+            var segment: String
         }
         var names: [String] = []
         var segments = 0
@@ -281,7 +283,7 @@ extension Spool {
                     }
                     reading.found.append(SegmentReading.Found(
                         id: envelope.id, envelope: envelopeBytes, message: Array(bytes[frame.b]),
-                        sameBoot: sameBoot, campaign: envelope.campaign != nil))
+                        sameBoot: sameBoot, campaign: envelope.campaign != nil, segment: name))
                 case .done:
                     if let id = QueueID(String(decoding: bytes[frame.a], as: UTF8.self)) { reading.done.insert(id) }
                 case .header:
@@ -314,14 +316,17 @@ extension Spool {
         journalOnly(id) != nil
     }
 
-    /// Waits until none of the segments in `journal/` now is left: the server retired
-    /// them, so each message they held has files or is gone (delivered). Then reads the
+    /// Waits until the segments that hold `ids` now are gone: the server retired them, so
+    /// each of those messages has files or is gone (delivered). (Only those: the current
+    /// segment of an idle server holds no message and is not retired.) Then reads the
     /// segments afresh (see `includeJournalSegments`). Returns false if some were still
     /// there after `timeout` seconds (no server running to retire them, or a full disk).
-    public func waitForJournalWriteOut(timeout: TimeInterval) -> Bool {
-        let names = ((try? FileIO.list(journalDirectory)) ?? []).filter { $0.hasSuffix(".jnl") }
+    public func waitForJournalWriteOut(of ids: [QueueID], timeout: TimeInterval) -> Bool {
+        let wanted = Set(ids)
+        let reading = (try? readSegments(bootID: "")) ?? SegmentReading()
+        let names = Set(reading.found.filter { wanted.contains($0.id) }.map(\.segment))
         let deadline = Date().addingTimeInterval(timeout)
-        var left = names
+        var left = Array(names)
         while !left.isEmpty {
             left = left.filter { FileIO.exists(journalDirectory + "/" + $0) }
             if left.isEmpty { break }

@@ -131,7 +131,7 @@ struct Selection: ParsableArguments {
 /// With the spool journal on, a message accepted moments ago has no files yet: the
 /// server holds it in its journal and writes it out within seconds (when its segment
 /// retires). Such a message cannot be changed from here, so the command waits until the
-/// segments there now are retired (at most `--journal-wait` seconds), then acts on the
+/// segments that hold such messages are retired (at most `--journal-wait` seconds), then acts on the
 /// files. Bulk selections are made again after that wait, and only messages accepted
 /// after the command started are left alone (and counted).
 func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], verb: String,
@@ -143,7 +143,7 @@ func apply(_ selection: Selection, _ options: ConfigOption, from: [SpoolQueue], 
     if !waiting.isEmpty {
         FileHandle.standardError.write(Data(
             "herald: \(waiting.count) message(s) accepted moments ago are still in herald serve's journal; waiting for it to write them out (at most \(Int(selection.journalWait)) s)\n".utf8))
-        if access.spool.waitForJournalWriteOut(timeout: selection.journalWait) {
+        if access.spool.waitForJournalWriteOut(of: waiting.map { $0.0 }, timeout: selection.journalWait) {
             if selection.isBulk {
                 var ignored: Int32 = 0
                 targets = collectTargets(selection, access, from: from, status: &ignored)

@@ -97,6 +97,19 @@ extension Integration {
                 #expect(Set(herald.spoolIDs("hold")) == Set(ids.prefix(6)))
                 #expect(!herald.spoolIDs("hold").contains(ids[6]))
 
+                // A segment that has closed but not yet retired, beside the idle current
+                // one (which holds no message and is never retired): the command waits for
+                // the first only.
+                let next = try await DeliveryIT.submitAccepted(port: herald.port(), [DeliveryIT.mail("journal-closed", to: ["c@closed.test"])])
+                #expect(next.count == 1)
+                let closed = await DeliveryIT.waitUntil(timeout: 10) {
+                    Self.segments(herald).count >= 2 && !herald.spoolIDs().contains(next[0])
+                }
+                #expect(closed, "the segment of \(next[0]) closed (2 s) before it retired (3 s later): \(Self.segments(herald))")
+                let holdClosed = try await herald.cli(["queue", "hold", next[0], "--journal-wait", "20"])
+                #expect(holdClosed.termination.succeeded, "\(holdClosed)")
+                #expect(herald.spoolIDs("hold").contains(next[0]))
+
                 // Killed: its segments stay until the next start, so nothing writes the
                 // new ones out and the CLI says why instead of waiting for ever.
                 let late = try await DeliveryIT.submitAccepted(port: herald.port(), [DeliveryIT.mail("journal-dead", to: ["x@dead.test"])])
