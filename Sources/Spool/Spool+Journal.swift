@@ -346,10 +346,6 @@ extension Spool {
         return found
     }
 
-    func journalOnlyIDs() -> [QueueID] {
-        (journalSnapshot.messages?.keys).map { $0.filter { journalOnly($0) != nil } } ?? []
-    }
-
     /// Reads the segments an earlier process left (oldest first), puts right what a
     /// reboot may have lost, makes the files durable and removes the segments and
     /// tombstones. Returns the report and the highest segment sequence seen.

@@ -542,6 +542,16 @@ public final class Spool: Sendable {
     /// arrival order. For `.corrupt`, every id with an `.env` or `.msg` there.
     public func enumerate(_ queue: SpoolQueue) throws -> [QueueID] {
         var ids: [QueueID] = []
+        // Pending messages have no files yet. Taken before the listing: one written out
+        // after it is still counted (from here), one written out before it is listed.
+        var journalIDs: [QueueID] = []
+        if queue == .queue {
+            if let journal = journalHolder.journal {
+                journalIDs = journal.pendingIDs()
+            } else if let snapshot = journalSnapshot.messages {
+                journalIDs = Array(snapshot.keys)
+            }
+        }
         switch queue {
         case .queue, .hold:
             let top = directory(of: queue)
@@ -564,13 +574,15 @@ public final class Spool: Sendable {
             }
             ids = Array(seen)
         }
-        if queue == .queue {
-            // Pending messages have no files yet; one written out since the listing
-            // would show twice.
-            if let journal = journalHolder.journal {
-                ids = Array(Set(ids).union(journal.pendingIDs()))
-            } else if journalSnapshot.messages != nil {
-                ids = Array(Set(ids).union(journalOnlyIDs()))
+        if !journalIDs.isEmpty {
+            let listed = Set(ids)
+            let running = journalHolder.journal != nil
+            for id in journalIDs where !listed.contains(id) {
+                // Seen by another process in the segments: not if it has been held or
+                // set aside as corrupt since.
+                if !running && (FileIO.exists(envelopePath(id, in: .hold)) || FileIO.exists(envelopePath(id, in: .corrupt))
+                    || FileIO.exists(messagePath(id, in: .corrupt))) { continue }
+                ids.append(id)
             }
         }
         ids.sort()
