@@ -1,4 +1,5 @@
 import Foundation
+import Spool
 
 #if canImport(Glibc)
 import Glibc
@@ -521,9 +522,33 @@ public final class HeraldProcess: @unchecked Sendable {
         spoolFiles(queue).first { ($0 as NSString).lastPathComponent == id + ".env" }.map { spoolPath + "/\(queue)/" + $0 }
     }
 
-    /// The stored `.msg` bytes of `id`.
+    /// The stored `.msg` bytes of `id`; with the spool journal on, a message accepted
+    /// moments ago has no file yet and is read from `journal/` (as `herald queue show`
+    /// reads it).
     public func storedMessage(_ id: String, in queue: String = "queue") -> [UInt8]? {
-        messagePath(id, in: queue).flatMap { FileManager.default.contents(atPath: $0) }.map(Array.init)
+        if let bytes = messagePath(id, in: queue).flatMap({ FileManager.default.contents(atPath: $0) }) {
+            return Array(bytes)
+        }
+        guard queue == "queue", let spool = journalReader(), let queueID = QueueID(id) else { return nil }
+        return try? spool.loadMessage(queueID, in: .queue)
+    }
+
+    /// Every envelope in `queue/`, those only in the journal included.
+    public func queuedEnvelopes() -> [Envelope] {
+        guard let spool = journalReader() ?? (try? Spool(path: spoolPath)) else { return [] }
+        return ((try? spool.enumerate(.queue)) ?? []).compactMap { try? spool.loadEnvelope($0, in: .queue) }
+    }
+
+    /// The spool as another process sees it, journal segments included (nil when there are
+    /// none: then the files are all there is).
+    private func journalReader() -> Spool? {
+        let journal = spoolPath + "/journal"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: journal),
+              names.contains(where: { $0.hasSuffix(".jnl") }),
+              let spool = try? Spool(path: spoolPath)
+        else { return nil }
+        spool.includeJournalSegments()
+        return spool
     }
 }
 

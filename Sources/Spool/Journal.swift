@@ -502,6 +502,7 @@ final class SpoolJournal: @unchecked Sendable {
         while !stopping {
             condition.unlock()
             Thread.sleep(forTimeInterval: 0.25)
+            spool?.serveWriteOutRequests()
             condition.lock()
             if stopping { break }
             let now = Date().timeIntervalSince1970

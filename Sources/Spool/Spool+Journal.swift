@@ -68,6 +68,11 @@ extension Spool {
 
     var tombstoneDirectory: String { journalDirectory + "/removed" }
 
+    /// `journal/write-out/<id>`: empty files by which another process (`herald queue hold`
+    /// and the like) asks the running server to write those pending messages out now
+    /// rather than when their segment retires. The server removes each once done.
+    var writeOutRequestDirectory: String { journalDirectory + "/write-out" }
+
     /// Replays what an earlier process left in the journal (see SpoolJournal), then
     /// starts this process's journal: from now on `store` commits through it. Call once,
     /// at start-up, before `beginRecovery` and before anything is stored; without
@@ -199,6 +204,24 @@ extension Spool {
         return failed.count
     }
 
+    /// In the server: writes out (durably) each pending message another process asked for
+    /// in `journal/write-out/`, then removes the request; a request for a message not
+    /// pending (written out or removed meanwhile) is just removed.
+    func serveWriteOutRequests() {
+        guard let names = try? FileIO.list(writeOutRequestDirectory), !names.isEmpty else { return }
+        for name in names {
+            if let id = QueueID(name) {
+                do {
+                    _ = try MessageLock.withLock(lockPath, slot: id.lockSlot) { try writeOutLocked(id) }
+                } catch {
+                    logger.error("spool journal: cannot write out a message on request", metadata: ["queue_id": "\(id)", "error": "\(error)"])
+                    continue   // asked again at the next look
+                }
+            }
+            FileIO.unlinkQuietly(writeOutRequestDirectory + "/" + name)
+        }
+    }
+
     /// After `remove`'s unlinks: a D frame when the journal vouches for the message (so a
     /// replay after a reboot does not put it back), or, in a process without the journal
     /// (the CLI) while segments exist, a tombstone for a durable removal.
@@ -321,17 +344,33 @@ extension Spool {
     /// segment of an idle server holds no message and is not retired.) Then reads the
     /// segments afresh (see `includeJournalSegments`). Returns false if some were still
     /// there after `timeout` seconds (no server running to retire them, or a full disk).
+    ///
+    /// It first asks the server to write them out at once (`journal/write-out/`), which a
+    /// running server does within about a quarter of a second; the wait also ends when
+    /// every request has been served.
     public func waitForJournalWriteOut(of ids: [QueueID], timeout: TimeInterval) -> Bool {
         let wanted = Set(ids)
         let reading = (try? readSegments(bootID: "")) ?? SegmentReading()
         let names = Set(reading.found.filter { wanted.contains($0.id) }.map(\.segment))
+        var requests: [String] = []
+        if (try? FileIO.makeDirectory(writeOutRequestDirectory, owner: owner)) != nil {
+            for id in wanted {
+                let request = writeOutRequestDirectory + "/" + id.rawValue
+                if FileIO.exists(request) || (try? FileIO.writeNewFile(request, [], sync: false, owner: owner)) != nil {
+                    requests.append(request)
+                }
+            }
+        }
         let deadline = Date().addingTimeInterval(timeout)
         var left = Array(names)
         while !left.isEmpty {
             left = left.filter { FileIO.exists(journalDirectory + "/" + $0) }
-            if left.isEmpty { break }
-            if Date() >= deadline { return false }
-            Thread.sleep(forTimeInterval: 0.1)
+            if left.isEmpty || (requests.count == wanted.count && !requests.contains(where: FileIO.exists)) { break }
+            if Date() >= deadline {
+                for request in requests { FileIO.unlinkQuietly(request) }
+                return false
+            }
+            Thread.sleep(forTimeInterval: 0.05)
         }
         includeJournalSegments()
         return true

@@ -215,19 +215,28 @@ print(json.dumps({"status": status, "ct": ct, "body": raw.decode("utf-8", "repla
         return r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Every envelope in the spool's `queue/` with a campaign: recipient address → count.
+    /// Every envelope in the spool's `queue/` (those still only in the journal included):
+    /// recipient address → count.
     static func spoolCensus(_ herald: HeraldProcess) -> (byRecipient: [String: Int], envelopes: Int, unreadable: Int) {
         var counts: [String: Int] = [:]
-        var envelopes = 0, unreadable = 0
+        var unreadable = 0
         let root = herald.spoolPath + "/queue/"
+        var envelopes = herald.queuedEnvelopes()
+        let read = Set(envelopes.map(\.id.rawValue))
+        // Files the spool could not decode are counted as unreadable.
         for path in herald.spoolFiles("queue") where path.hasSuffix(".env") {
-            guard let data = FileManager.default.contents(atPath: root + path),
-                  let envelope = try? EnvelopeCoding.decode(Array(data))
-            else { unreadable += 1; continue }
-            envelopes += 1
+            let id = String((path as NSString).lastPathComponent.dropLast(4))
+            if read.contains(id) { continue }
+            if let data = FileManager.default.contents(atPath: root + path), let envelope = try? EnvelopeCoding.decode(Array(data)) {
+                envelopes.append(envelope)
+            } else {
+                unreadable += 1
+            }
+        }
+        for envelope in envelopes {
             for r in envelope.recipients { counts[r.address.lowercased(), default: 0] += 1 }
         }
-        return (counts, envelopes, unreadable)
+        return (counts, envelopes.count, unreadable)
     }
 
     /// Compares a census with the expected addresses: missing ones and duplicated ones.

@@ -271,6 +271,19 @@ struct JournalTests {
         #expect(throws: SpoolError.self) { try cli.remove(stored[3].0.id, from: .queue) }
         // Still the server's to deliver.
         #expect(try server.loadMessage(stored[3].0.id, in: .queue) == stored[3].1)
+
+        // Asked to (journal/write-out/), the server writes one out at once, long before its
+        // segment retires (10 minutes here); the other stays in the journal.
+        #expect(cli.waitForJournalWriteOut(of: [stored[2].0.id], timeout: 30))
+        #expect(try readFile(server.messagePath(stored[2].0.id, in: .queue)) == stored[2].1)
+        #expect(try EnvelopeCoding.decode(readFile(server.envelopePath(stored[2].0.id, in: .queue))) == stored[2].0)
+        #expect(!fileExists(server.envelopePath(stored[3].0.id, in: .queue)))
+        #expect(!cli.isOnlyInJournal(stored[2].0.id) && cli.isOnlyInJournal(stored[3].0.id))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory + "/journal/write-out")) ?? ["?"]).isEmpty,
+                "every request served and removed")
+        try cli.move(stored[2].0.id, from: .queue, to: .hold)
+        #expect(try cli.enumerate(.hold) == [stored[1].0.id, stored[2].0.id].sorted())
+        #expect(!server.isPendingInJournal(stored[2].0.id) && server.isPendingInJournal(stored[3].0.id))
     }
 
     @Test("a frame cut short or damaged ends the segment; the frames before it are read")
