@@ -121,6 +121,12 @@ public final class HeraldProcess: @unchecked Sendable {
     private var currentOptions: Options
     /// The temporary directory holding config, spool, log and TLS files.
     public let directory: String
+    /// Whether this server commits through the spool journal (its option, else
+    /// `HERALD_TEST_SPOOL_JOURNAL`, else the default: off).
+    public var usesSpoolJournal: Bool {
+        options.spoolJournal ?? ProcessInfo.processInfo.environment["HERALD_TEST_SPOOL_JOURNAL"].map { $0 == "1" } ?? false
+    }
+
     public var configPath: String { directory + "/herald.toml" }
     public var spoolPath: String { directory + "/spool" }
     public var logPath: String { directory + "/log/herald.log" }
