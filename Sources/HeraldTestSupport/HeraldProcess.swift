@@ -124,8 +124,12 @@ public final class HeraldProcess: @unchecked Sendable {
     /// Whether this server commits through the spool journal (its option, else
     /// `HERALD_TEST_SPOOL_JOURNAL`, else the default: off).
     public var usesSpoolJournal: Bool {
-        options.spoolJournal ?? ProcessInfo.processInfo.environment["HERALD_TEST_SPOOL_JOURNAL"].map { $0 == "1" } ?? false
+        options.spoolJournal ?? Self.spoolJournalDefault ?? false
     }
+
+    /// HERALD_TEST_SPOOL_JOURNAL=1|0 sets `[spool] journal` for every test that does not set
+    /// it itself.
+    static let spoolJournalDefault = ProcessInfo.processInfo.environment["HERALD_TEST_SPOOL_JOURNAL"].map { $0 == "1" }
 
     public var configPath: String { directory + "/herald.toml" }
     public var spoolPath: String { directory + "/spool" }
@@ -328,9 +332,7 @@ public final class HeraldProcess: @unchecked Sendable {
         for line in options.extraSMTP { t += line + "\n" }
         t += "\n[spool]\npath = \(q(spoolPath))\n"
         if let v = options.committers { t += "committers = \(v)\n" }
-        // HERALD_TEST_SPOOL_JOURNAL=1|0 sets it for every test that does not set it itself.
-        let journalDefault = ProcessInfo.processInfo.environment["HERALD_TEST_SPOOL_JOURNAL"].map { $0 == "1" }
-        if let v = options.spoolJournal ?? journalDefault { t += "journal = \(v)\n" }
+        if let v = options.spoolJournal ?? Self.spoolJournalDefault { t += "journal = \(v)\n" }
         t += "\n[log]\npath = \(q(directory + "/log"))\nlevel = \(q(options.logLevel))\n"
         t += "\n[http]\naddress = \(q(options.http ? (options.httpAddress ?? "127.0.0.1:0") : ""))\n"
         for line in options.extraHTTP { t += line + "\n" }

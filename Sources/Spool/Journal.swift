@@ -550,11 +550,14 @@ final class SpoolJournal: @unchecked Sendable {
         let ids = segment.ids.filter { inSegment[$0] == segment.sequence }
         condition.unlock()
         guard let spool else { return false }
-        let failures = spool.writeOut(ids)
-        var ok = failures == 0
+        spool.writeOut(ids)
+        condition.lock()
+        let unwritten = ids.filter { pending[$0]?.sequence == segment.sequence }.count
+        condition.unlock()
+        var ok = unwritten == 0
         if !ok {
             logger.error("spool journal: messages could not be written out; their segment is kept",
-                         metadata: ["segment": "\(segment.path)", "messages": "\(failures)"])
+                         metadata: ["segment": "\(segment.path)", "messages": "\(unwritten)"])
         }
         do { if !ids.isEmpty { try FileIO.syncFileSystem(spool.path) } } catch {
             ok = false

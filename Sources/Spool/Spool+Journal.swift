@@ -23,38 +23,20 @@ final class JournalHolder: @unchecked Sendable {
     }
 }
 
-/// A count kept by several threads.
-private final class Failures: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func add() {
-        lock.lock()
-        value += 1
-        lock.unlock()
-    }
-
-    var count: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-}
-
 /// What `includeJournalSegments` read, loaded at the first use.
 final class JournalSnapshotHolder: @unchecked Sendable {
     private let lock = NSLock()
-    private var load: (@Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8])])?
-    private var loaded: [QueueID: (envelope: [UInt8], message: [UInt8])]?
+    private var load: (@Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8], segment: String)])?
+    private var loaded: [QueueID: (envelope: [UInt8], message: [UInt8], segment: String)]?
 
-    func enable(_ load: @escaping @Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8])]) {
+    func enable(_ load: @escaping @Sendable () -> [QueueID: (envelope: [UInt8], message: [UInt8], segment: String)]) {
         lock.lock()
         self.load = load
         loaded = nil
         lock.unlock()
     }
 
-    var messages: [QueueID: (envelope: [UInt8], message: [UInt8])]? {
+    var messages: [QueueID: (envelope: [UInt8], message: [UInt8], segment: String)]? {
         lock.lock()
         defer { lock.unlock() }
         if loaded == nil, let load { loaded = load() }
@@ -188,20 +170,17 @@ extension Spool {
     }
 
     /// For a retiring segment: writes out those of `ids` still pending, on several threads,
-    /// without flushing them (see `writeOutLocked`); returns how many could not be.
-    func writeOut(_ ids: [QueueID]) -> Int {
-        let failed = Failures()
+    /// without flushing them (see `writeOutLocked`). One that could not be stays pending.
+    func writeOut(_ ids: [QueueID]) {
         forEachConcurrently(ids) { [self] id in
             do {
                 _ = try MessageLock.withLock(lockPath, slot: id.lockSlot) {
                     try writeOutLocked(id, durable: false)
                 }
             } catch {
-                failed.add()
                 logger.error("spool journal: cannot write out a message", metadata: ["queue_id": "\(id)", "error": "\(error)"])
             }
         }
-        return failed.count
     }
 
     /// In the server: writes out (durably) each pending message another process asked for
@@ -325,9 +304,9 @@ extension Spool {
     public func includeJournalSegments() {
         journalSnapshot.enable { [self] in
             guard let reading = try? readSegments(bootID: "") else { return [:] }
-            var messages: [QueueID: (envelope: [UInt8], message: [UInt8])] = [:]
+            var messages: [QueueID: (envelope: [UInt8], message: [UInt8], segment: String)] = [:]
             for item in reading.found where !reading.done.contains(item.id) && !reading.tombstones.contains(item.id) {
-                messages[item.id] = (item.envelope, item.message)
+                messages[item.id] = (item.envelope, item.message, item.segment)
             }
             return messages
         }
@@ -350,8 +329,7 @@ extension Spool {
     /// every request has been served.
     public func waitForJournalWriteOut(of ids: [QueueID], timeout: TimeInterval) -> Bool {
         let wanted = Set(ids)
-        let reading = (try? readSegments(bootID: "")) ?? SegmentReading()
-        let names = Set(reading.found.filter { wanted.contains($0.id) }.map(\.segment))
+        let names = Set(wanted.compactMap { journalSnapshot.messages?[$0]?.segment })
         var requests: [String] = []
         if (try? FileIO.makeDirectory(writeOutRequestDirectory, owner: owner)) != nil {
             for id in wanted {
@@ -382,7 +360,7 @@ extension Spool {
         guard let found = journalSnapshot.messages?[id] else { return nil }
         if FileIO.exists(envelopePath(id, in: .queue)) || FileIO.exists(envelopePath(id, in: .hold))
             || FileIO.exists(envelopePath(id, in: .corrupt)) { return nil }
-        return found
+        return (found.envelope, found.message)
     }
 
     /// Reads the segments an earlier process left (oldest first), puts right what a
