@@ -19,20 +19,29 @@ struct DiskFullTests {
         return true
     }()
 
+    /// A tmpfs of `size` (e.g. "256k") mounted on a new temporary directory, only root may
+    /// enter; nil, with the failure recorded, if the mount fails.
+    static func mountTmpfs(size: String, prefix: String) throws -> String? {
+        let mountPoint = try SpoolFixtures.makeTemporaryDirectory(prefix: prefix)
+        guard mount("tmpfs", mountPoint, "tmpfs", 0, "size=\(size),mode=0700") == 0 else {
+            Issue.record("mount failed: \(String(cString: strerror(errno)))")
+            rmdir(mountPoint)
+            return nil
+        }
+        return mountPoint
+    }
+
+    static func unmountTmpfs(_ mountPoint: String) {
+        umount2(mountPoint, 0)
+        rmdir(mountPoint)
+    }
+
     @Test(
         "store on a full disk throws isDiskFull and leaves no partial pair in queue/ and nothing in tmp/",
         .enabled(if: DiskFullTests.canMountTmpfs, "mounting a 256 KiB tmpfs needs root (mount fails with EPERM)"))
     func diskFull() async throws {
-        let mountPoint = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-full-disk")
-        guard mount("tmpfs", mountPoint, "tmpfs", 0, "size=256k,mode=0700") == 0 else {
-            Issue.record("mount failed: \(String(cString: strerror(errno)))")
-            rmdir(mountPoint)
-            return
-        }
-        defer {
-            umount2(mountPoint, 0)
-            rmdir(mountPoint)
-        }
+        guard let mountPoint = try Self.mountTmpfs(size: "256k", prefix: "herald-full-disk") else { return }
+        defer { Self.unmountTmpfs(mountPoint) }
         let spool = try Spool(path: mountPoint + "/spool")
         var committed: [QueueID: [UInt8]] = [:]
         var failures: [SpoolError] = []

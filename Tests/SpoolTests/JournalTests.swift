@@ -125,16 +125,8 @@ struct JournalTests {
     @Test("a full disk during write-out keeps the segment and its messages readable; written out once there is room",
           .enabled(if: DiskFullTests.canMountTmpfs, "mounting a tmpfs needs root (mount fails with EPERM)"))
     func writeOutOnFullDisk() async throws {
-        let mountPoint = try SpoolFixtures.makeTemporaryDirectory(prefix: "herald-journal-full")
-        guard mount("tmpfs", mountPoint, "tmpfs", 0, "size=512k,mode=0700") == 0 else {
-            Issue.record("mount failed: \(String(cString: strerror(errno)))")
-            rmdir(mountPoint)
-            return
-        }
-        defer {
-            umount2(mountPoint, 0)
-            rmdir(mountPoint)
-        }
+        guard let mountPoint = try DiskFullTests.mountTmpfs(size: "512k", prefix: "herald-journal-full") else { return }
+        defer { DiskFullTests.unmountTmpfs(mountPoint) }
         let directory = mountPoint + "/spool"
         let spool = try Self.spool(directory, boot: "boot-A", rotate: 0.2, retire: 0.2)
         try spool.startJournal()
